@@ -1,0 +1,60 @@
+"""The context vector a fusion policy observes for one request: defined here, once, feature by feature.
+
+Only what a real shop knows when the request arrives goes in (no hidden taste, intent or fatigue).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.scenario import DEVICES, SEGMENTS
+
+CONTEXT_FEATURES: tuple[tuple[str, float, float, str], ...] = (
+    ("bias", 1.0, 1.0, "always 1 (intercept for linear policies)"),
+    ("segment_new", 0.0, 1.0, "1 if the shopper's segment is 'new'"),
+    ("segment_casual", 0.0, 1.0, "1 if 'casual'"),
+    ("segment_loyal", 0.0, 1.0, "1 if 'loyal'"),
+    ("segment_bargain", 0.0, 1.0, "1 if 'bargain' (bargain hunter)"),
+    ("surface_search", 0.0, 1.0, "1 on the search surface, 0 on the home feed"),
+    ("device_mobile", 0.0, 1.0, "1 on the mobile web"),
+    ("device_app", 0.0, 1.0, "1 in the app (desktop when both device features are 0)"),
+    ("hour_sin", -1.0, 1.0, "sin(2 pi hour / 24), hour of the simulated day"),
+    ("hour_cos", -1.0, 1.0, "cos(2 pi hour / 24)"),
+    ("session_step", 0.0, 1.0, "min(requests earlier in this session, 20) / 20"),
+    ("history_length", 0.0, 1.0, "min(log1p(past purchases) / log1p(50), 1)"),
+    ("session_clicks", 0.0, 1.0, "min(clicks earlier in this session, 10) / 10"),
+    ("query_names_leaf", 0.0, 1.0, "1 if the search query names a leaf category"),
+)
+"""(name, low, high, meaning) of every context feature, in vector order."""
+
+CONTEXT_NAMES: tuple[str, ...] = tuple(f[0] for f in CONTEXT_FEATURES)
+CONTEXT_LOW = np.array([f[1] for f in CONTEXT_FEATURES], dtype=np.float32)
+CONTEXT_HIGH = np.array([f[2] for f in CONTEXT_FEATURES], dtype=np.float32)
+CONTEXT_DIM = len(CONTEXT_FEATURES)
+
+_SEGMENT0 = CONTEXT_NAMES.index("segment_new")
+_LOG_HISTORY_CAP = np.log1p(50.0)
+
+
+def build_contexts(segment: np.ndarray, is_search: np.ndarray, device: np.ndarray, day: np.ndarray | float,
+                   session_step: np.ndarray, n_purchases: np.ndarray, session_clicks: np.ndarray,
+                   query_names_leaf: np.ndarray) -> np.ndarray:
+    """Context vectors (B, CONTEXT_DIM) float32 for B requests; ``day`` is the simulated day (float)."""
+    b = len(segment)
+    out = np.zeros((b, CONTEXT_DIM), dtype=np.float32)
+    out[:, 0] = 1.0
+    out[np.arange(b), _SEGMENT0 + segment.astype(np.int64)] = 1.0
+    out[:, 5] = is_search
+    out[:, 6] = device == DEVICES.index("mobile")
+    out[:, 7] = device == DEVICES.index("app")
+    angle = 2.0 * np.pi * (np.asarray(day, dtype=np.float64) % 1.0)
+    out[:, 8] = np.sin(angle)
+    out[:, 9] = np.cos(angle)
+    out[:, 10] = np.minimum(session_step, 20) / 20.0
+    out[:, 11] = np.minimum(np.log1p(n_purchases) / _LOG_HISTORY_CAP, 1.0)
+    out[:, 12] = np.minimum(session_clicks, 10) / 10.0
+    out[:, 13] = query_names_leaf
+    return out
+
+
+assert len(SEGMENTS) == 4 and CONTEXT_NAMES[_SEGMENT0:_SEGMENT0 + 4] == tuple(f"segment_{s}" for s in SEGMENTS)

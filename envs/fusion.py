@@ -1,0 +1,80 @@
+"""Fusion: turn an action into arm weights, blend the arms' scores, and pick the slate.
+
+Blend: each arm's scores are standardised per request (z-score over the request's candidates), then
+summed with the request's weights: ``blended[b, c] = sum_a w[b, a] * (s_a[b, c] - mean_a[b]) / std_a[b]``.
+Slate: the top-k candidates by blended score, each item at most once.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+STD_FLOOR = 1e-6
+"""Added to each arm's per-request standard deviation (an arm with constant scores adds nothing)."""
+
+
+def simplex_grid(n_arms: int, resolution: int) -> np.ndarray:
+    """All weight vectors with entries in {0, 1/resolution, ..., 1} that sum to 1: (n_points, n_arms) float32,
+    one-hot points first (in arm order), then the rest in lexicographic order."""
+    if n_arms < 1:
+        raise ValueError(f"n_arms must be >= 1; got {n_arms}")
+    if resolution < 1:
+        raise ValueError(f"grid resolution must be >= 1; got {resolution}")
+    points = [p for p in itertools.product(range(resolution + 1), repeat=n_arms) if sum(p) == resolution]
+    points.sort(key=lambda p: (max(p) != resolution, [-x for x in p]))
+    return np.asarray(points, dtype=np.float32) / resolution
+
+
+def weights_from_continuous(action: np.ndarray, temperature: float = 3.0) -> np.ndarray:
+    """Map actions in [-1, 1]^A (B, A) onto the simplex with a softmax of ``temperature * action``."""
+    z = temperature * np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def blend(arm_scores: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Blended scores (B, C) float32 from per-arm scores [(B, C)] * A and weights (B, A).
+
+    Only the ranking within a request matters downstream, so the per-request constant
+    ``-sum_a w_a mean_a / std_a`` is dropped; when a single arm carries all the weight of every request
+    its raw scores are returned (a positive per-request rescaling does not change the ranking).
+    """
+    active = np.flatnonzero((weights != 0).any(axis=0))
+    if len(active) == 1:
+        return arm_scores[active[0]]
+    blended = np.zeros_like(arm_scores[0])
+    for a in active:
+        s = arm_scores[a]
+        mean = s.mean(axis=1, keepdims=True)
+        var = np.maximum((s * s).mean(axis=1, keepdims=True) - mean * mean, 0.0)
+        blended += (weights[:, a:a + 1] / (np.sqrt(var) + STD_FLOOR)) * s
+    return blended
+
+
+def _sortable(scores: np.ndarray) -> np.ndarray:
+    """float32 -> int32 with the same order (IEEE bits, negatives flipped)."""
+    bits = scores.view(np.int32)
+    return bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
+
+
+def select_slate(candidates: np.ndarray, blended: np.ndarray, k: int) -> np.ndarray:
+    """Top-``k`` distinct items (B, k) int32 by ``blended`` (B, C), best first; ties go to the larger item id.
+
+    Each request's score and item id are packed into one int64 key, so a candidate listed twice (same
+    item, same score) gives equal keys. The top ``2k`` keys are sorted and repeats dropped; since the
+    candidate stage lists an item at most twice, ``2k`` keys always hold ``k`` distinct items.
+    """
+    keys = _sortable(np.ascontiguousarray(blended, dtype=np.float32)).astype(np.int64)
+    keys <<= 32
+    keys |= candidates
+    m = min(2 * k, keys.shape[1])
+    top = np.partition(keys, keys.shape[1] - m, axis=1)[:, -m:]
+    top.sort(axis=1)
+    top = top[:, ::-1]
+    repeat = np.zeros(top.shape, dtype=bool)
+    repeat[:, 1:] = top[:, 1:] == top[:, :-1]
+    order = np.argsort(repeat, axis=1, kind="stable")[:, :k]
+    return (np.take_along_axis(top, order, axis=1) & 0xFFFFFFFF).astype(np.int32)

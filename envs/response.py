@@ -1,0 +1,135 @@
+"""The shopper response model: examination, clicks, purchases, satiation, fatigue and leaving.
+
+All functions act on B requests at once; a slate is (B, k) item ids, best first.
+
+Utility of slate item i for request b (``behaviour`` parameters in brackets)::
+
+    u = [taste_weight] * taste_b . latent_i / sqrt(d)
+      + [quality_weight] * quality_i
+      + [intent_weight] * 1{leaf_i == session intent}
+      + trend[leaf_i]                                          (scheduled trend shifts)
+      - [price_weight] * sensitivity_b * log(price_i / median price of leaf_i)
+      - [satiation_weight] * satiation_b[leaf_i]
+      + on search only: [query_weight] * relevance(query_b, i) - [search_offtopic_penalty] * 1{relevance == 0}
+
+where relevance is the fraction of the query's words found among the item's words. Attraction is
+``sigmoid([attraction_bias] + u)``.
+
+Examination: position-based model, P(examine slot k) = [examination_first] / log2(k + 1) ** decay with
+decay = [examination_decay] (+ [mobile_extra_decay] on mobile); a click needs examination and
+attraction, drawn independently (Richardson et al. 2007). Or the cascade model (Craswell et al. 2008):
+the shopper examines slot 1 with [examination_first], scans down, clicks the first attractive item and
+stops, and abandons the scan after each slot with [cascade_abandon].
+
+Purchase given click: ``sigmoid([purchase_bias] + 0.5 * (taste match + quality + intent)
+- [purchase_price_weight] * sensitivity * log relative price)``; revenue is the price of what is bought.
+
+Session: satiation_b[leaf] <- [satiation_decay] * satiation_b[leaf] + (share of the slate in leaf);
+fatigue_b += [fatigue_step] + [fatigue_repeat] * (mean satiation of the slate's leaves before the
+update); the shopper leaves with ``sigmoid(leave_bias[segment] + [fatigue_weight] * fatigue
+- [click_engagement] * 1{clicked})``, and after a purchase also with [leave_after_purchase].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.scenario import DEVICES, BehaviourParams
+from envs.world import Catalog
+
+MOBILE = DEVICES.index("mobile")
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass
+class SlateUtility:
+    """Per-slot terms for B requests x k slots, float32: ``attraction`` (B, k) in (0, 1) and
+    ``purchase_logit`` (B, k) (the logit of buying if clicked)."""
+
+    attraction: np.ndarray
+    purchase_logit: np.ndarray
+
+
+class ShopperModel:
+    """Vectorised response of shoppers to slates; holds the behaviour parameters and the catalog."""
+
+    def __init__(self, params: BehaviourParams, catalog: Catalog) -> None:
+        self.params = params
+        self.catalog = catalog
+        self.log_rel_price = catalog.log_relative_price
+        self.inv_sqrt_d = np.float32(1.0 / np.sqrt(catalog.latent.shape[1]))
+
+    def examination(self, device: np.ndarray, k: int) -> np.ndarray:
+        """P(examine slot) (B, k) float32 under the position-based model."""
+        p = self.params
+        decay = p.examination_decay + p.mobile_extra_decay * (device == MOBILE)
+        base = np.log2(np.arange(2, k + 2, dtype=np.float32))
+        return (p.examination_first * base[None, :] ** -decay[:, None].astype(np.float32)).astype(np.float32)
+
+    def utility(self, slate: np.ndarray, taste: np.ndarray, sensitivity: np.ndarray, intent_leaf: np.ndarray,
+                is_search: np.ndarray, query: np.ndarray, satiation: np.ndarray, trend: np.ndarray) -> SlateUtility:
+        """Attraction and purchase logits of ``slate`` (B, k) for shoppers with ``taste`` (B, d),
+        ``sensitivity`` (B,), session ``intent_leaf`` (B,), ``is_search`` (B,) bool, ``query`` (B, Q) word
+        ids (-1 = none), ``satiation`` (B, n_leaves) and the leaves' ``trend`` (n_leaves,) offsets."""
+        p, c = self.params, self.catalog
+        leaf = c.leaf[slate]
+        match = np.matmul(c.latent[slate], taste[:, :, None])[:, :, 0] * self.inv_sqrt_d
+        quality = c.quality[slate]
+        intent = (leaf == intent_leaf[:, None]).astype(np.float32)
+        price_term = sensitivity[:, None] * self.log_rel_price[slate]
+        sat = np.take_along_axis(satiation, leaf, axis=1)
+        u = (p.taste_weight * match + p.quality_weight * quality + p.intent_weight * intent + trend[leaf]
+             - p.price_weight * price_term - p.satiation_weight * sat)
+        if is_search.any():
+            relevance = self.relevance(query, slate)
+            u += is_search[:, None] * (p.query_weight * relevance - p.search_offtopic_penalty * (relevance == 0))
+        purchase_logit = p.purchase_bias + 0.5 * (match + quality + intent) - p.purchase_price_weight * price_term
+        return SlateUtility(attraction=sigmoid(p.attraction_bias + u).astype(np.float32),
+                            purchase_logit=purchase_logit.astype(np.float32))
+
+    def relevance(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Fraction of the query's words (B, Q) among each item's words, (B, k) float32; 0 for an empty query."""
+        words = self.catalog.tokens[items]  # (B, k, 4)
+        valid = query >= 0
+        hit = (words[:, :, None, :] == query[:, None, :, None]).any(axis=3) & valid[:, None, :]
+        return (hit.sum(axis=2) / np.maximum(valid.sum(axis=1), 1)[:, None]).astype(np.float32)
+
+    def clicks(self, rng: np.random.Generator, attraction: np.ndarray, device: np.ndarray) -> np.ndarray:
+        """Sampled clicks (B, k) bool under the scenario's click model."""
+        b, k = attraction.shape
+        if self.params.click_model == "pbm":
+            return rng.random((b, k), dtype=np.float32) < self.examination(device, k) * attraction
+        draws = rng.random((b, 2 * k + 1), dtype=np.float32)
+        attractive = draws[:, :k] < attraction
+        go_on = ~attractive & (draws[:, k:2 * k] >= self.params.cascade_abandon)
+        reached = np.empty((b, k), dtype=bool)
+        reached[:, 0] = draws[:, 2 * k] < self.params.examination_first
+        reached[:, 1:] = reached[:, :1] & np.logical_and.accumulate(go_on[:, :-1], axis=1)
+        return reached & attractive
+
+    def purchases(self, rng: np.random.Generator, clicks: np.ndarray, purchase_logit: np.ndarray) -> np.ndarray:
+        """Sampled purchases (B, k) bool: only clicked items can be bought."""
+        return clicks & (rng.random(clicks.shape, dtype=np.float32) < sigmoid(purchase_logit))
+
+    def update_session(self, rng: np.random.Generator, slate: np.ndarray, satiation: np.ndarray,
+                       fatigue: np.ndarray, leave_bias: np.ndarray, clicked: np.ndarray,
+                       bought: np.ndarray) -> np.ndarray:
+        """Update ``satiation`` (B, n_leaves) and ``fatigue`` (B,) in place after showing ``slate``;
+        return who leaves (B,) bool. ``leave_bias`` (B,) is the segment's, ``clicked``/``bought`` (B,) bool."""
+        p = self.params
+        b, k = slate.shape
+        n_leaves = satiation.shape[1]
+        leaf = self.catalog.leaf[slate]
+        repeat = np.take_along_axis(satiation, leaf, axis=1).mean(axis=1)
+        fatigue += p.fatigue_step + p.fatigue_repeat * repeat
+        shown = np.bincount((leaf + (np.arange(b) * n_leaves)[:, None]).ravel(), minlength=b * n_leaves)
+        satiation *= p.satiation_decay
+        satiation += shown.reshape(b, n_leaves).astype(np.float32) / k
+        leave_p = sigmoid(leave_bias + p.fatigue_weight * fatigue - p.click_engagement * clicked)
+        draws = rng.random((b, 2), dtype=np.float32)
+        return (draws[:, 0] < leave_p) | (bought & (draws[:, 1] < p.leave_after_purchase))

@@ -1,0 +1,281 @@
+"""The batched shop simulator: N shopper sessions step together, one request each per step, in numpy.
+
+Each of the N *slots* holds one shopper session. A step serves one request per slot: candidates ->
+arm scores -> blend with the given weights -> slate -> shopper response -> session update. A slot whose
+shopper left (``terminated``) or hit ``traffic.max_session_steps`` (``truncated``) gets a newly arrived
+shopper at once, so every step serves N requests. Simulated time advances by N / requests_per_day
+days per step, so the clock depends on requests served, not on N.
+
+Randomness: one ``numpy.random.Generator`` made by :meth:`BatchedSimulator.reset` from its seed. A
+seeded reset also restores the world's mutable state (tastes, histories, trending counts), so the same
+seed gives the same trajectory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.candidates import CandidateStage
+from envs.context import build_contexts
+from envs.fusion import blend, select_slate
+from envs.response import ShopperModel
+from envs.scenario import DEVICES, SEGMENTS, Scenario
+from envs.world import World
+from recommenders.base import Recommender, RequestBatch
+
+QUERY_WORDS = 3
+"""Query length: [top-category word, leaf word or -1, attribute word or -1]."""
+
+
+@dataclass
+class StepResult:
+    """Everything about the N requests a step served (first axis N), for rewards, ``info`` and logs.
+
+    ``requests``: what the shop knew; ``contexts`` (N, D) float32: what the policy saw; ``request_id``
+    (N,) int64; ``session_id`` (N,) int64; ``day`` float (simulated day of these requests); ``candidates``
+    (N, C) int32; ``arm_scores`` list of A arrays (N, C) float32; ``weights`` (N, A) float32; ``slate``
+    (N, k) int32; ``clicks``, ``purchased`` (N, k) bool; ``revenue`` (N,) float32 (price of what was
+    bought); ``reward`` (N,) float32; ``terminated`` (N,) bool (shopper left); ``truncated`` (N,) bool
+    (session time limit); ``final_contexts`` (N, D): the context the ended sessions would have shown next.
+    """
+
+    requests: RequestBatch
+    contexts: np.ndarray
+    request_id: np.ndarray
+    session_id: np.ndarray
+    day: float
+    candidates: np.ndarray
+    arm_scores: list[np.ndarray]
+    weights: np.ndarray
+    slate: np.ndarray
+    clicks: np.ndarray
+    purchased: np.ndarray
+    revenue: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    final_contexts: np.ndarray
+
+
+class BatchedSimulator:
+    """N concurrent shopper sessions in one simulated shop.
+
+    Args:
+        world: catalog, population and history (from :func:`envs.world.build_world`).
+        arms: fitted recommenders; their order is the order of the weights.
+        n_slots: concurrent sessions N (requests per step).
+    """
+
+    def __init__(self, world: World, arms: list[Recommender], n_slots: int = 1) -> None:
+        if n_slots < 1:
+            raise ValueError(f"n_slots must be >= 1; got {n_slots}")
+        if not arms:
+            raise ValueError("arms must hold at least one fitted recommender")
+        self.world = world
+        self.scenario: Scenario = world.scenario
+        self.arms = list(arms)
+        self.n_slots = n_slots
+        self.catalog = world.catalog
+        self.model = ShopperModel(self.scenario.behaviour, world.catalog)
+        self.candidate_stage = CandidateStage(self.scenario, world.catalog)
+        self.slate_size = self.scenario.candidates.slate_size
+        segs = [self.scenario.world.segments[s] for s in SEGMENTS]
+        self._leave_bias = np.array([s.leave_bias for s in segs], dtype=np.float32)
+        self._search_share = np.array([s.search_share for s in segs], dtype=np.float32)
+        self._device_cdf = np.cumsum([self.scenario.traffic.device_shares[d] for d in DEVICES])
+        self._activity_cdf = np.cumsum(world.population.activity, dtype=np.float64)
+        self._trend_shifts = self._plan_trend_shifts()
+        self.rng: np.random.Generator | None = None
+
+    @property
+    def n_arms(self) -> int:
+        return len(self.arms)
+
+    def _plan_trend_shifts(self) -> list[tuple[float, np.ndarray, float]]:
+        """(day, leaves, strength) of each trend_shift event; leaves drawn from the scenario seed."""
+        out = []
+        for i, event in enumerate(self.scenario.events):
+            if event.kind == "trend_shift":
+                rng = np.random.default_rng([self.scenario.seed, 0x7E4D, i])
+                n = min(event.n_leaves, self.catalog.n_leaves)
+                out.append((event.day, rng.choice(self.catalog.n_leaves, n, replace=False), event.strength))
+        return sorted(out, key=lambda e: e[0])
+
+    # ----------------------------------------------------------------------------------------- reset
+    def reset(self, seed: int | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Restart the shop at day 0 with fresh sessions; returns the first contexts (N, D).
+
+        Pass ``rng`` (used as is) or ``seed`` (a new Generator). Restores the world's mutable state.
+        """
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        pop = self.world.population
+        self.taste = pop.taste.copy()
+        self.n_purchases = pop.n_purchases.copy()
+        self.recent_items = pop.recent_items.copy()
+        self.requests_served = 0
+        self.next_session_id = 0
+        self.trend = np.zeros(self.catalog.n_leaves, dtype=np.float32)
+        self._next_shift = 0
+        hist = self.world.history
+        recent = hist["t"].to_numpy() >= -7.0
+        counts = np.bincount(hist["item_id"].to_numpy()[recent], minlength=self.catalog.n_items)
+        self.candidate_stage.reset(self.rng, counts.astype(np.float64), day=0.0)
+
+        n, n_leaves = self.n_slots, self.catalog.n_leaves
+        self.user = np.zeros(n, dtype=np.int32)
+        self.segment = np.zeros(n, dtype=np.int8)
+        self.device = np.zeros(n, dtype=np.int8)
+        self.intent = np.zeros(n, dtype=np.int32)
+        self.step_in_session = np.zeros(n, dtype=np.int32)
+        self.session_clicks = np.zeros(n, dtype=np.int32)
+        self.session_id = np.zeros(n, dtype=np.int64)
+        self.satiation = np.zeros((n, n_leaves), dtype=np.float32)
+        self.fatigue = np.zeros(n, dtype=np.float32)
+        self.start_sessions(np.arange(n))
+        return self._prepare_requests()
+
+    @property
+    def day(self) -> float:
+        """Simulated day of the next request."""
+        return self.requests_served / self.scenario.traffic.requests_per_day
+
+    def start_sessions(self, rows: np.ndarray) -> None:
+        """Replace the sessions in ``rows`` by newly arrived shoppers (the old sessions are dropped)."""
+        m = len(rows)
+        if m == 0:
+            return
+        rng = self.rng
+        u = rng.random((m, 2))
+        user = np.searchsorted(self._activity_cdf, u[:, 0] * self._activity_cdf[-1], side="right")
+        user = np.minimum(user, len(self._activity_cdf) - 1).astype(np.int32)
+        self.user[rows] = user
+        self.segment[rows] = self.world.population.segment[user]
+        self.device[rows] = np.searchsorted(self._device_cdf, u[:, 1] * self._device_cdf[-1], side="right")
+        # Session intent: a leaf drawn with probability ~ exp(1.5 * taste match + trend) (Gumbel-max).
+        affinity = self.taste[user] @ self.catalog.leaf_centroid.T * self.model.inv_sqrt_d
+        gumbel = -np.log(-np.log(rng.random(affinity.shape, dtype=np.float32) + 1e-12) + 1e-12)
+        self.intent[rows] = np.argmax(1.5 * affinity + self.trend + gumbel, axis=1)
+        self.step_in_session[rows] = 0
+        self.session_clicks[rows] = 0
+        self.session_id[rows] = self.next_session_id + np.arange(m)
+        self.next_session_id += m
+        self.satiation[rows] = 0.0
+        self.fatigue[rows] = 0.0
+
+    # ----------------------------------------------------------------------------------------- requests
+    def _prepare_requests(self) -> np.ndarray:
+        """Draw the next request of every slot (surface, query, recall leaves); returns contexts (N, D)."""
+        rng, c = self.rng, self.catalog
+        n = self.n_slots
+        u = rng.random((n, 6), dtype=np.float32)
+        is_search = u[:, 0] < self._search_share[self.segment]
+        vocab = c.vocab
+        n_leaf_per_top = self.scenario.world.n_leaf_per_top
+        names_leaf = is_search & (u[:, 1] < self.scenario.traffic.query_leaf_word)
+        query = np.full((n, QUERY_WORDS), -1, dtype=np.int32)
+        query[:, 0] = np.where(is_search, self.intent // n_leaf_per_top, -1)
+        query[:, 1] = np.where(names_leaf, vocab.leaf_offset + self.intent, -1)
+        noise = is_search & (u[:, 2] < self.scenario.traffic.query_noise)
+        query[:, 2] = np.where(noise, vocab.attribute_offset + (u[:, 3] * vocab.n_attributes).astype(np.int32), -1)
+
+        recent = self.recent_items[self.user]
+        last_leaf = np.where(recent[:, 0] >= 0, c.leaf[recent[:, 0]], -1)
+        guessed_leaf = (self.intent // n_leaf_per_top) * n_leaf_per_top + (u[:, 4] * n_leaf_per_top).astype(np.int32)
+        random_leaf = (u[:, 4] * c.n_leaves).astype(np.int32)
+        feed_leaf = np.where(last_leaf >= 0, last_leaf, random_leaf)
+        self.context_leaf = np.where(names_leaf, self.intent, np.where(is_search, guessed_leaf, feed_leaf))
+        n_valid = (recent >= 0).sum(axis=1)
+        pick = recent[np.arange(n), np.minimum((u[:, 5] * n_valid).astype(np.int64), recent.shape[1] - 1)]
+        self.shopper_leaf = np.where(n_valid > 0, c.leaf[np.maximum(pick, 0)], -1)
+
+        day = self.day
+        self.requests = RequestBatch(user_id=self.user.copy(), segment=self.segment.copy(),
+                                     surface=is_search.astype(np.int8), device=self.device.copy(), query=query,
+                                     recent_items=recent, t=np.full(n, day, dtype=np.float32),
+                                     session_step=self.step_in_session.copy())
+        self.contexts = build_contexts(self.segment, is_search, self.device, day, self.step_in_session,
+                                       self.n_purchases[self.user], self.session_clicks, names_leaf)
+        return self.contexts
+
+    # ----------------------------------------------------------------------------------------- step
+    def _apply_events(self, day: float) -> None:
+        while self._next_shift < len(self._trend_shifts) and self._trend_shifts[self._next_shift][0] <= day:
+            _, leaves, strength = self._trend_shifts[self._next_shift]
+            self.trend[:] = 0.0
+            self.trend[leaves] = strength
+            self._next_shift += 1
+        self.candidate_stage.maybe_rebuild(self.rng, day)
+
+    def step(self, weights: np.ndarray) -> StepResult:
+        """Serve the pending request of every slot with arm ``weights`` (N, A) (rows on the simplex)."""
+        if self.rng is None:
+            raise RuntimeError("call reset() before step()")
+        weights = np.asarray(weights, dtype=np.float32)
+        if weights.shape != (self.n_slots, self.n_arms):
+            raise ValueError(f"weights must have shape ({self.n_slots}, {self.n_arms}); got {weights.shape}")
+        rng, req, c, p = self.rng, self.requests, self.catalog, self.scenario.behaviour
+        day = self.day
+        self._apply_events(day)
+        candidates = self.candidate_stage.generate(rng, self.context_leaf, self.shopper_leaf)
+        arm_scores = [arm.score(req, candidates) for arm in self.arms]
+        slate = select_slate(candidates, blend(arm_scores, weights), self.slate_size)
+
+        is_search = req.surface.astype(bool)
+        utility = self.model.utility(slate, self.taste[self.user], self.world.population.price_sensitivity[self.user],
+                                     self.intent, is_search, req.query, self.satiation, self.trend)
+        clicks = self.model.clicks(rng, utility.attraction, self.device)
+        purchased = self.model.purchases(rng, clicks, utility.purchase_logit)
+        revenue = (c.price[slate] * purchased).sum(axis=1, dtype=np.float32)
+        clicked, bought = clicks.any(axis=1), purchased.any(axis=1)
+        left = self.model.update_session(rng, slate, self.satiation, self.fatigue, self._leave_bias[self.segment],
+                                         clicked, bought)
+        self._update_shoppers(slate, clicks, purchased, clicked, bought)
+
+        reward_kind = self.scenario.reward
+        reward = (clicks.sum(axis=1) if reward_kind == "clicks" else
+                  purchased.sum(axis=1) if reward_kind == "purchases" else revenue).astype(np.float32)
+        self.step_in_session += 1
+        self.session_clicks += clicks.sum(axis=1, dtype=np.int32)
+        terminated = left
+        truncated = ~left & (self.step_in_session >= self.scenario.traffic.max_session_steps)
+        request_id = self.requests_served + np.arange(self.n_slots, dtype=np.int64)
+        session_id = self.session_id.copy()
+        served_contexts = self.contexts
+        self.requests_served += self.n_slots
+
+        done = np.flatnonzero(terminated | truncated)
+        final_contexts = served_contexts.copy()
+        if len(done):
+            final_contexts[done] = build_contexts(
+                self.segment[done], is_search[done], self.device[done], self.day, self.step_in_session[done],
+                self.n_purchases[self.user[done]], self.session_clicks[done], served_contexts[done, 13])
+        self.start_sessions(done)
+        self._prepare_requests()
+        return StepResult(requests=req, contexts=served_contexts, request_id=request_id, session_id=session_id,
+                          day=day, candidates=candidates, arm_scores=arm_scores, weights=weights, slate=slate,
+                          clicks=clicks, purchased=purchased, revenue=revenue, reward=reward,
+                          terminated=terminated, truncated=truncated, final_contexts=final_contexts)
+
+    def _update_shoppers(self, slate: np.ndarray, clicks: np.ndarray, purchased: np.ndarray,
+                         clicked: np.ndarray, bought: np.ndarray) -> None:
+        """Recent items, purchase counts, taste drift toward purchases, trending counts."""
+        rows = np.flatnonzero(clicked)
+        if len(rows) == 0:
+            return
+        users = self.user[rows]
+        clicked_items = np.where(clicks[rows], slate[rows], -1)
+        merged = np.concatenate([clicked_items, self.recent_items[users]], axis=1)
+        order = np.argsort(merged < 0, axis=1, kind="stable")[:, :self.recent_items.shape[1]]
+        self.recent_items[users] = np.take_along_axis(merged, order, axis=1)
+        self.candidate_stage.record_clicks(slate[clicks])
+        buy_rows = np.flatnonzero(bought)
+        if len(buy_rows):
+            buyers = self.user[buy_rows]
+            n_bought = purchased[buy_rows].sum(axis=1)
+            self.n_purchases[buyers] += n_bought.astype(np.int32)
+            mask = purchased[buy_rows][:, :, None]
+            mean_latent = (self.catalog.latent[slate[buy_rows]] * mask).sum(axis=1) / n_bought[:, None]
+            drift = self.scenario.behaviour.taste_drift
+            self.taste[buyers] += drift * (mean_latent - self.taste[buyers])

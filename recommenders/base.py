@@ -1,0 +1,171 @@
+"""The recommender protocol: what every arm implements, and the tables it reads.
+
+An arm is fitted on an *interaction table* and the public *item table*, then scores batches of
+requests x candidates. It never sees the simulator's hidden state (item quality, shopper taste).
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+INTERACTION_COLUMNS: dict[str, str] = {
+    "user_id": "integer shopper id >= 0",
+    "item_id": "integer item id >= 0",
+    "t": "time in simulated days (float)",
+    "purchase": "bool: the click ended in a purchase",
+}
+"""Columns of an interaction table: one row per click (a purchase is a click with ``purchase`` true)."""
+
+
+class InteractionTableError(ValueError):
+    """A malformed interaction table; the message names the column."""
+
+
+def check_interactions(table: pd.DataFrame) -> pd.DataFrame:
+    """Validate an interaction table and return it with canonical dtypes.
+
+    Raises :class:`InteractionTableError` naming the first missing or malformed column.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise InteractionTableError(f"interactions must be a pandas DataFrame; got {type(table).__name__}")
+    if len(table) == 0:
+        raise InteractionTableError("interactions table is empty: nothing to fit on")
+    for column, meaning in INTERACTION_COLUMNS.items():
+        if column not in table.columns:
+            raise InteractionTableError(f"interactions table has no column '{column}' ({meaning}); "
+                                        f"columns are {list(table.columns)}")
+    out = {}
+    for column in ("user_id", "item_id"):
+        values = table[column].to_numpy()
+        if not np.issubdtype(values.dtype, np.integer):
+            raise InteractionTableError(f"interactions column '{column}' has dtype {values.dtype}: must be integer")
+        bad = np.flatnonzero(values < 0)
+        if len(bad):
+            raise InteractionTableError(f"interactions column '{column}' has negative id {values[bad[0]]} "
+                                        f"at row {bad[0]}")
+        out[column] = values.astype(np.int64)
+    t = table["t"].to_numpy()
+    if not np.issubdtype(t.dtype, np.number) or not np.all(np.isfinite(t)):
+        raise InteractionTableError("interactions column 't' must hold finite numbers (days)")
+    out["t"] = t.astype(np.float64)
+    purchase = table["purchase"].to_numpy()
+    if purchase.dtype != bool:
+        raise InteractionTableError(f"interactions column 'purchase' has dtype {purchase.dtype}: must be bool")
+    out["purchase"] = purchase
+    return pd.DataFrame(out)
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """Public item attributes (n = n_items): ``item_id`` (n,) int32; ``top``, ``leaf``, ``brand`` (n,) int32;
+    ``price`` (n,) float32; ``tokens`` (n, 4) int32 word ids in [0, vocab_size); ``launch_day`` (n,) float32."""
+
+    item_id: np.ndarray
+    top: np.ndarray
+    leaf: np.ndarray
+    brand: np.ndarray
+    price: np.ndarray
+    tokens: np.ndarray
+    launch_day: np.ndarray
+    vocab_size: int
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_id)
+
+
+@dataclass
+class RequestBatch:
+    """What the shop knows about B requests when it ranks (all arrays have first axis B).
+
+    ``user_id`` int32; ``segment`` int8 (index into ``envs.scenario.SEGMENTS``); ``surface`` int8
+    (0 = home feed, 1 = search); ``device`` int8; ``query`` (B, Q) int32 word ids, -1 = padding (all -1
+    on the feed); ``recent_items`` (B, R) int32, the shopper's recent clicks and purchases, most recent
+    first, -1 = none; ``t`` float32 simulated day; ``session_step`` int32 (0 for the first request).
+    """
+
+    user_id: np.ndarray
+    segment: np.ndarray
+    surface: np.ndarray
+    device: np.ndarray
+    query: np.ndarray
+    recent_items: np.ndarray
+    t: np.ndarray
+    session_step: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+
+class Recommender(abc.ABC):
+    """A base recommender (an arm). Subclasses set ``name`` and implement the four methods."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def fit(self, interactions: pd.DataFrame, items: ItemTable) -> "Recommender":
+        """Fit on an interaction table (see :data:`INTERACTION_COLUMNS`) and the public item table."""
+
+    @abc.abstractmethod
+    def score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
+        """Scores of ``candidates`` (B, C) int32 item ids for ``requests`` (len B): (B, C) float32,
+        higher = better. Item ids the model has never seen get a defined fallback score, never an error."""
+
+    @abc.abstractmethod
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this model (stored in its checkpoint)."""
+
+    @abc.abstractmethod
+    def state(self) -> dict[str, np.ndarray]:
+        """The fitted arrays."""
+
+    @abc.abstractmethod
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore the fitted arrays of :meth:`state`."""
+
+    def save(self, path: str | Path) -> None:
+        """Write weights + config atomically; readable with ``torch.load(path, weights_only=True)``."""
+        payload = {"name": self.name, "config": self.config(),
+                   "state": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.state().items()}}
+        atomic_torch_save(payload, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Recommender":
+        payload = torch.load(Path(path), weights_only=True)
+        if payload.get("name") != cls.name:
+            raise ValueError(f"checkpoint {path} holds a '{payload.get('name')}' model, not '{cls.name}'")
+        model = cls(**payload["config"])
+        model.load_state({k: v.numpy() for k, v in payload["state"].items()})
+        return model
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def lookup(values: np.ndarray, ids: np.ndarray, fallback: float) -> np.ndarray:
+    """``values[ids]`` as float32, with ``fallback`` where an id is outside ``values`` (unseen item)."""
+    if ids.size and (ids.max() >= len(values) or ids.min() < 0):
+        inside = (ids >= 0) & (ids < len(values))
+        out = np.full(ids.shape, fallback, dtype=np.float32)
+        out[inside] = values[ids[inside]]
+        return out
+    return np.take(values, ids).astype(np.float32, copy=False)

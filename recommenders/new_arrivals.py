@@ -1,0 +1,38 @@
+"""New arrivals: the newest items first, the shop's "just in" shelf."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recommenders.base import ItemTable, Recommender, RequestBatch, lookup
+
+
+class NewArrivals(Recommender):
+    """Score = the item's launch day (newer = higher), from the public item table; no interactions needed.
+
+    Ids beyond the fitted catalog are treated as launched on the newest known day (they are newer than
+    anything the model has seen).
+    """
+
+    name = "new_arrivals"
+
+    def __init__(self) -> None:
+        self.launch_day = np.zeros(0, dtype=np.float32)
+
+    def fit(self, interactions: pd.DataFrame | None, items: ItemTable) -> "NewArrivals":
+        self.launch_day = items.launch_day.astype(np.float32)
+        return self
+
+    def score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
+        newest = float(self.launch_day.max()) if len(self.launch_day) else 0.0
+        return lookup(self.launch_day, candidates, fallback=newest)
+
+    def config(self) -> dict:
+        return {}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"launch_day": self.launch_day}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.launch_day = state["launch_day"].astype(np.float32)
