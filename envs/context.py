@@ -10,7 +10,7 @@ import numpy as np
 from envs.scenario import DEVICES, SEGMENTS
 
 CONTEXT_FEATURES: tuple[tuple[str, float, float, str], ...] = (
-    ("bias", 1.0, 1.0, "always 1 (intercept for linear policies)"),
+    ("bias", 0.0, 1.0, "always 1 (intercept for linear policies)"),
     ("segment_new", 0.0, 1.0, "1 if the shopper's segment is 'new'"),
     ("segment_casual", 0.0, 1.0, "1 if 'casual'"),
     ("segment_loyal", 0.0, 1.0, "1 if 'loyal'"),

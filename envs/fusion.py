@@ -78,3 +78,57 @@ def select_slate(candidates: np.ndarray, blended: np.ndarray, k: int) -> np.ndar
     repeat[:, 1:] = top[:, 1:] == top[:, :-1]
     order = np.argsort(repeat, axis=1, kind="stable")[:, :k]
     return (np.take_along_axis(top, order, axis=1) & 0xFFFFFFFF).astype(np.int32)
+
+
+ACTION_MODES = ("arm", "grid", "weights", "simplex")
+
+
+class ActionMapper:
+    """How a policy's action becomes arm weights (B, A) on the simplex.
+
+    Modes: ``arm`` (Discrete(A): all weight on one arm), ``grid`` (Discrete(G): a point of
+    :func:`simplex_grid` at ``grid_resolution``), ``weights`` (Box([-1, 1]^A): softmax of
+    ``temperature * action``, the mode for PPO), ``simplex`` (Box([0, 1]^A): the action divided by its
+    sum, uniform when it sums to 0; for fixed blends).
+    """
+
+    def __init__(self, mode: str, n_arms: int, grid_resolution: int = 4, temperature: float = 3.0) -> None:
+        if mode not in ACTION_MODES:
+            raise ValueError(f"action_mode = {mode!r} is not allowed: must be one of {list(ACTION_MODES)}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0; got {temperature}")
+        self.mode, self.n_arms, self.temperature = mode, n_arms, float(temperature)
+        self.grid = simplex_grid(n_arms, grid_resolution) if mode == "grid" else np.eye(n_arms, dtype=np.float32)
+
+    @property
+    def discrete(self) -> bool:
+        return self.mode in ("arm", "grid")
+
+    @property
+    def n_actions(self) -> int:
+        """Number of discrete actions (arms or grid points); the action width A in continuous modes."""
+        return len(self.grid) if self.discrete else self.n_arms
+
+    def space(self):
+        import gymnasium as gym
+
+        if self.discrete:
+            return gym.spaces.Discrete(self.n_actions)
+        low = -1.0 if self.mode == "weights" else 0.0
+        return gym.spaces.Box(low=low, high=1.0, shape=(self.n_arms,), dtype=np.float32)
+
+    def to_weights(self, actions: np.ndarray) -> np.ndarray:
+        """Weights (B, A) float32 for a batch of actions: (B,) ints or (B, A) floats."""
+        actions = np.asarray(actions)
+        if self.discrete:
+            index = actions.astype(np.int64).reshape(-1)
+            if index.size and (index.min() < 0 or index.max() >= len(self.grid)):
+                bad = index[(index < 0) | (index >= len(self.grid))][0]
+                raise ValueError(f"action {bad} is out of range: must be in [0, {len(self.grid)})")
+            return self.grid[index]
+        actions = actions.reshape(-1, self.n_arms).astype(np.float32)
+        if self.mode == "weights":
+            return weights_from_continuous(actions, self.temperature)
+        clipped = np.clip(actions, 0.0, None)
+        total = clipped.sum(axis=1, keepdims=True)
+        return np.where(total > 0, clipped / np.where(total > 0, total, 1.0), np.float32(1.0 / self.n_arms))

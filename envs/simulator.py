@@ -134,7 +134,7 @@ class BatchedSimulator:
         self.satiation = np.zeros((n, n_leaves), dtype=np.float32)
         self.fatigue = np.zeros(n, dtype=np.float32)
         self.start_sessions(np.arange(n))
-        return self._prepare_requests()
+        return self.prepare_requests()
 
     @property
     def day(self) -> float:
@@ -165,7 +165,7 @@ class BatchedSimulator:
         self.fatigue[rows] = 0.0
 
     # ----------------------------------------------------------------------------------------- requests
-    def _prepare_requests(self) -> np.ndarray:
+    def prepare_requests(self) -> np.ndarray:
         """Draw the next request of every slot (surface, query, recall leaves); returns contexts (N, D)."""
         rng, c = self.rng, self.catalog
         n = self.n_slots
@@ -215,7 +215,7 @@ class BatchedSimulator:
         weights = np.asarray(weights, dtype=np.float32)
         if weights.shape != (self.n_slots, self.n_arms):
             raise ValueError(f"weights must have shape ({self.n_slots}, {self.n_arms}); got {weights.shape}")
-        rng, req, c, p = self.rng, self.requests, self.catalog, self.scenario.behaviour
+        rng, req, c = self.rng, self.requests, self.catalog
         day = self.day
         self._apply_events(day)
         candidates = self.candidate_stage.generate(rng, self.context_leaf, self.shopper_leaf)
@@ -252,7 +252,7 @@ class BatchedSimulator:
                 self.segment[done], is_search[done], self.device[done], self.day, self.step_in_session[done],
                 self.n_purchases[self.user[done]], self.session_clicks[done], served_contexts[done, 13])
         self.start_sessions(done)
-        self._prepare_requests()
+        self.prepare_requests()
         return StepResult(requests=req, contexts=served_contexts, request_id=request_id, session_id=session_id,
                           day=day, candidates=candidates, arm_scores=arm_scores, weights=weights, slate=slate,
                           clicks=clicks, purchased=purchased, revenue=revenue, reward=reward,
