@@ -36,25 +36,37 @@ _SEGMENT0 = CONTEXT_NAMES.index("segment_new")
 _LOG_HISTORY_CAP = np.log1p(50.0)
 
 
-def build_contexts(segment: np.ndarray, is_search: np.ndarray, device: np.ndarray, day: np.ndarray | float,
+def _static_rows() -> np.ndarray:
+    """Context columns 0-7 for every (segment, device) pair: (n_segments * n_devices, CONTEXT_DIM)."""
+    rows = np.zeros((len(SEGMENTS) * len(DEVICES), CONTEXT_DIM), dtype=np.float32)
+    for s in range(len(SEGMENTS)):
+        for d, device in enumerate(DEVICES):
+            row = rows[s * len(DEVICES) + d]
+            row[0] = 1.0
+            row[_SEGMENT0 + s] = 1.0
+            row[6] = device == "mobile"
+            row[7] = device == "app"
+    return rows
+
+
+_STATIC_ROWS = _static_rows()
+
+
+def build_contexts(segment: np.ndarray, is_search: np.ndarray, device: np.ndarray, day: float,
                    session_step: np.ndarray, n_purchases: np.ndarray, session_clicks: np.ndarray,
                    query_names_leaf: np.ndarray) -> np.ndarray:
-    """Context vectors (B, CONTEXT_DIM) float32 for B requests; ``day`` is the simulated day (float)."""
-    b = len(segment)
-    out = np.zeros((b, CONTEXT_DIM), dtype=np.float32)
-    out[:, 0] = 1.0
-    out[np.arange(b), _SEGMENT0 + segment.astype(np.int64)] = 1.0
+    """Context vectors (B, CONTEXT_DIM) float32 for B requests at simulated ``day`` (all arrays (B,))."""
+    out = _STATIC_ROWS[segment.astype(np.int64) * len(DEVICES) + device]
     out[:, 5] = is_search
-    out[:, 6] = device == DEVICES.index("mobile")
-    out[:, 7] = device == DEVICES.index("app")
-    angle = 2.0 * np.pi * (np.asarray(day, dtype=np.float64) % 1.0)
+    angle = 2.0 * np.pi * (day % 1.0)
     out[:, 8] = np.sin(angle)
     out[:, 9] = np.cos(angle)
-    out[:, 10] = np.minimum(session_step, 20) / 20.0
-    out[:, 11] = np.minimum(np.log1p(n_purchases) / _LOG_HISTORY_CAP, 1.0)
-    out[:, 12] = np.minimum(session_clicks, 10) / 10.0
+    out[:, 10] = np.minimum(session_step, 20) * np.float32(1 / 20)
+    out[:, 11] = np.minimum(np.log1p(n_purchases) * np.float32(1 / _LOG_HISTORY_CAP), 1.0)
+    out[:, 12] = np.minimum(session_clicks, 10) * np.float32(1 / 10)
     out[:, 13] = query_names_leaf
     return out
 
 
-assert len(SEGMENTS) == 4 and CONTEXT_NAMES[_SEGMENT0:_SEGMENT0 + 4] == tuple(f"segment_{s}" for s in SEGMENTS)
+assert CONTEXT_NAMES[_SEGMENT0:_SEGMENT0 + len(SEGMENTS)] == tuple(f"segment_{s}" for s in SEGMENTS)
+assert CONTEXT_NAMES[5:8] == ("surface_search", "device_mobile", "device_app")

@@ -42,7 +42,7 @@ def blend(arm_scores: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     ``-sum_a w_a mean_a / std_a`` is dropped; when a single arm carries all the weight of every request
     its raw scores are returned (a positive per-request rescaling does not change the ranking).
     """
-    active = np.flatnonzero((weights != 0).any(axis=0))
+    active = np.nonzero(weights.any(axis=0))[0]
     if len(active) == 1:
         return arm_scores[active[0]]
     blended = np.zeros_like(arm_scores[0])
@@ -76,8 +76,10 @@ def select_slate(candidates: np.ndarray, blended: np.ndarray, k: int) -> np.ndar
     top = top[:, ::-1]
     repeat = np.zeros(top.shape, dtype=bool)
     repeat[:, 1:] = top[:, 1:] == top[:, :-1]
-    order = np.argsort(repeat, axis=1, kind="stable")[:, :k]
-    return (np.take_along_axis(top, order, axis=1) & 0xFFFFFFFF).astype(np.int32)
+    if repeat.any():
+        order = np.argsort(repeat, axis=1, kind="stable")[:, :k]
+        top = top[np.arange(len(top))[:, None], order]
+    return (top[:, :k] & 0xFFFFFFFF).astype(np.int32)
 
 
 ACTION_MODES = ("arm", "grid", "weights", "simplex")

@@ -48,11 +48,13 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SlateUtility:
-    """Per-slot terms for B requests x k slots, float32: ``attraction`` (B, k) in (0, 1) and
-    ``purchase_logit`` (B, k) (the logit of buying if clicked)."""
+    """Per-slot terms for B requests x k slots, float32: ``attraction`` (B, k) in (0, 1),
+    ``purchase_logit`` (B, k) (the logit of buying if clicked) and ``satiation`` (B, k), the shopper's
+    satiation with each slot's leaf before this request."""
 
     attraction: np.ndarray
     purchase_logit: np.ndarray
+    satiation: np.ndarray
 
 
 class ShopperModel:
@@ -63,13 +65,17 @@ class ShopperModel:
         self.catalog = catalog
         self.log_rel_price = catalog.log_relative_price
         self.inv_sqrt_d = np.float32(1.0 / np.sqrt(catalog.latent.shape[1]))
+        self._examination: dict[int, np.ndarray] = {}
 
     def examination(self, device: np.ndarray, k: int) -> np.ndarray:
         """P(examine slot) (B, k) float32 under the position-based model."""
-        p = self.params
-        decay = p.examination_decay + p.mobile_extra_decay * (device == MOBILE)
-        base = np.log2(np.arange(2, k + 2, dtype=np.float32))
-        return (p.examination_first * base[None, :] ** -decay[:, None].astype(np.float32)).astype(np.float32)
+        table = self._examination.get(k)
+        if table is None:
+            p = self.params
+            decay = p.examination_decay + p.mobile_extra_decay * (np.arange(len(DEVICES)) == MOBILE)
+            base = np.log2(np.arange(2, k + 2, dtype=np.float64))
+            table = self._examination[k] = (p.examination_first * base[None, :] ** -decay[:, None]).astype(np.float32)
+        return table[device]
 
     def utility(self, slate: np.ndarray, taste: np.ndarray, sensitivity: np.ndarray, intent_leaf: np.ndarray,
                 is_search: np.ndarray, query: np.ndarray, satiation: np.ndarray, trend: np.ndarray) -> SlateUtility:
@@ -82,7 +88,7 @@ class ShopperModel:
         quality = c.quality[slate]
         intent = (leaf == intent_leaf[:, None]).astype(np.float32)
         price_term = sensitivity[:, None] * self.log_rel_price[slate]
-        sat = np.take_along_axis(satiation, leaf, axis=1)
+        sat = satiation.reshape(-1)[leaf + (np.arange(len(leaf)) * satiation.shape[1])[:, None]]
         u = (p.taste_weight * match + p.quality_weight * quality + p.intent_weight * intent + trend[leaf]
              - p.price_weight * price_term - p.satiation_weight * sat)
         if is_search.any():
@@ -90,7 +96,7 @@ class ShopperModel:
             u += is_search[:, None] * (p.query_weight * relevance - p.search_offtopic_penalty * (relevance == 0))
         purchase_logit = p.purchase_bias + 0.5 * (match + quality + intent) - p.purchase_price_weight * price_term
         return SlateUtility(attraction=sigmoid(p.attraction_bias + u).astype(np.float32),
-                            purchase_logit=purchase_logit.astype(np.float32))
+                            purchase_logit=purchase_logit.astype(np.float32), satiation=sat)
 
     def relevance(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Fraction of the query's words (B, Q) among each item's words, (B, k) float32; 0 for an empty query."""
@@ -116,20 +122,20 @@ class ShopperModel:
         """Sampled purchases (B, k) bool: only clicked items can be bought."""
         return clicks & (rng.random(clicks.shape, dtype=np.float32) < sigmoid(purchase_logit))
 
-    def update_session(self, rng: np.random.Generator, slate: np.ndarray, satiation: np.ndarray,
-                       fatigue: np.ndarray, leave_bias: np.ndarray, clicked: np.ndarray,
+    def update_session(self, rng: np.random.Generator, slate: np.ndarray, slate_satiation: np.ndarray,
+                       satiation: np.ndarray, fatigue: np.ndarray, leave_bias: np.ndarray, clicked: np.ndarray,
                        bought: np.ndarray) -> np.ndarray:
-        """Update ``satiation`` (B, n_leaves) and ``fatigue`` (B,) in place after showing ``slate``;
-        return who leaves (B,) bool. ``leave_bias`` (B,) is the segment's, ``clicked``/``bought`` (B,) bool."""
+        """Update ``satiation`` (B, n_leaves) and ``fatigue`` (B,) in place after showing ``slate`` (B, k)
+        whose leaves had ``slate_satiation`` (B, k) before; return who leaves (B,) bool. ``leave_bias``
+        (B,) is the segment's; ``clicked``/``bought`` (B,) bool say whether the request had a click/purchase."""
         p = self.params
         b, k = slate.shape
         n_leaves = satiation.shape[1]
-        leaf = self.catalog.leaf[slate]
-        repeat = np.take_along_axis(satiation, leaf, axis=1).mean(axis=1)
-        fatigue += p.fatigue_step + p.fatigue_repeat * repeat
-        shown = np.bincount((leaf + (np.arange(b) * n_leaves)[:, None]).ravel(), minlength=b * n_leaves)
+        fatigue += p.fatigue_step + (p.fatigue_repeat / k) * slate_satiation.sum(axis=1)
+        flat_leaf = self.catalog.leaf[slate] + (np.arange(b) * n_leaves)[:, None]
+        shown = np.bincount(flat_leaf.reshape(-1), minlength=b * n_leaves).reshape(b, n_leaves)
         satiation *= p.satiation_decay
-        satiation += shown.reshape(b, n_leaves).astype(np.float32) / k
+        satiation += shown * np.float32(1.0 / k)
         leave_p = sigmoid(leave_bias + p.fatigue_weight * fatigue - p.click_engagement * clicked)
         draws = rng.random((b, 2), dtype=np.float32)
         return (draws[:, 0] < leave_p) | (bought & (draws[:, 1] < p.leave_after_purchase))

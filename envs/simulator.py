@@ -167,32 +167,33 @@ class BatchedSimulator:
     # ----------------------------------------------------------------------------------------- requests
     def prepare_requests(self) -> np.ndarray:
         """Draw the next request of every slot (surface, query, recall leaves); returns contexts (N, D)."""
-        rng, c = self.rng, self.catalog
-        n = self.n_slots
-        u = rng.random((n, 6), dtype=np.float32)
+        c, traffic = self.catalog, self.scenario.traffic
+        n, n_leaf_per_top, vocab = self.n_slots, self.scenario.world.n_leaf_per_top, c.vocab
+        u = self.rng.random((n, 6), dtype=np.float32)
+        intent = self.intent
         is_search = u[:, 0] < self._search_share[self.segment]
-        vocab = c.vocab
-        n_leaf_per_top = self.scenario.world.n_leaf_per_top
-        names_leaf = is_search & (u[:, 1] < self.scenario.traffic.query_leaf_word)
-        query = np.full((n, QUERY_WORDS), -1, dtype=np.int32)
-        query[:, 0] = np.where(is_search, self.intent // n_leaf_per_top, -1)
-        query[:, 1] = np.where(names_leaf, vocab.leaf_offset + self.intent, -1)
-        noise = is_search & (u[:, 2] < self.scenario.traffic.query_noise)
-        query[:, 2] = np.where(noise, vocab.attribute_offset + (u[:, 3] * vocab.n_attributes).astype(np.int32), -1)
+        names_leaf = is_search & (u[:, 1] < traffic.query_leaf_word)
+        top = intent // n_leaf_per_top
+        attribute = vocab.attribute_offset + (u[:, 3] * vocab.n_attributes).astype(np.int32)
+        query = np.stack([np.where(is_search, top, -1), np.where(names_leaf, vocab.leaf_offset + intent, -1),
+                          np.where(is_search & (u[:, 2] < traffic.query_noise), attribute, -1)], axis=1)
 
+        # Recall leaves: the query's leaf (or a guess within its top category) on search, the last
+        # clicked item's leaf (or a random leaf) on the feed; and the leaf of a random recent item.
         recent = self.recent_items[self.user]
-        last_leaf = np.where(recent[:, 0] >= 0, c.leaf[recent[:, 0]], -1)
-        guessed_leaf = (self.intent // n_leaf_per_top) * n_leaf_per_top + (u[:, 4] * n_leaf_per_top).astype(np.int32)
-        random_leaf = (u[:, 4] * c.n_leaves).astype(np.int32)
-        feed_leaf = np.where(last_leaf >= 0, last_leaf, random_leaf)
-        self.context_leaf = np.where(names_leaf, self.intent, np.where(is_search, guessed_leaf, feed_leaf))
         n_valid = (recent >= 0).sum(axis=1)
-        pick = recent[np.arange(n), np.minimum((u[:, 5] * n_valid).astype(np.int64), recent.shape[1] - 1)]
-        self.shopper_leaf = np.where(n_valid > 0, c.leaf[np.maximum(pick, 0)], -1)
+        pick = (u[:, 5] * n_valid).astype(np.int64)
+        has_recent = n_valid > 0
+        recent_leaf = c.leaf[np.maximum(recent[np.arange(n), pick], 0)]
+        guess = np.where(is_search, top * n_leaf_per_top + (u[:, 4] * n_leaf_per_top).astype(np.int32),
+                         (u[:, 4] * c.n_leaves).astype(np.int32))
+        feed_leaf = np.where(has_recent, c.leaf[np.maximum(recent[:, 0], 0)], guess)
+        self.context_leaf = np.where(names_leaf, intent, np.where(is_search, guess, feed_leaf))
+        self.shopper_leaf = np.where(has_recent, recent_leaf, -1)
 
         day = self.day
         self.requests = RequestBatch(user_id=self.user.copy(), segment=self.segment.copy(),
-                                     surface=is_search.astype(np.int8), device=self.device.copy(), query=query,
+                                     surface=is_search.view(np.int8), device=self.device.copy(), query=query,
                                      recent_items=recent, t=np.full(n, day, dtype=np.float32),
                                      session_step=self.step_in_session.copy())
         self.contexts = build_contexts(self.segment, is_search, self.device, day, self.step_in_session,
@@ -229,8 +230,8 @@ class BatchedSimulator:
         purchased = self.model.purchases(rng, clicks, utility.purchase_logit)
         revenue = (c.price[slate] * purchased).sum(axis=1, dtype=np.float32)
         clicked, bought = clicks.any(axis=1), purchased.any(axis=1)
-        left = self.model.update_session(rng, slate, self.satiation, self.fatigue, self._leave_bias[self.segment],
-                                         clicked, bought)
+        left = self.model.update_session(rng, slate, utility.satiation, self.satiation, self.fatigue,
+                                         self._leave_bias[self.segment], clicked, bought)
         self._update_shoppers(slate, clicks, purchased, clicked, bought)
 
         reward_kind = self.scenario.reward
@@ -245,7 +246,7 @@ class BatchedSimulator:
         served_contexts = self.contexts
         self.requests_served += self.n_slots
 
-        done = np.flatnonzero(terminated | truncated)
+        done = np.nonzero(terminated | truncated)[0]
         final_contexts = served_contexts.copy()
         if len(done):
             final_contexts[done] = build_contexts(
@@ -261,7 +262,7 @@ class BatchedSimulator:
     def _update_shoppers(self, slate: np.ndarray, clicks: np.ndarray, purchased: np.ndarray,
                          clicked: np.ndarray, bought: np.ndarray) -> None:
         """Recent items, purchase counts, taste drift toward purchases, trending counts."""
-        rows = np.flatnonzero(clicked)
+        rows = np.nonzero(clicked)[0]
         if len(rows) == 0:
             return
         users = self.user[rows]
@@ -270,7 +271,7 @@ class BatchedSimulator:
         order = np.argsort(merged < 0, axis=1, kind="stable")[:, :self.recent_items.shape[1]]
         self.recent_items[users] = np.take_along_axis(merged, order, axis=1)
         self.candidate_stage.record_clicks(slate[clicks])
-        buy_rows = np.flatnonzero(bought)
+        buy_rows = np.nonzero(bought)[0]
         if len(buy_rows):
             buyers = self.user[buy_rows]
             n_bought = purchased[buy_rows].sum(axis=1)

@@ -163,7 +163,9 @@ def atomic_torch_save(obj: object, path: Path) -> None:
 
 def lookup(values: np.ndarray, ids: np.ndarray, fallback: float) -> np.ndarray:
     """``values[ids]`` as float32, with ``fallback`` where an id is outside ``values`` (unseen item)."""
-    if ids.size and (ids.max() >= len(values) or ids.min() < 0):
+    ids = np.asarray(ids)
+    # One pass finds negative and too-large ids alike: negatives are huge as unsigned.
+    if ids.size and ids.astype(np.int64, copy=False).view(np.uint64).max() >= len(values):
         inside = (ids >= 0) & (ids < len(values))
         out = np.full(ids.shape, fallback, dtype=np.float32)
         out[inside] = values[ids[inside]]

@@ -19,14 +19,14 @@ class NewArrivals(Recommender):
 
     def __init__(self) -> None:
         self.launch_day = np.zeros(0, dtype=np.float32)
+        self.newest = 0.0
 
     def fit(self, interactions: pd.DataFrame | None, items: ItemTable) -> "NewArrivals":
-        self.launch_day = items.launch_day.astype(np.float32)
+        self.load_state({"launch_day": items.launch_day})
         return self
 
     def score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
-        newest = float(self.launch_day.max()) if len(self.launch_day) else 0.0
-        return lookup(self.launch_day, candidates, fallback=newest)
+        return lookup(self.launch_day, candidates, fallback=self.newest)
 
     def config(self) -> dict:
         return {}
@@ -36,3 +36,4 @@ class NewArrivals(Recommender):
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.launch_day = state["launch_day"].astype(np.float32)
+        self.newest = float(self.launch_day.max()) if len(self.launch_day) else 0.0
