@@ -7,8 +7,6 @@ requests x candidates. It never sees the simulator's hidden state (item quality,
 from __future__ import annotations
 
 import abc
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -16,6 +14,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
+
+from recommenders.io import atomic_target
 
 INTERACTION_COLUMNS: dict[str, str] = {
     "user_id": "integer shopper id >= 0",
@@ -149,16 +149,9 @@ class Recommender(abc.ABC):
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` to a temporary file beside ``path``, then rename over ``path``."""
+    with atomic_target(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def lookup(values: np.ndarray, ids: np.ndarray, fallback: float) -> np.ndarray:

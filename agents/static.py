@@ -1,0 +1,84 @@
+"""Static policies: the logging policy (uniform random), a single arm, a fixed blend."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.base import Policy, check_batch
+
+
+class UniformRandom(Policy):
+    """Each request gets one of ``n_actions`` actions (arms or grid points) uniformly at random;
+    propensity 1 / n_actions. The logging policy for off-policy evaluation.
+
+    Args:
+        n_actions: number of arms (``action_mode="arm"``) or grid points (``"grid"``), >= 1.
+        action_mode: "arm" or "grid".
+        seed: seed of the policy's own Generator.
+    """
+
+    name = "uniform"
+
+    def __init__(self, n_actions: int, action_mode: str = "arm", seed: int | None = None) -> None:
+        if n_actions < 1:
+            raise ValueError(f"n_actions must be >= 1; got {n_actions}")
+        if action_mode not in ("arm", "grid"):
+            raise ValueError(f"action_mode = {action_mode!r} is not allowed: must be 'arm' or 'grid'")
+        self.n_actions, self.action_mode, self.seed = n_actions, action_mode, seed
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_batch(contexts)
+        actions = self.rng.integers(0, self.n_actions, len(contexts))
+        return actions, np.full(len(contexts), 1.0 / self.n_actions)
+
+    def config(self) -> dict:
+        return {"n_actions": self.n_actions, "action_mode": self.action_mode, "seed": self.seed}
+
+
+class SingleArm(Policy):
+    """Always the same arm; propensity 1.
+
+    Args:
+        arm: arm index, 0 <= arm < n_arms.
+        n_arms: number of arms.
+    """
+
+    name = "single_arm"
+    action_mode = "arm"
+
+    def __init__(self, arm: int, n_arms: int) -> None:
+        if not 0 <= arm < n_arms:
+            raise ValueError(f"arm must be in [0, {n_arms}); got {arm}")
+        self.arm, self.n_arms = arm, n_arms
+
+    def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_batch(contexts)
+        return np.full(len(contexts), self.arm, dtype=np.int64), np.ones(len(contexts))
+
+    def config(self) -> dict:
+        return {"arm": self.arm, "n_arms": self.n_arms}
+
+
+class FixedBlend(Policy):
+    """The same arm weights for every request (the blend "determined by experiment"); propensity 1.
+
+    Args:
+        weights: one non-negative weight per arm, not all zero; normalised to sum to 1.
+    """
+
+    name = "fixed_blend"
+    action_mode = "simplex"
+
+    def __init__(self, weights: list[float]) -> None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1 or len(w) == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"weights must be non-negative numbers, one per arm, not all zero; got {list(weights)}")
+        self.weights = (w / w.sum()).astype(np.float32)
+
+    def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_batch(contexts)
+        return np.repeat(self.weights[None, :], len(contexts), axis=0), np.ones(len(contexts))
+
+    def config(self) -> dict:
+        return {"weights": [float(x) for x in self.weights]}

@@ -1,0 +1,139 @@
+"""Interaction logs: Parquet, one row per request, written in chunks, each file atomically.
+
+A log is a folder of ``part-NNNNN.parquet`` files (readable as one table with ``pandas.read_parquet
+(folder)``, polars or duckdb). Columns, in order:
+
+| column | type | meaning |
+|---|---|---|
+| request_id | int64 | global request counter (0, 1, ...) |
+| t | float64 | simulated day of the request |
+| session_id | int64 | shopper session |
+| session_step | int32 | requests earlier in the session |
+| user_id | int32 | shopper |
+| segment, surface, device | dictionary<string> | shopper segment, "feed"/"search", device |
+| query | list<int32> | query word ids (empty on the feed) |
+| context_<feature> | float32 | the context vector the policy saw (``envs.context.CONTEXT_NAMES``) |
+| action | int64 | arm or grid index; -1 for continuous actions (see weights_*) |
+| propensity | float64 | probability (density) of the action under the logging policy |
+| weights_<arm> | float32 | the arm weights the action mapped to |
+| slate | list<int32> | item ids shown, best first |
+| clicks | list<int8> | 1 where the slot was clicked |
+| purchased | list<int8> | 1 where the slot was bought |
+| purchases | int32 | items bought |
+| revenue | float32 | price of the items bought |
+| reward | float32 | the scenario's reward |
+| terminated, truncated | bool | the shopper left / the session hit its time limit after this request |
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from envs.context import CONTEXT_NAMES
+from envs.scenario import DEVICES, SEGMENTS
+from envs.simulator import StepResult
+from recommenders.io import atomic_target
+
+SURFACES = ("feed", "search")
+
+
+def _dictionary(indices: np.ndarray, values: tuple[str, ...]) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int8)), pa.array(values))
+
+
+def _fixed_lists(values: np.ndarray, arrow_type: pa.DataType) -> pa.ListArray:
+    n, k = values.shape
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), type=arrow_type))
+
+
+def _ragged_lists(values: np.ndarray) -> pa.ListArray:
+    """(n, m) with -1 padding -> list<int32> of the non-negative entries of each row."""
+    valid = values >= 0
+    offsets = np.concatenate([[0], np.cumsum(valid.sum(axis=1))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values[valid].astype(np.int32)))
+
+
+def step_table(result: StepResult, actions: np.ndarray, propensities: np.ndarray, arm_names: list[str]) -> pa.Table:
+    """The log rows (one per request) of one simulator step."""
+    req = result.requests
+    n = len(req)
+    actions = np.asarray(actions)
+    action = actions.astype(np.int64) if actions.ndim == 1 else np.full(n, -1, dtype=np.int64)
+    columns: dict[str, pa.Array] = {
+        "request_id": pa.array(result.request_id),
+        "t": pa.array(np.full(n, result.day, dtype=np.float64)),
+        "session_id": pa.array(result.session_id),
+        "session_step": pa.array(req.session_step.astype(np.int32)),
+        "user_id": pa.array(req.user_id.astype(np.int32)),
+        "segment": _dictionary(req.segment, SEGMENTS),
+        "surface": _dictionary(req.surface, SURFACES),
+        "device": _dictionary(req.device, DEVICES),
+        "query": _ragged_lists(req.query),
+    }
+    for j, name in enumerate(CONTEXT_NAMES):
+        columns[f"context_{name}"] = pa.array(result.contexts[:, j])
+    columns["action"] = pa.array(action)
+    columns["propensity"] = pa.array(np.asarray(propensities, dtype=np.float64))
+    for j, name in enumerate(arm_names):
+        columns[f"weights_{name}"] = pa.array(result.weights[:, j])
+    columns["slate"] = _fixed_lists(result.slate.astype(np.int32), pa.int32())
+    columns["clicks"] = _fixed_lists(result.clicks.astype(np.int8), pa.int8())
+    columns["purchased"] = _fixed_lists(result.purchased.astype(np.int8), pa.int8())
+    columns["purchases"] = pa.array(result.purchased.sum(axis=1).astype(np.int32))
+    columns["revenue"] = pa.array(result.revenue)
+    columns["reward"] = pa.array(result.reward)
+    columns["terminated"] = pa.array(result.terminated)
+    columns["truncated"] = pa.array(result.truncated)
+    return pa.table(columns)
+
+
+def atomic_write_parquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` atomically (readers skip the hidden temporary file)."""
+    with atomic_target(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+class InteractionLogWriter:
+    """Buffers step tables and writes ``part-NNNNN.parquet`` files of about ``chunk_rows`` rows.
+
+    Memory stays bounded by one chunk whatever the number of requests.
+    """
+
+    def __init__(self, folder: str | Path, arm_names: list[str], chunk_rows: int = 500_000) -> None:
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be >= 1; got {chunk_rows}")
+        self.folder = Path(folder)
+        self.arm_names = list(arm_names)
+        self.chunk_rows = chunk_rows
+        self.parts: list[Path] = []
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self.rows_written = 0
+
+    def append(self, result: StepResult, actions: np.ndarray, propensities: np.ndarray,
+               limit: int | None = None) -> None:
+        """Buffer the rows of one step (only the first ``limit`` requests when given)."""
+        table = step_table(result, actions, propensities, self.arm_names)
+        if limit is not None:
+            table = table.slice(0, limit)
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        if self._buffered >= self.chunk_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        path = self.folder / f"part-{len(self.parts):05d}.parquet"
+        atomic_write_parquet(pa.concat_tables(self._buffer), path)
+        self.parts.append(path)
+        self.rows_written += self._buffered
+        self._buffer, self._buffered = [], 0
+
+    def close(self) -> None:
+        self.flush()
