@@ -101,7 +101,7 @@ class BehaviourParams(_Strict):
     satiation_weight: float = Field(1.5, ge=0.0, description="utility lost per unit of category satiation")
     satiation_decay: float = Field(0.7, ge=0.0, le=1.0, description="satiation kept from one request to the next")
     fatigue_step: float = Field(0.05, ge=0.0, description="fatigue added by every request")
-    fatigue_repeat: float = Field(0.6, ge=0.0, description="fatigue added per unit of mean satiation of the slate")
+    fatigue_repeat: float = Field(0.25, ge=0.0, description="fatigue added per unit of mean satiation of the slate")
     fatigue_weight: float = Field(2.0, ge=0.0, description="leave logit per unit of fatigue")
     click_engagement: float = Field(0.8, ge=0.0, description="leave logit removed by a click in the request")
     leave_after_purchase: float = Field(0.3, ge=0.0, le=1.0, description="P(leave) right after a purchase")
