@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from envs.scenario import Scenario
-from envs.world import Catalog, on_sale_counts
+from envs.world import Catalog
 
 N_PERMUTATIONS = 4
 """Random orders kept per pool; each request picks one per block."""
@@ -85,9 +85,9 @@ class CandidateStage:
 
     def _build(self, rng: np.random.Generator, day: float) -> None:
         catalog = self.catalog
-        self.leaf_on_sale = on_sale_counts(catalog, day)
         on_sale = np.flatnonzero(catalog.launch_day <= day).astype(np.int32)
-        leaf_pool, self.leaf_base, _ = _doubled_permutations(rng, on_sale, catalog.leaf[on_sale], catalog.n_leaves)
+        leaf_pool, leaf_base, leaf_sizes = _doubled_permutations(rng, on_sale, catalog.leaf[on_sale],
+                                                                 catalog.n_leaves)
 
         size = self.params.trending_size
         jitter = rng.random(len(on_sale)) * 1e-9  # random order among equal counts
@@ -99,9 +99,9 @@ class CandidateStage:
         rest_pool, rest_base, rest_sizes = _doubled_permutations(rng, on_sale[order], group[order], 2)
         self.trending_list = on_sale[is_trending]
         self.pool = np.concatenate([leaf_pool, rest_pool])
-        self.trending_base = rest_base[0] + len(leaf_pool)
-        self.random_base = rest_base[1] + len(leaf_pool)
-        self.n_trending, self.n_random = int(rest_sizes[0]), int(rest_sizes[1])
+        # One table for all blocks: rows 0..L-1 are the leaves, row L the trending list, row L+1 the rest.
+        self.segment_base = np.concatenate([leaf_base, rest_base + len(leaf_pool)])
+        self.segment_size = np.concatenate([leaf_sizes, rest_sizes])
 
     def generate(self, rng: np.random.Generator, context_leaf: np.ndarray, shopper_leaf: np.ndarray) -> np.ndarray:
         """Candidates (B, C) int32 for B requests with the given context and shopper leaves (B,) int.
@@ -111,16 +111,14 @@ class CandidateStage:
         n_leaves = self.catalog.n_leaves
         b = len(context_leaf)
         u = rng.random((b, 9))
-        perm = (u[:, 4:8] * N_PERMUTATIONS).astype(np.int64)
         other = (context_leaf + 1 + (u[:, 8] * (n_leaves - 1)).astype(np.int64)) % n_leaves
-        shopper_leaf = np.where((shopper_leaf == context_leaf) | (shopper_leaf < 0), other, shopper_leaf)
-        starts = np.empty((b, 4), dtype=np.int64)
-        starts[:, 0] = (self.leaf_base[context_leaf, perm[:, 0]]
-                        + (u[:, 0] * self.leaf_on_sale[context_leaf]).astype(np.int64))
-        starts[:, 1] = (self.leaf_base[shopper_leaf, perm[:, 1]]
-                        + (u[:, 1] * self.leaf_on_sale[shopper_leaf]).astype(np.int64))
-        starts[:, 2] = self.trending_base[perm[:, 2]] + (u[:, 2] * self.n_trending).astype(np.int64)
-        starts[:, 3] = self.random_base[perm[:, 3]] + (u[:, 3] * self.n_random).astype(np.int64)
+        segment = np.empty((b, 4), dtype=np.int64)
+        segment[:, 0] = context_leaf
+        segment[:, 1] = np.where((shopper_leaf == context_leaf) | (shopper_leaf < 0), other, shopper_leaf)
+        segment[:, 2] = n_leaves
+        segment[:, 3] = n_leaves + 1
+        perm = (u[:, 4:8] * N_PERMUTATIONS).astype(np.int64)
+        starts = self.segment_base[segment, perm] + (u[:, :4] * self.segment_size[segment]).astype(np.int64)
         positions = np.repeat(starts, self.block_sizes, axis=1)
         positions += self._within
         return self.pool[positions]

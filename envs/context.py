@@ -52,11 +52,17 @@ def _static_rows() -> np.ndarray:
 _STATIC_ROWS = _static_rows()
 
 
-def build_contexts(segment: np.ndarray, is_search: np.ndarray, device: np.ndarray, day: float,
-                   session_step: np.ndarray, n_purchases: np.ndarray, session_clicks: np.ndarray,
-                   query_names_leaf: np.ndarray) -> np.ndarray:
-    """Context vectors (B, CONTEXT_DIM) float32 for B requests at simulated ``day`` (all arrays (B,))."""
-    out = _STATIC_ROWS[segment.astype(np.int64) * len(DEVICES) + device]
+def static_context(segment: np.ndarray, device: np.ndarray) -> np.ndarray:
+    """The columns that stay fixed during a session (bias, segment, device): (B, CONTEXT_DIM) float32,
+    the other columns zero. ``segment`` and ``device`` are (B,) indices."""
+    return _STATIC_ROWS[segment.astype(np.int64) * len(DEVICES) + device]
+
+
+def build_contexts(static: np.ndarray, is_search: np.ndarray, day: float, session_step: np.ndarray,
+                   n_purchases: np.ndarray, session_clicks: np.ndarray, query_names_leaf: np.ndarray) -> np.ndarray:
+    """Context vectors (B, CONTEXT_DIM) float32 for B requests at simulated ``day``: ``static`` (B, D) from
+    :func:`static_context`, the rest (B,) arrays."""
+    out = static.copy()
     out[:, 5] = is_search
     angle = 2.0 * np.pi * (day % 1.0)
     out[:, 8] = np.sin(angle)

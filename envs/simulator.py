@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.candidates import CandidateStage
-from envs.context import build_contexts
+from envs.context import CONTEXT_DIM, build_contexts, static_context
 from envs.fusion import blend, select_slate
 from envs.response import ShopperModel
 from envs.scenario import DEVICES, SEGMENTS, Scenario
@@ -133,6 +133,11 @@ class BatchedSimulator:
         self.session_id = np.zeros(n, dtype=np.int64)
         self.satiation = np.zeros((n, n_leaves), dtype=np.float32)
         self.fatigue = np.zeros(n, dtype=np.float32)
+        # per-session constants, set when a session starts
+        self.static_context = np.zeros((n, CONTEXT_DIM), dtype=np.float32)
+        self.search_share = np.zeros(n, dtype=np.float32)
+        self.leave_bias = np.zeros(n, dtype=np.float32)
+        self.intent_top = np.zeros(n, dtype=np.int32)
         self.start_sessions(np.arange(n))
         return self.prepare_requests()
 
@@ -151,12 +156,18 @@ class BatchedSimulator:
         user = np.searchsorted(self._activity_cdf, u[:, 0] * self._activity_cdf[-1], side="right")
         user = np.minimum(user, len(self._activity_cdf) - 1).astype(np.int32)
         self.user[rows] = user
-        self.segment[rows] = self.world.population.segment[user]
-        self.device[rows] = np.searchsorted(self._device_cdf, u[:, 1] * self._device_cdf[-1], side="right")
+        segment = self.world.population.segment[user]
+        device = np.searchsorted(self._device_cdf, u[:, 1] * self._device_cdf[-1], side="right")
+        self.segment[rows], self.device[rows] = segment, device
+        self.static_context[rows] = static_context(segment, device)
+        self.search_share[rows] = self._search_share[segment]
+        self.leave_bias[rows] = self._leave_bias[segment]
         # Session intent: a leaf drawn with probability ~ exp(1.5 * taste match + trend) (Gumbel-max).
         affinity = self.taste[user] @ self.catalog.leaf_centroid.T * self.model.inv_sqrt_d
         gumbel = -np.log(-np.log(rng.random(affinity.shape, dtype=np.float32) + 1e-12) + 1e-12)
-        self.intent[rows] = np.argmax(1.5 * affinity + self.trend + gumbel, axis=1)
+        intent = np.argmax(1.5 * affinity + self.trend + gumbel, axis=1)
+        self.intent[rows] = intent
+        self.intent_top[rows] = intent // self.scenario.world.n_leaf_per_top
         self.step_in_session[rows] = 0
         self.session_clicks[rows] = 0
         self.session_id[rows] = self.next_session_id + np.arange(m)
@@ -171,9 +182,9 @@ class BatchedSimulator:
         n, n_leaf_per_top, vocab = self.n_slots, self.scenario.world.n_leaf_per_top, c.vocab
         u = self.rng.random((n, 6), dtype=np.float32)
         intent = self.intent
-        is_search = u[:, 0] < self._search_share[self.segment]
+        is_search = u[:, 0] < self.search_share
         names_leaf = is_search & (u[:, 1] < traffic.query_leaf_word)
-        top = intent // n_leaf_per_top
+        top = self.intent_top
         attribute = vocab.attribute_offset + (u[:, 3] * vocab.n_attributes).astype(np.int32)
         query = np.stack([np.where(is_search, top, -1), np.where(names_leaf, vocab.leaf_offset + intent, -1),
                           np.where(is_search & (u[:, 2] < traffic.query_noise), attribute, -1)], axis=1)
@@ -196,7 +207,7 @@ class BatchedSimulator:
                                      surface=is_search.view(np.int8), device=self.device.copy(), query=query,
                                      recent_items=recent, t=np.full(n, day, dtype=np.float32),
                                      session_step=self.step_in_session.copy())
-        self.contexts = build_contexts(self.segment, is_search, self.device, day, self.step_in_session,
+        self.contexts = build_contexts(self.static_context, is_search, day, self.step_in_session,
                                        self.n_purchases[self.user], self.session_clicks, names_leaf)
         return self.contexts
 
@@ -231,7 +242,7 @@ class BatchedSimulator:
         revenue = (c.price[slate] * purchased).sum(axis=1, dtype=np.float32)
         clicked, bought = clicks.any(axis=1), purchased.any(axis=1)
         left = self.model.update_session(rng, slate, utility.satiation, self.satiation, self.fatigue,
-                                         self._leave_bias[self.segment], clicked, bought)
+                                         self.leave_bias, clicked, bought)
         self._update_shoppers(slate, clicks, purchased, clicked, bought)
 
         reward_kind = self.scenario.reward
@@ -250,7 +261,7 @@ class BatchedSimulator:
         final_contexts = served_contexts.copy()
         if len(done):
             final_contexts[done] = build_contexts(
-                self.segment[done], is_search[done], self.device[done], self.day, self.step_in_session[done],
+                self.static_context[done], is_search[done], self.day, self.step_in_session[done],
                 self.n_purchases[self.user[done]], self.session_clicks[done], served_contexts[done, 13])
         self.start_sessions(done)
         self.prepare_requests()
