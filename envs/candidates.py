@@ -8,9 +8,10 @@ Each request's C candidates come in four blocks, in this order:
 4. *random*: items from the rest of the catalog.
 
 Every block is a window of consecutive entries of a random permutation of its pool, stored twice in a
-row so a window never wraps; so items within a block are distinct, blocks 1 and 2 are disjoint, and
-blocks 3 and 4 are disjoint: no item appears more than twice among a request's candidates (the slate
-stage relies on this). The pools are rebuilt every ``candidates.refresh_days`` (new launches enter then).
+row so a window never wraps; so items within a block are distinct, blocks 1 and 2 are disjoint (different
+leaves), and blocks 3 and 4 are disjoint. Items of blocks 3 and 4 that belong to the leaf of block 1 or
+2 are marked ``excluded`` (those leaves are already covered), so the valid candidates of a request are
+all distinct. The pools are rebuilt every ``candidates.refresh_days`` (new launches enter then).
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ class CandidateStage:
         self.segment_base = np.concatenate([leaf_base, rest_base + len(leaf_pool)])
         self.segment_size = np.concatenate([leaf_sizes, rest_sizes])
 
-    def generate(self, rng: np.random.Generator, context_leaf: np.ndarray, shopper_leaf: np.ndarray) -> np.ndarray:
-        """Candidates (B, C) int32 for B requests with the given context and shopper leaves (B,) int.
+    def generate(self, rng: np.random.Generator, context_leaf: np.ndarray, shopper_leaf: np.ndarray,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates for B requests with the given context and shopper leaves (B,) int: item ids (B, C)
+        int32 and ``excluded`` (B, C) bool (blocks 3-4 items of the block 1-2 leaves; never shown).
 
         Where ``shopper_leaf`` equals ``context_leaf`` (or is -1), a random other leaf is used instead.
         """
@@ -121,4 +124,12 @@ class CandidateStage:
         starts = self.segment_base[segment, perm] + (u[:, :4] * self.segment_size[segment]).astype(np.int64)
         positions = np.repeat(starts, self.block_sizes, axis=1)
         positions += self._within
-        return self.pool[positions]
+        items = self.pool[positions]
+        excluded = np.zeros(items.shape, dtype=bool)
+        head = int(self.block_sizes[0] + self.block_sizes[1])
+        tail_leaf = self.catalog.leaf[items[:, head:]]
+        if self.block_sizes[0]:
+            excluded[:, head:] |= tail_leaf == segment[:, :1]
+        if self.block_sizes[1]:
+            excluded[:, head:] |= tail_leaf == segment[:, 1:2]
+        return items, excluded

@@ -91,19 +91,23 @@ class ShopperModel:
         sat = satiation.reshape(-1)[leaf + (np.arange(len(leaf)) * satiation.shape[1])[:, None]]
         u = (p.taste_weight * match + p.quality_weight * quality + p.intent_weight * intent + trend[leaf]
              - p.price_weight * price_term - p.satiation_weight * sat)
-        if is_search.any():
-            relevance = self.relevance(query, slate)
-            u += is_search[:, None] * (p.query_weight * relevance - p.search_offtopic_penalty * (relevance == 0))
+        search = np.nonzero(is_search)[0]
+        if len(search):
+            relevance = self.relevance(query[search], slate[search])
+            u[search] += p.query_weight * relevance - p.search_offtopic_penalty * (relevance == 0)
         purchase_logit = p.purchase_bias + 0.5 * (match + quality + intent) - p.purchase_price_weight * price_term
         return SlateUtility(attraction=sigmoid(p.attraction_bias + u).astype(np.float32),
                             purchase_logit=purchase_logit.astype(np.float32), satiation=sat)
 
     def relevance(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Fraction of the query's words (B, Q) among each item's words, (B, k) float32; 0 for an empty query."""
-        words = self.catalog.tokens[items]  # (B, k, 4)
+        """Fraction of the query's words (B, Q) among each item's words (B, k): (B, k) float32; 0 for an
+        empty query. A word can only match the token column of its kind (top, leaf, brand, attribute)."""
+        vocab = self.catalog.vocab
+        column = np.searchsorted([vocab.leaf_offset, vocab.brand_offset, vocab.attribute_offset], query, side="right")
+        words = self.catalog.tokens[items[:, :, None], column[:, None, :]]  # (B, k, Q)
         valid = query >= 0
-        hit = (words[:, :, None, :] == query[:, None, :, None]).any(axis=3) & valid[:, None, :]
-        return (hit.sum(axis=2) / np.maximum(valid.sum(axis=1), 1)[:, None]).astype(np.float32)
+        hits = ((words == query[:, None, :]) & valid[:, None, :]).sum(axis=2)
+        return (hits / np.maximum(valid.sum(axis=1), 1)[:, None]).astype(np.float32)
 
     def clicks(self, rng: np.random.Generator, attraction: np.ndarray, device: np.ndarray) -> np.ndarray:
         """Sampled clicks (B, k) bool under the scenario's click model."""

@@ -146,9 +146,10 @@ class CandidateParams(_Strict):
         if total > 1.0:
             raise ValueError(f"candidates shares sum to {total:.6g}, not allowed: context + shopper + trending "
                              "must be <= 1 (the rest are random items)")
-        if 2 * self.slate_size > self.n_candidates:
-            raise ValueError(f"candidates.slate_size = {self.slate_size} is not allowed: must be <= "
-                             f"n_candidates / 2 = {self.n_candidates // 2}")
+        head = round(self.n_candidates * self.context_share) + round(self.n_candidates * self.shopper_share)
+        if head < self.slate_size:
+            raise ValueError(f"candidates.slate_size = {self.slate_size} is not allowed: the context and shopper "
+                             f"blocks hold {head} candidates and must hold at least a slate")
         return self
 
 

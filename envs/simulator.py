@@ -35,7 +35,7 @@ class StepResult:
 
     ``requests``: what the shop knew; ``contexts`` (N, D) float32: what the policy saw; ``request_id``
     (N,) int64; ``session_id`` (N,) int64; ``day`` float (simulated day of these requests); ``candidates``
-    (N, C) int32; ``arm_scores`` list of A arrays (N, C) float32; ``weights`` (N, A) float32; ``slate``
+    (N, C) int32; ``excluded`` (N, C) bool (candidates never shown, see ``envs.candidates``); ``arm_scores`` list of A arrays (N, C) float32; ``weights`` (N, A) float32; ``slate``
     (N, k) int32; ``clicks``, ``purchased`` (N, k) bool; ``revenue`` (N,) float32 (price of what was
     bought); ``reward`` (N,) float32; ``terminated`` (N,) bool (shopper left); ``truncated`` (N,) bool
     (session time limit); ``final_contexts`` (N, D): the context the ended sessions would have shown next.
@@ -47,6 +47,7 @@ class StepResult:
     session_id: np.ndarray
     day: float
     candidates: np.ndarray
+    excluded: np.ndarray
     arm_scores: list[np.ndarray]
     weights: np.ndarray
     slate: np.ndarray
@@ -230,9 +231,9 @@ class BatchedSimulator:
         rng, req, c = self.rng, self.requests, self.catalog
         day = self.day
         self._apply_events(day)
-        candidates = self.candidate_stage.generate(rng, self.context_leaf, self.shopper_leaf)
+        candidates, excluded = self.candidate_stage.generate(rng, self.context_leaf, self.shopper_leaf)
         arm_scores = [arm.score(req, candidates) for arm in self.arms]
-        slate = select_slate(candidates, blend(arm_scores, weights), self.slate_size)
+        slate = select_slate(candidates, blend(arm_scores, weights), self.slate_size, excluded)
 
         is_search = req.surface.astype(bool)
         utility = self.model.utility(slate, self.taste[self.user], self.world.population.price_sensitivity[self.user],
@@ -266,7 +267,7 @@ class BatchedSimulator:
         self.start_sessions(done)
         self.prepare_requests()
         return StepResult(requests=req, contexts=served_contexts, request_id=request_id, session_id=session_id,
-                          day=day, candidates=candidates, arm_scores=arm_scores, weights=weights, slate=slate,
+                          day=day, candidates=candidates, excluded=excluded, arm_scores=arm_scores, weights=weights, slate=slate,
                           clicks=clicks, purchased=purchased, revenue=revenue, reward=reward,
                           terminated=terminated, truncated=truncated, final_contexts=final_contexts)
 

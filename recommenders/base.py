@@ -158,7 +158,8 @@ def lookup(values: np.ndarray, ids: np.ndarray, fallback: float) -> np.ndarray:
     """``values[ids]`` as float32, with ``fallback`` where an id is outside ``values`` (unseen item)."""
     ids = np.asarray(ids)
     # One pass finds negative and too-large ids alike: negatives are huge as unsigned.
-    if ids.size and ids.astype(np.int64, copy=False).view(np.uint64).max() >= len(values):
+    unsigned = ids.view(np.uint32) if ids.dtype == np.int32 else ids.astype(np.int64, copy=False).view(np.uint64)
+    if ids.size and unsigned.max() >= len(values):
         inside = (ids >= 0) & (ids < len(values))
         out = np.full(ids.shape, fallback, dtype=np.float32)
         out[inside] = values[ids[inside]]

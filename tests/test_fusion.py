@@ -33,23 +33,30 @@ def test_blend_hand_computed():
     np.testing.assert_array_equal(blend([a, b], np.array([[0.0, 1.0]], dtype=np.float32)), b)
 
 
-def test_select_slate_orders_and_removes_repeats():
-    candidates = np.array([[5, 7, 5, 9, 11, 7]], dtype=np.int32)
-    scores = np.array([[0.9, 0.5, 0.9, -1.0, 0.2, 0.5]], dtype=np.float32)
-    np.testing.assert_array_equal(select_slate(candidates, scores, 3), [[5, 7, 11]])
+def test_select_slate_orders_and_skips_excluded():
+    candidates = np.array([[5, 7, 8, 9, 11, 12]], dtype=np.int32)
+    scores = np.array([[0.9, 0.5, 0.95, -1.0, 0.2, 0.6]], dtype=np.float32)
+    np.testing.assert_array_equal(select_slate(candidates, scores, 3), [[8, 5, 12]])
+    excluded = np.array([[False, False, True, False, False, True]])
+    np.testing.assert_array_equal(select_slate(candidates, scores, 3, excluded), [[5, 7, 11]])
 
 
-def test_select_slate_ties_go_to_larger_item_and_negative_scores_order():
+def test_select_slate_ties_go_to_the_earlier_candidate_and_negative_scores_order():
     candidates = np.array([[1, 2, 3, 4]], dtype=np.int32)
     scores = np.array([[-0.5, 0.0, 0.0, -2.0]], dtype=np.float32)
-    np.testing.assert_array_equal(select_slate(candidates, scores, 2), [[3, 2]])
+    np.testing.assert_array_equal(select_slate(candidates, scores, 2), [[2, 3]])
     np.testing.assert_array_equal(select_slate(candidates, scores, 4)[:, 2:], [[1, 4]])
+    # scores within the key's resolution (4 ulps for C = 4) tie; farther apart they order
+    close = np.array([[1.0, np.nextafter(np.nextafter(np.float32(1), 2), 2), 0.0, 0.0]], dtype=np.float32)
+    np.testing.assert_array_equal(select_slate(candidates, close, 1), [[1]])
+    apart = np.array([[1.0, 1.001, 0.0, 0.0]], dtype=np.float32)
+    np.testing.assert_array_equal(select_slate(candidates, apart, 1), [[2]])
 
 
 def test_select_slate_matches_sorting_on_random_batches(rng):
     b, c, k = 300, 50, 5
     candidates = np.stack([rng.permutation(1000)[:c] for _ in range(b)]).astype(np.int32)
-    scores = rng.standard_normal((b, c)).astype(np.float32)
+    scores = rng.permutation(b * c).reshape(b, c).astype(np.float32)  # distinct beyond the key resolution
     slate = select_slate(candidates, scores, k)
     expected = np.take_along_axis(candidates, np.argsort(-scores, axis=1)[:, :k], axis=1)
     np.testing.assert_array_equal(slate, expected)

@@ -50,7 +50,8 @@ BAD = [
      "later) and every one of the 40 leaves needs 80 for its candidate block, so at least 3200 must be on sale "
      "at the start"),
     ({"candidates": {"slate_size": 150}},
-     "scenario 't.yaml': candidates.slate_size = 150 is not allowed: must be <= n_candidates / 2 = 100"),
+     "scenario 't.yaml': candidates.slate_size = 150 is not allowed: the context and shopper blocks hold 130 "
+     "candidates and must hold at least a slate"),
     ({"world": {"segments": {"new": {"share": 1.0, "activity": 1.0, "search_share": 0.3, "price_sensitivity": 1.0,
                                      "history_purchases": 0.0, "leave_bias": -2.0}}}},
      "scenario 't.yaml': world.segments = ['new'] is not allowed: must name exactly "

@@ -49,7 +49,7 @@ def test_candidates_blocks(small, rng):
     b = 500
     context_leaf = rng.integers(0, world.catalog.n_leaves, b)
     shopper_leaf = rng.integers(-1, world.catalog.n_leaves, b)
-    cand = stage.generate(rng, context_leaf, shopper_leaf)
+    cand, excluded = stage.generate(rng, context_leaf, shopper_leaf)
     assert cand.shape == (b, small.candidates.n_candidates) and cand.dtype == np.int32
     leaf = world.catalog.leaf[cand]
     m1, m2, m3 = small.context_block, small.shopper_block, small.trending_block
@@ -60,11 +60,14 @@ def test_candidates_blocks(small, rng):
     trending = set(stage.trending_list.tolist())
     assert all(i in trending for i in cand[:, m1 + m2:m1 + m2 + m3].ravel())
     assert not any(i in trending for i in cand[:, m1 + m2 + m3:].ravel())
-    for row in cand:
-        _, counts = np.unique(row, return_counts=True)
-        assert counts.max() <= 2
-        for block in np.split(row, np.cumsum(stage.block_sizes)[:-1]):
-            assert len(np.unique(block)) == len(block)
+    head = m1 + m2
+    shopper = leaf[:, m1]
+    np.testing.assert_array_equal(excluded[:, :head], False)
+    np.testing.assert_array_equal(excluded[:, head:], (leaf[:, head:] == context_leaf[:, None])
+                                  | (leaf[:, head:] == shopper[:, None]))
+    for row, out in zip(cand, excluded):
+        valid = row[~out]
+        assert len(np.unique(valid)) == len(valid), "valid candidates are distinct"
     # the trending list holds the most clicked items (counts were the item ids: the largest ids on sale)
     on_sale = np.flatnonzero(world.catalog.launch_day <= 0)
     assert trending == set(on_sale[np.argsort(on_sale)][-small.candidates.trending_size:].tolist())
