@@ -7,6 +7,7 @@ Slate: the top-k candidates by blended score, each item at most once.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -54,6 +55,15 @@ def blend(arm_scores: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return blended
 
 
+_INT32_MIN = np.iinfo(np.int32).min
+
+
+@functools.lru_cache(maxsize=8)
+def _position_bits(c: int) -> tuple[int, np.ndarray]:
+    """Bits needed for a candidate position, and the positions' key bits (C - 1 ... 0) as int32."""
+    return max(1, (c - 1).bit_length()), np.arange(c - 1, -1, -1, dtype=np.int32)
+
+
 def select_slate(candidates: np.ndarray, blended: np.ndarray, k: int, excluded: np.ndarray | None = None,
                  ) -> np.ndarray:
     """Top-``k`` items (B, k) int32 by ``blended`` (B, C) scores, best first, never an ``excluded`` (B, C)
@@ -65,13 +75,13 @@ def select_slate(candidates: np.ndarray, blended: np.ndarray, k: int, excluded: 
     for C = 200) count as tied.
     """
     b, c = blended.shape
-    bits = max(1, (c - 1).bit_length())
+    bits, low_bits = _position_bits(c)
     keys = np.ascontiguousarray(blended, dtype=np.float32).view(np.int32)
     keys = keys ^ ((keys >> 31) & np.int32(0x7FFFFFFF))
     keys &= np.int32(-(1 << bits))
-    keys |= np.arange(c - 1, -1, -1, dtype=np.int32)
+    keys |= low_bits
     if excluded is not None:
-        np.putmask(keys, excluded, np.iinfo(np.int32).min)
+        keys[excluded] = _INT32_MIN
     top = np.partition(keys, c - k, axis=1)[:, c - k:]
     top.sort(axis=1)
     position = (c - 1) - (top[:, ::-1] & np.int32((1 << bits) - 1))

@@ -66,6 +66,13 @@ class ShopperModel:
         self.log_rel_price = catalog.log_relative_price
         self.inv_sqrt_d = np.float32(1.0 / np.sqrt(catalog.latent.shape[1]))
         self._examination: dict[int, np.ndarray] = {}
+        # the item's words that a query word can match, in query order: top, leaf, attribute
+        self._query_tokens = np.ascontiguousarray(catalog.tokens[:, [0, 1, 3]])
+        # utility on search by (words in the query, words matched): query_weight * relevance - off-topic penalty
+        n_words, hits = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
+        relevance = hits / np.maximum(n_words, 1)
+        self._search_bonus = (params.query_weight * relevance
+                              - params.search_offtopic_penalty * (hits == 0)).astype(np.float32)
 
     def examination(self, device: np.ndarray, k: int) -> np.ndarray:
         """P(examine slot) (B, k) float32 under the position-based model."""
@@ -93,21 +100,22 @@ class ShopperModel:
              - p.price_weight * price_term - p.satiation_weight * sat)
         search = np.nonzero(is_search)[0]
         if len(search):
-            relevance = self.relevance(query[search], slate[search])
-            u[search] += p.query_weight * relevance - p.search_offtopic_penalty * (relevance == 0)
+            hits, n_words = self._query_hits(query[search], slate[search])
+            u[search] += self._search_bonus[n_words[:, None], hits]
         purchase_logit = p.purchase_bias + 0.5 * (match + quality + intent) - p.purchase_price_weight * price_term
         return SlateUtility(attraction=sigmoid(p.attraction_bias + u).astype(np.float32),
                             purchase_logit=purchase_logit.astype(np.float32), satiation=sat)
 
     def relevance(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Fraction of the query's words (B, Q) among each item's words (B, k): (B, k) float32; 0 for an
-        empty query. A word can only match the token column of its kind (top, leaf, brand, attribute)."""
-        vocab = self.catalog.vocab
-        column = np.searchsorted([vocab.leaf_offset, vocab.brand_offset, vocab.attribute_offset], query, side="right")
-        words = self.catalog.tokens[items[:, :, None], column[:, None, :]]  # (B, k, Q)
-        valid = query >= 0
-        hits = ((words == query[:, None, :]) & valid[:, None, :]).sum(axis=2)
-        return (hits / np.maximum(valid.sum(axis=1), 1)[:, None]).astype(np.float32)
+        """Fraction of the query's words (B, 3) = [top word, leaf word, attribute word] (-1 = absent) found
+        among the words of each item (B, k): (B, k) float32; 0 for an empty query."""
+        hits, n_words = self._query_hits(query, items)
+        return (hits / np.maximum(n_words, 1)[:, None]).astype(np.float32)
+
+    def _query_hits(self, query: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Matching words per item (B, k) int and words per query (B,) int."""
+        hits = np.add.reduce(self._query_tokens[items] == query[:, None, :], axis=2)
+        return hits, np.add.reduce(query >= 0, axis=1)
 
     def clicks(self, rng: np.random.Generator, attraction: np.ndarray, device: np.ndarray) -> np.ndarray:
         """Sampled clicks (B, k) bool under the scenario's click model."""
@@ -137,9 +145,8 @@ class ShopperModel:
         n_leaves = satiation.shape[1]
         fatigue += p.fatigue_step + (p.fatigue_repeat / k) * slate_satiation.sum(axis=1)
         flat_leaf = self.catalog.leaf[slate] + (np.arange(b) * n_leaves)[:, None]
-        shown = np.bincount(flat_leaf.reshape(-1), minlength=b * n_leaves).reshape(b, n_leaves)
         satiation *= p.satiation_decay
-        satiation += shown * np.float32(1.0 / k)
+        np.add.at(satiation.reshape(-1), flat_leaf.reshape(-1), np.float32(1.0 / k))
         leave_p = sigmoid(leave_bias + p.fatigue_weight * fatigue - p.click_engagement * clicked)
         draws = rng.random((b, 2), dtype=np.float32)
         return (draws[:, 0] < leave_p) | (bought & (draws[:, 1] < p.leave_after_purchase))

@@ -136,7 +136,10 @@ class BatchedSimulator:
         self.fatigue = np.zeros(n, dtype=np.float32)
         # per-session constants, set when a session starts
         self.static_context = np.zeros((n, CONTEXT_DIM), dtype=np.float32)
-        self.search_share = np.zeros(n, dtype=np.float32)
+        traffic = self.scenario.traffic
+        self.query_thresholds = np.tile(np.array([0.0, traffic.query_leaf_word, traffic.query_noise],
+                                                 dtype=np.float32), (n, 1))  # column 0: the segment's search share
+        self.query_words = np.zeros((n, QUERY_WORDS), dtype=np.int32)  # the session's top and leaf words
         self.leave_bias = np.zeros(n, dtype=np.float32)
         self.intent_top = np.zeros(n, dtype=np.int32)
         self.start_sessions(np.arange(n))
@@ -161,7 +164,7 @@ class BatchedSimulator:
         device = np.searchsorted(self._device_cdf, u[:, 1] * self._device_cdf[-1], side="right")
         self.segment[rows], self.device[rows] = segment, device
         self.static_context[rows] = static_context(segment, device)
-        self.search_share[rows] = self._search_share[segment]
+        self.query_thresholds[rows, 0] = self._search_share[segment]
         self.leave_bias[rows] = self._leave_bias[segment]
         # Session intent: a leaf drawn with probability ~ exp(1.5 * taste match + trend) (Gumbel-max).
         affinity = self.taste[user] @ self.catalog.leaf_centroid.T * self.model.inv_sqrt_d
@@ -169,6 +172,8 @@ class BatchedSimulator:
         intent = np.argmax(1.5 * affinity + self.trend + gumbel, axis=1)
         self.intent[rows] = intent
         self.intent_top[rows] = intent // self.scenario.world.n_leaf_per_top
+        self.query_words[rows, 0] = self.intent_top[rows]
+        self.query_words[rows, 1] = self.catalog.vocab.leaf_offset + intent
         self.step_in_session[rows] = 0
         self.session_clicks[rows] = 0
         self.session_id[rows] = self.next_session_id + np.arange(m)
@@ -179,28 +184,27 @@ class BatchedSimulator:
     # ----------------------------------------------------------------------------------------- requests
     def prepare_requests(self) -> np.ndarray:
         """Draw the next request of every slot (surface, query, recall leaves); returns contexts (N, D)."""
-        c, traffic = self.catalog, self.scenario.traffic
-        n, n_leaf_per_top, vocab = self.n_slots, self.scenario.world.n_leaf_per_top, c.vocab
+        c, vocab = self.catalog, self.catalog.vocab
+        n = self.n_slots
         u = self.rng.random((n, 6), dtype=np.float32)
-        intent = self.intent
-        is_search = u[:, 0] < self.search_share
-        names_leaf = is_search & (u[:, 1] < traffic.query_leaf_word)
-        top = self.intent_top
-        attribute = vocab.attribute_offset + (u[:, 3] * vocab.n_attributes).astype(np.int32)
-        query = np.stack([np.where(is_search, top, -1), np.where(names_leaf, vocab.leaf_offset + intent, -1),
-                          np.where(is_search & (u[:, 2] < traffic.query_noise), attribute, -1)], axis=1)
+        # flags: is a search / the query names the leaf / the query carries a random attribute word
+        flags = u[:, :3] < self.query_thresholds
+        flags[:, 1:] &= flags[:, :1]
+        is_search, names_leaf = flags[:, 0], flags[:, 1]
+        self.query_words[:, 2] = vocab.attribute_offset + (u[:, 3] * vocab.n_attributes).astype(np.int32)
+        query = np.where(flags, self.query_words, -1).astype(np.int32)
 
         # Recall leaves: the query's leaf (or a guess within its top category) on search, the last
         # clicked item's leaf (or a random leaf) on the feed; and the leaf of a random recent item.
-        recent = self.recent_items[self.user]
+        recent = self.recent_items[self.user]  # compact: valid items first
         n_valid = (recent >= 0).sum(axis=1)
-        pick = (u[:, 5] * n_valid).astype(np.int64)
         has_recent = n_valid > 0
-        recent_leaf = c.leaf[np.maximum(recent[np.arange(n), pick], 0)]
-        guess = np.where(is_search, top * n_leaf_per_top + (u[:, 4] * n_leaf_per_top).astype(np.int32),
+        recent_leaf = c.leaf[recent[np.arange(n), (u[:, 5] * n_valid).astype(np.int64)]]
+        leaf_per_top = self.scenario.world.n_leaf_per_top
+        guess = np.where(is_search, self.intent_top * leaf_per_top + (u[:, 4] * leaf_per_top).astype(np.int32),
                          (u[:, 4] * c.n_leaves).astype(np.int32))
-        feed_leaf = np.where(has_recent, c.leaf[np.maximum(recent[:, 0], 0)], guess)
-        self.context_leaf = np.where(names_leaf, intent, np.where(is_search, guess, feed_leaf))
+        self.context_leaf = np.where(is_search, np.where(names_leaf, self.intent, guess),
+                                     np.where(has_recent, c.leaf[recent[:, 0]], guess))
         self.shopper_leaf = np.where(has_recent, recent_leaf, -1)
 
         day = self.day
@@ -240,17 +244,18 @@ class BatchedSimulator:
                                      self.intent, is_search, req.query, self.satiation, self.trend)
         clicks = self.model.clicks(rng, utility.attraction, self.device)
         purchased = self.model.purchases(rng, clicks, utility.purchase_logit)
-        revenue = (c.price[slate] * purchased).sum(axis=1, dtype=np.float32)
-        clicked, bought = clicks.any(axis=1), purchased.any(axis=1)
+        revenue = np.add.reduce(c.price[slate] * purchased, axis=1)
+        n_clicks = np.add.reduce(clicks, axis=1, dtype=np.int32)
+        n_bought = np.add.reduce(purchased, axis=1, dtype=np.int32)
+        clicked, bought = n_clicks > 0, n_bought > 0
         left = self.model.update_session(rng, slate, utility.satiation, self.satiation, self.fatigue,
                                          self.leave_bias, clicked, bought)
-        self._update_shoppers(slate, clicks, purchased, clicked, bought)
+        self._update_shoppers(slate, clicks, purchased, clicked, n_bought)
 
-        reward_kind = self.scenario.reward
-        reward = (clicks.sum(axis=1) if reward_kind == "clicks" else
-                  purchased.sum(axis=1) if reward_kind == "purchases" else revenue).astype(np.float32)
+        reward = {"clicks": n_clicks, "purchases": n_bought, "revenue": revenue}[self.scenario.reward]
+        reward = reward.astype(np.float32)
         self.step_in_session += 1
-        self.session_clicks += clicks.sum(axis=1, dtype=np.int32)
+        self.session_clicks += n_clicks
         terminated = left
         truncated = ~left & (self.step_in_session >= self.scenario.traffic.max_session_steps)
         request_id = self.requests_served + np.arange(self.n_slots, dtype=np.int64)
@@ -272,7 +277,7 @@ class BatchedSimulator:
                           terminated=terminated, truncated=truncated, final_contexts=final_contexts)
 
     def _update_shoppers(self, slate: np.ndarray, clicks: np.ndarray, purchased: np.ndarray,
-                         clicked: np.ndarray, bought: np.ndarray) -> None:
+                         clicked: np.ndarray, n_bought: np.ndarray) -> None:
         """Recent items, purchase counts, taste drift toward purchases, trending counts."""
         rows = np.nonzero(clicked)[0]
         if len(rows) == 0:
@@ -281,14 +286,13 @@ class BatchedSimulator:
         clicked_items = np.where(clicks[rows], slate[rows], -1)
         merged = np.concatenate([clicked_items, self.recent_items[users]], axis=1)
         order = np.argsort(merged < 0, axis=1, kind="stable")[:, :self.recent_items.shape[1]]
-        self.recent_items[users] = np.take_along_axis(merged, order, axis=1)
+        self.recent_items[users] = merged.reshape(-1)[order + (np.arange(len(rows)) * merged.shape[1])[:, None]]
         self.candidate_stage.record_clicks(slate[clicks])
-        buy_rows = np.nonzero(bought)[0]
+        buy_rows = np.nonzero(n_bought)[0]
         if len(buy_rows):
             buyers = self.user[buy_rows]
-            n_bought = purchased[buy_rows].sum(axis=1)
-            self.n_purchases[buyers] += n_bought.astype(np.int32)
+            self.n_purchases[buyers] += n_bought[buy_rows]
             mask = purchased[buy_rows][:, :, None]
-            mean_latent = (self.catalog.latent[slate[buy_rows]] * mask).sum(axis=1) / n_bought[:, None]
+            mean_latent = (self.catalog.latent[slate[buy_rows]] * mask).sum(axis=1) / n_bought[buy_rows, None]
             drift = self.scenario.behaviour.taste_drift
             self.taste[buyers] += drift * (mean_latent - self.taste[buyers])
