@@ -96,7 +96,7 @@ class BehaviourParams(_Strict):
     query_weight: float = Field(2.0, ge=0.0, description="utility per unit of query relevance on search")
     search_offtopic_penalty: float = Field(1.5, ge=0.0, description="utility lost on search by items with no query match")
     price_weight: float = Field(0.8, ge=0.0, description="utility lost per unit of sensitivity x log relative price")
-    purchase_bias: float = Field(-5.0, description="logit of buying a clicked average item")
+    purchase_bias: float = Field(-5.5, description="logit of buying a clicked average item")
     purchase_price_weight: float = Field(1.5, ge=0.0, description="purchase logit lost per sensitivity x log relative price")
     satiation_weight: float = Field(1.5, ge=0.0, description="utility lost per unit of category satiation")
     satiation_decay: float = Field(0.7, ge=0.0, le=1.0, description="satiation kept from one request to the next")
