@@ -67,8 +67,7 @@ def build_contexts(static: np.ndarray, is_search: np.ndarray, day: float, sessio
     out = static.copy()
     out[:, 5] = is_search
     angle = 2.0 * math.pi * (day % 1.0)
-    out[:, 8] = math.sin(angle)
-    out[:, 9] = math.cos(angle)
+    out[:, 8:10] = (math.sin(angle), math.cos(angle))
     out[:, 10] = np.minimum(session_step, 20) * np.float32(1 / 20)
     out[:, 11] = np.minimum(np.log1p(n_purchases) * np.float32(1 / _LOG_HISTORY_CAP), 1.0)
     out[:, 12] = np.minimum(session_clicks, 10) * np.float32(1 / 10)

@@ -43,7 +43,7 @@ MOBILE = DEVICES.index("mobile")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return 1.0 / (1.0 + np.exp(-x, dtype=np.float32))
 
 
 @dataclass
@@ -63,8 +63,10 @@ class ShopperModel:
     def __init__(self, params: BehaviourParams, catalog: Catalog) -> None:
         self.params = params
         self.catalog = catalog
-        self.log_rel_price = catalog.log_relative_price
         self.inv_sqrt_d = np.float32(1.0 / np.sqrt(catalog.latent.shape[1]))
+        # per item: [latent / sqrt(d), quality, log relative price], the inputs of shopper_coefficients
+        self._item_features = np.concatenate([catalog.latent * self.inv_sqrt_d, catalog.quality[:, None],
+                                              catalog.log_relative_price[:, None]], axis=1).astype(np.float32)
         self._examination: dict[int, np.ndarray] = {}
         # the item's words that a query word can match, in query order: top, leaf, attribute
         self._query_tokens = np.ascontiguousarray(catalog.tokens[:, [0, 1, 3]])
@@ -84,27 +86,37 @@ class ShopperModel:
             table = self._examination[k] = (p.examination_first * base[None, :] ** -decay[:, None]).astype(np.float32)
         return table[device]
 
-    def utility(self, slate: np.ndarray, taste: np.ndarray, sensitivity: np.ndarray, intent_leaf: np.ndarray,
-                is_search: np.ndarray, query: np.ndarray, satiation: np.ndarray, trend: np.ndarray) -> SlateUtility:
-        """Attraction and purchase logits of ``slate`` (B, k) for shoppers with ``taste`` (B, d),
-        ``sensitivity`` (B,), session ``intent_leaf`` (B,), ``is_search`` (B,) bool, ``query`` (B, Q) word
-        ids (-1 = none), ``satiation`` (B, n_leaves) and the leaves' ``trend`` (n_leaves,) offsets."""
-        p, c = self.params, self.catalog
-        leaf = c.leaf[slate]
-        match = np.matmul(c.latent[slate], taste[:, :, None])[:, :, 0] * self.inv_sqrt_d
-        quality = c.quality[slate]
-        intent = (leaf == intent_leaf[:, None]).astype(np.float32)
-        price_term = sensitivity[:, None] * self.log_rel_price[slate]
+    def shopper_coefficients(self, taste: np.ndarray, sensitivity: np.ndarray) -> np.ndarray:
+        """Per-shopper weights (B, d + 2, 2) float32 that turn an item's [latent / sqrt(d), quality, log
+        relative price] into its (attraction, purchase) terms of taste, quality and price in one matmul."""
+        p = self.params
+        b, d = taste.shape
+        coef = np.empty((b, d + 2, 2), dtype=np.float32)
+        coef[:, :d, 0] = p.taste_weight * taste
+        coef[:, :d, 1] = 0.5 * taste
+        coef[:, d, 0] = p.quality_weight
+        coef[:, d, 1] = 0.5
+        coef[:, d + 1, 0] = -p.price_weight * sensitivity
+        coef[:, d + 1, 1] = -p.purchase_price_weight * sensitivity
+        return coef
+
+    def utility(self, slate: np.ndarray, coefficients: np.ndarray, intent_leaf: np.ndarray, is_search: np.ndarray,
+                query: np.ndarray, satiation: np.ndarray, trend: np.ndarray) -> SlateUtility:
+        """Attraction and purchase logits of ``slate`` (B, k) for shoppers with ``coefficients`` (B, d + 2, 2)
+        from :meth:`shopper_coefficients`, session ``intent_leaf`` (B,), ``is_search`` (B,) bool, ``query``
+        (B, 3) word ids (-1 = none), ``satiation`` (B, n_leaves) and the leaves' ``trend`` (n_leaves,)."""
+        p = self.params
+        leaf = self.catalog.leaf[slate]
+        terms = np.matmul(self._item_features[slate], coefficients)  # (B, k, 2)
+        intent = leaf == intent_leaf[:, None]
         sat = satiation.reshape(-1)[leaf + (np.arange(len(leaf)) * satiation.shape[1])[:, None]]
-        u = (p.taste_weight * match + p.quality_weight * quality + p.intent_weight * intent + trend[leaf]
-             - p.price_weight * price_term - p.satiation_weight * sat)
+        u = terms[:, :, 0] + trend[leaf] + p.intent_weight * intent - p.satiation_weight * sat
         search = np.nonzero(is_search)[0]
         if len(search):
             hits, n_words = self._query_hits(query[search], slate[search])
             u[search] += self._search_bonus[n_words[:, None], hits]
-        purchase_logit = p.purchase_bias + 0.5 * (match + quality + intent) - p.purchase_price_weight * price_term
-        return SlateUtility(attraction=sigmoid(p.attraction_bias + u).astype(np.float32),
-                            purchase_logit=purchase_logit.astype(np.float32), satiation=sat)
+        purchase_logit = terms[:, :, 1] + 0.5 * intent + p.purchase_bias
+        return SlateUtility(attraction=sigmoid(p.attraction_bias + u), purchase_logit=purchase_logit, satiation=sat)
 
     def relevance(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Fraction of the query's words (B, 3) = [top word, leaf word, attribute word] (-1 = absent) found

@@ -141,6 +141,7 @@ class BatchedSimulator:
                                                  dtype=np.float32), (n, 1))  # column 0: the segment's search share
         self.query_words = np.zeros((n, QUERY_WORDS), dtype=np.int32)  # the session's top and leaf words
         self.leave_bias = np.zeros(n, dtype=np.float32)
+        self.coefficients = np.zeros((n, self.catalog.latent.shape[1] + 2, 2), dtype=np.float32)
         self.intent_top = np.zeros(n, dtype=np.int32)
         self.start_sessions(np.arange(n))
         return self.prepare_requests()
@@ -156,6 +157,9 @@ class BatchedSimulator:
         if m == 0:
             return
         rng = self.rng
+        # Copy on write: the arrays a served RequestBatch refers to are never changed in place.
+        self.user, self.segment, self.device = self.user.copy(), self.segment.copy(), self.device.copy()
+        self.step_in_session = self.step_in_session.copy()
         u = rng.random((m, 2))
         user = np.searchsorted(self._activity_cdf, u[:, 0] * self._activity_cdf[-1], side="right")
         user = np.minimum(user, len(self._activity_cdf) - 1).astype(np.int32)
@@ -166,6 +170,8 @@ class BatchedSimulator:
         self.static_context[rows] = static_context(segment, device)
         self.query_thresholds[rows, 0] = self._search_share[segment]
         self.leave_bias[rows] = self._leave_bias[segment]
+        self.coefficients[rows] = self.model.shopper_coefficients(
+            self.taste[user], self.world.population.price_sensitivity[user])
         # Session intent: a leaf drawn with probability ~ exp(1.5 * taste match + trend) (Gumbel-max).
         affinity = self.taste[user] @ self.catalog.leaf_centroid.T * self.model.inv_sqrt_d
         gumbel = -np.log(-np.log(rng.random(affinity.shape, dtype=np.float32) + 1e-12) + 1e-12)
@@ -192,7 +198,7 @@ class BatchedSimulator:
         flags[:, 1:] &= flags[:, :1]
         is_search, names_leaf = flags[:, 0], flags[:, 1]
         self.query_words[:, 2] = vocab.attribute_offset + (u[:, 3] * vocab.n_attributes).astype(np.int32)
-        query = np.where(flags, self.query_words, -1).astype(np.int32)
+        query = np.where(flags, self.query_words, np.int32(-1))
 
         # Recall leaves: the query's leaf (or a guess within its top category) on search, the last
         # clicked item's leaf (or a random leaf) on the feed; and the leaf of a random recent item.
@@ -208,10 +214,9 @@ class BatchedSimulator:
         self.shopper_leaf = np.where(has_recent, recent_leaf, -1)
 
         day = self.day
-        self.requests = RequestBatch(user_id=self.user.copy(), segment=self.segment.copy(),
-                                     surface=is_search.view(np.int8), device=self.device.copy(), query=query,
-                                     recent_items=recent, t=np.full(n, day, dtype=np.float32),
-                                     session_step=self.step_in_session.copy())
+        self.requests = RequestBatch(user_id=self.user, segment=self.segment, surface=is_search.view(np.int8),
+                                     device=self.device, query=query, recent_items=recent,
+                                     t=np.full(n, day, dtype=np.float32), session_step=self.step_in_session)
         self.contexts = build_contexts(self.static_context, is_search, day, self.step_in_session,
                                        self.n_purchases[self.user], self.session_clicks, names_leaf)
         return self.contexts
@@ -240,8 +245,8 @@ class BatchedSimulator:
         slate = select_slate(candidates, blend(arm_scores, weights), self.slate_size, excluded)
 
         is_search = req.surface.astype(bool)
-        utility = self.model.utility(slate, self.taste[self.user], self.world.population.price_sensitivity[self.user],
-                                     self.intent, is_search, req.query, self.satiation, self.trend)
+        utility = self.model.utility(slate, self.coefficients, self.intent, is_search, req.query, self.satiation,
+                                     self.trend)
         clicks = self.model.clicks(rng, utility.attraction, self.device)
         purchased = self.model.purchases(rng, clicks, utility.purchase_logit)
         revenue = np.add.reduce(c.price[slate] * purchased, axis=1)
@@ -254,7 +259,7 @@ class BatchedSimulator:
 
         reward = {"clicks": n_clicks, "purchases": n_bought, "revenue": revenue}[self.scenario.reward]
         reward = reward.astype(np.float32)
-        self.step_in_session += 1
+        self.step_in_session = self.step_in_session + 1
         self.session_clicks += n_clicks
         terminated = left
         truncated = ~left & (self.step_in_session >= self.scenario.traffic.max_session_steps)
@@ -296,3 +301,5 @@ class BatchedSimulator:
             mean_latent = (self.catalog.latent[slate[buy_rows]] * mask).sum(axis=1) / n_bought[buy_rows, None]
             drift = self.scenario.behaviour.taste_drift
             self.taste[buyers] += drift * (mean_latent - self.taste[buyers])
+            self.coefficients[buy_rows] = self.model.shopper_coefficients(
+                self.taste[buyers], self.world.population.price_sensitivity[buyers])

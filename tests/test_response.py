@@ -30,7 +30,8 @@ def _random_slates(world, rng, b, k, leaf=None):
 def _utility(world, model, slate, is_search=False, query=None, intent=-1, satiation=None):
     b = len(slate)
     taste = world.population.taste[np.arange(b) % world.population.n_users]
-    return model.utility(slate, taste, np.ones(b, np.float32), np.full(b, intent),
+    coefficients = model.shopper_coefficients(taste, np.ones(b, np.float32))
+    return model.utility(slate, coefficients, np.full(b, intent),
                          np.full(b, is_search), np.full((b, 3), -1) if query is None else query,
                          np.zeros((b, world.catalog.n_leaves), np.float32) if satiation is None else satiation,
                          np.zeros(world.catalog.n_leaves, np.float32))
