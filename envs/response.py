@@ -48,13 +48,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SlateUtility:
-    """Per-slot terms for B requests x k slots, float32: ``attraction`` (B, k) in (0, 1),
-    ``purchase_logit`` (B, k) (the logit of buying if clicked) and ``satiation`` (B, k), the shopper's
-    satiation with each slot's leaf before this request."""
+    """Per-slot terms for B requests x k slots: ``attraction`` (B, k) float32 in (0, 1), ``purchase_logit``
+    (B, k) float32 (the logit of buying if clicked), ``satiation`` (B, k) float32, the shopper's satiation
+    with each slot's leaf before this request, and ``satiation_index`` (B, k) int64, where that leaf's
+    satiation sits in the flattened (B, n_leaves) satiation array."""
 
     attraction: np.ndarray
     purchase_logit: np.ndarray
     satiation: np.ndarray
+    satiation_index: np.ndarray
 
 
 class ShopperModel:
@@ -109,14 +111,16 @@ class ShopperModel:
         leaf = self.catalog.leaf[slate]
         terms = np.matmul(self._item_features[slate], coefficients)  # (B, k, 2)
         intent = leaf == intent_leaf[:, None]
-        sat = satiation.reshape(-1)[leaf + (np.arange(len(leaf)) * satiation.shape[1])[:, None]]
+        satiation_index = leaf + (np.arange(len(leaf)) * satiation.shape[1])[:, None]
+        sat = satiation.reshape(-1)[satiation_index]
         u = terms[:, :, 0] + trend[leaf] + p.intent_weight * intent - p.satiation_weight * sat
         search = np.nonzero(is_search)[0]
         if len(search):
             hits, n_words = self._query_hits(query[search], slate[search])
             u[search] += self._search_bonus[n_words[:, None], hits]
         purchase_logit = terms[:, :, 1] + 0.5 * intent + p.purchase_bias
-        return SlateUtility(attraction=sigmoid(p.attraction_bias + u), purchase_logit=purchase_logit, satiation=sat)
+        return SlateUtility(attraction=sigmoid(p.attraction_bias + u), purchase_logit=purchase_logit, satiation=sat,
+                            satiation_index=satiation_index)
 
     def relevance(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Fraction of the query's words (B, 3) = [top word, leaf word, attribute word] (-1 = absent) found
@@ -146,19 +150,17 @@ class ShopperModel:
         """Sampled purchases (B, k) bool: only clicked items can be bought."""
         return clicks & (rng.random(clicks.shape, dtype=np.float32) < sigmoid(purchase_logit))
 
-    def update_session(self, rng: np.random.Generator, slate: np.ndarray, slate_satiation: np.ndarray,
-                       satiation: np.ndarray, fatigue: np.ndarray, leave_bias: np.ndarray, clicked: np.ndarray,
+    def update_session(self, rng: np.random.Generator, utility: SlateUtility, satiation: np.ndarray,
+                       fatigue: np.ndarray, leave_bias: np.ndarray, clicked: np.ndarray,
                        bought: np.ndarray) -> np.ndarray:
-        """Update ``satiation`` (B, n_leaves) and ``fatigue`` (B,) in place after showing ``slate`` (B, k)
-        whose leaves had ``slate_satiation`` (B, k) before; return who leaves (B,) bool. ``leave_bias``
-        (B,) is the segment's; ``clicked``/``bought`` (B,) bool say whether the request had a click/purchase."""
+        """Update ``satiation`` (B, n_leaves) and ``fatigue`` (B,) in place after showing the slate that
+        ``utility`` describes; return who leaves (B,) bool. ``leave_bias`` (B,) is the segment's;
+        ``clicked``/``bought`` (B,) bool say whether the request had a click/purchase."""
         p = self.params
-        b, k = slate.shape
-        n_leaves = satiation.shape[1]
-        fatigue += p.fatigue_step + (p.fatigue_repeat / k) * slate_satiation.sum(axis=1)
-        flat_leaf = self.catalog.leaf[slate] + (np.arange(b) * n_leaves)[:, None]
+        k = utility.satiation.shape[1]
+        fatigue += p.fatigue_step + (p.fatigue_repeat / k) * np.add.reduce(utility.satiation, axis=1)
         satiation *= p.satiation_decay
-        np.add.at(satiation.reshape(-1), flat_leaf.reshape(-1), np.float32(1.0 / k))
+        np.add.at(satiation.reshape(-1), utility.satiation_index.reshape(-1), np.float32(1.0 / k))
         leave_p = sigmoid(leave_bias + p.fatigue_weight * fatigue - p.click_engagement * clicked)
-        draws = rng.random((b, 2), dtype=np.float32)
+        draws = rng.random((len(fatigue), 2), dtype=np.float32)
         return (draws[:, 0] < leave_p) | (bought & (draws[:, 1] < p.leave_after_purchase))

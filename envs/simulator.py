@@ -253,8 +253,7 @@ class BatchedSimulator:
         n_clicks = np.add.reduce(clicks, axis=1, dtype=np.int32)
         n_bought = np.add.reduce(purchased, axis=1, dtype=np.int32)
         clicked, bought = n_clicks > 0, n_bought > 0
-        left = self.model.update_session(rng, slate, utility.satiation, self.satiation, self.fatigue,
-                                         self.leave_bias, clicked, bought)
+        left = self.model.update_session(rng, utility, self.satiation, self.fatigue, self.leave_bias, clicked, bought)
         self._update_shoppers(slate, clicks, purchased, clicked, n_bought)
 
         reward = {"clicks": n_clicks, "purchases": n_bought, "revenue": revenue}[self.scenario.reward]

@@ -111,7 +111,7 @@ def _run_sessions(world, model, rng, repeat_one_leaf, b=20_000, steps=12):
         clicks = model.clicks(rng, u.attraction, np.full(b, DESKTOP))
         ctr.append(clicks[present].mean() if present.any() else np.nan)
         length += present
-        left = model.update_session(rng, slate, u.satiation, satiation, fatigue, np.full(b, -2.6, np.float32),
+        left = model.update_session(rng, u, satiation, fatigue, np.full(b, -2.6, np.float32),
                                     clicks.any(axis=1), np.zeros(b, bool))
         present &= ~left
     return np.array(ctr), length
