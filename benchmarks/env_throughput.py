@@ -20,16 +20,23 @@ from envs.shop import make_shop
 from envs.simulator import BatchedSimulator
 
 
+REPEATS = 5
+"""Each figure is the median of this many timed runs (the machine is shared; single runs vary ~10%)."""
+
+
 def single_env_rate(steps: int) -> float:
     env = gym.make("fusionsim/Fusion-v0", scenario="default", action_mode="arm")
     env.reset(seed=0)
     actions = np.random.default_rng(0).integers(0, env.action_space.n, steps)
     for a in actions[:500]:  # warm-up
         env.step(int(a))
-    start = time.perf_counter()
-    for a in actions:
-        env.step(int(a))
-    return steps / (time.perf_counter() - start)
+    rates = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for a in actions:
+            env.step(int(a))
+        rates.append(steps / (time.perf_counter() - start))
+    return float(np.median(rates))
 
 
 def batched_rate(world, arms, weights_row: list[float], slots: int, requests: int) -> float:
@@ -37,23 +44,27 @@ def batched_rate(world, arms, weights_row: list[float], slots: int, requests: in
     sim.reset(seed=0)
     weights = np.tile(np.asarray([weights_row], dtype=np.float32), (slots, 1))
     sim.step(weights)  # warm-up
-    steps = max(1, requests // slots)
-    start = time.perf_counter()
-    for _ in range(steps):
-        sim.step(weights)
-    return steps * slots / (time.perf_counter() - start)
+    steps = max(1, requests // slots // REPEATS)
+    rates = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for _ in range(steps):
+            sim.step(weights)
+        rates.append(steps * slots / (time.perf_counter() - start))
+    return float(np.median(rates))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2_000_000, help="requests per batched measurement")
-    parser.add_argument("--single-steps", type=int, default=20_000)
+    parser.add_argument("--single-steps", type=int, default=5_000, help="steps per timed single-env run")
     args = parser.parse_args()
     scenario = load_scenario("default")
     world, arms = make_shop(scenario)
     print(f"default scenario: {scenario.world.n_items:,} items, {scenario.world.n_users:,} shoppers, "
           f"{scenario.candidates.n_candidates} candidates, slate {scenario.candidates.slate_size}")
-    print(f"single env (gym.make('fusionsim/Fusion-v0')): {single_env_rate(args.single_steps):,.0f} steps/s")
+    print(f"single env (gym.make('fusionsim/Fusion-v0')): {single_env_rate(args.single_steps):,.0f} steps/s "
+          f"(median of {REPEATS} runs)")
     for slots in (1024, 4096, 16384):
         pop = batched_rate(world, arms, [1.0, 0.0], slots, args.requests)
         mix = batched_rate(world, arms, [0.5, 0.5], slots, args.requests)

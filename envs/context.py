@@ -52,6 +52,10 @@ def _static_rows() -> np.ndarray:
 
 
 _STATIC_ROWS = _static_rows()
+# Features of counts, as tables indexed by the count (np.take with mode="clip" caps the count).
+_STEP_FEATURE = (np.arange(21) / 20).astype(np.float32)
+_CLICKS_FEATURE = (np.arange(11) / 10).astype(np.float32)
+_HISTORY_FEATURE = np.minimum(np.log1p(np.arange(51)) / _LOG_HISTORY_CAP, 1.0).astype(np.float32)
 
 
 def static_context(segment: np.ndarray, device: np.ndarray) -> np.ndarray:
@@ -68,9 +72,9 @@ def build_contexts(static: np.ndarray, is_search: np.ndarray, day: float, sessio
     out[:, 5] = is_search
     angle = 2.0 * math.pi * (day % 1.0)
     out[:, 8:10] = (math.sin(angle), math.cos(angle))
-    out[:, 10] = np.minimum(session_step, 20) * np.float32(1 / 20)
-    out[:, 11] = np.minimum(np.log1p(n_purchases) * np.float32(1 / _LOG_HISTORY_CAP), 1.0)
-    out[:, 12] = np.minimum(session_clicks, 10) * np.float32(1 / 10)
+    out[:, 10] = np.take(_STEP_FEATURE, session_step, mode="clip")
+    out[:, 11] = np.take(_HISTORY_FEATURE, n_purchases, mode="clip")
+    out[:, 12] = np.take(_CLICKS_FEATURE, session_clicks, mode="clip")
     out[:, 13] = query_names_leaf
     return out
 
