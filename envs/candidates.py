@@ -75,9 +75,13 @@ class CandidateStage:
         """Count clicked item ids (m,) toward the trending list of the next rebuild."""
         np.add.at(self.click_counts, items, 1.0)
 
+    @property
+    def next_rebuild_day(self) -> float:
+        return self.built_day + self.params.refresh_days
+
     def maybe_rebuild(self, rng: np.random.Generator, day: float) -> bool:
         """Rebuild the pools if ``refresh_days`` have passed since the last build; True if rebuilt."""
-        if day - self.built_day < self.params.refresh_days:
+        if day < self.next_rebuild_day:
             return False
         self.click_counts *= 0.5 ** ((day - self.built_day) / self.params.trending_half_life_days)
         self.built_day = day

@@ -119,6 +119,7 @@ class BatchedSimulator:
         self.next_session_id = 0
         self.trend = np.zeros(self.catalog.n_leaves, dtype=np.float32)
         self._next_shift = 0
+        self._next_event_day = 0.0
         hist = self.world.history
         recent = hist["t"].to_numpy() >= -7.0
         counts = np.bincount(hist["item_id"].to_numpy()[recent], minlength=self.catalog.n_items)
@@ -143,6 +144,8 @@ class BatchedSimulator:
         self.leave_bias = np.zeros(n, dtype=np.float32)
         self.coefficients = np.zeros((n, self.catalog.latent.shape[1] + 2, 2), dtype=np.float32)
         self.intent_top = np.zeros(n, dtype=np.int32)
+        self.last_leaf = np.zeros(n, dtype=np.int32)  # leaf of the shopper's latest click, -1 = none
+        self.shopper_leaf = np.zeros(n, dtype=np.int32)  # a leaf of the shopper's history, -1 = none
         self.start_sessions(np.arange(n))
         return self.prepare_requests()
 
@@ -180,6 +183,14 @@ class BatchedSimulator:
         self.intent_top[rows] = intent // self.scenario.world.n_leaf_per_top
         self.query_words[rows, 0] = self.intent_top[rows]
         self.query_words[rows, 1] = self.catalog.vocab.leaf_offset + intent
+        # The shop's view of the shopper's history: the latest click's leaf and, for the session, the
+        # leaf of a random recent item (recent_items are compact: valid items first).
+        recent = self.recent_items[user]
+        n_valid = (recent >= 0).sum(axis=1)
+        leaf = self.catalog.leaf
+        self.last_leaf[rows] = np.where(n_valid > 0, leaf[recent[:, 0]], -1)
+        picked = recent[np.arange(m), (rng.random(m) * n_valid).astype(np.int64)]
+        self.shopper_leaf[rows] = np.where(n_valid > 0, leaf[picked], -1)
         self.step_in_session[rows] = 0
         self.session_clicks[rows] = 0
         self.session_id[rows] = self.next_session_id + np.arange(m)
@@ -192,7 +203,7 @@ class BatchedSimulator:
         """Draw the next request of every slot (surface, query, recall leaves); returns contexts (N, D)."""
         c, vocab = self.catalog, self.catalog.vocab
         n = self.n_slots
-        u = self.rng.random((n, 6), dtype=np.float32)
+        u = self.rng.random((n, 5), dtype=np.float32)
         # flags: is a search / the query names the leaf / the query carries a random attribute word
         flags = u[:, :3] < self.query_thresholds
         flags[:, 1:] &= flags[:, :1]
@@ -200,22 +211,17 @@ class BatchedSimulator:
         self.query_words[:, 2] = vocab.attribute_offset + (u[:, 3] * vocab.n_attributes).astype(np.int32)
         query = np.where(flags, self.query_words, np.int32(-1))
 
-        # Recall leaves: the query's leaf (or a guess within its top category) on search, the last
-        # clicked item's leaf (or a random leaf) on the feed; and the leaf of a random recent item.
-        recent = self.recent_items[self.user]  # compact: valid items first
-        n_valid = (recent >= 0).sum(axis=1)
-        has_recent = n_valid > 0
-        recent_leaf = c.leaf[recent[np.arange(n), (u[:, 5] * n_valid).astype(np.int64)]]
+        # Recall leaves: the query's leaf (or a guess within its top category) on search, the latest
+        # click's leaf (or a random leaf) on the feed; the shopper leaf was drawn at session start.
         leaf_per_top = self.scenario.world.n_leaf_per_top
         guess = np.where(is_search, self.intent_top * leaf_per_top + (u[:, 4] * leaf_per_top).astype(np.int32),
                          (u[:, 4] * c.n_leaves).astype(np.int32))
         self.context_leaf = np.where(is_search, np.where(names_leaf, self.intent, guess),
-                                     np.where(has_recent, c.leaf[recent[:, 0]], guess))
-        self.shopper_leaf = np.where(has_recent, recent_leaf, -1)
+                                     np.where(self.last_leaf >= 0, self.last_leaf, guess))
 
         day = self.day
         self.requests = RequestBatch(user_id=self.user, segment=self.segment, surface=is_search.view(np.int8),
-                                     device=self.device, query=query, recent_items=recent,
+                                     device=self.device, query=query, recent_items=self.recent_items[self.user],
                                      t=np.full(n, day, dtype=np.float32), session_step=self.step_in_session)
         self.contexts = build_contexts(self.static_context, is_search, day, self.step_in_session,
                                        self.n_purchases[self.user], self.session_clicks, names_leaf)
@@ -223,12 +229,15 @@ class BatchedSimulator:
 
     # ----------------------------------------------------------------------------------------- step
     def _apply_events(self, day: float) -> None:
+        """Apply the trend shifts due by ``day`` and rebuild the recall index when it is due."""
         while self._next_shift < len(self._trend_shifts) and self._trend_shifts[self._next_shift][0] <= day:
             _, leaves, strength = self._trend_shifts[self._next_shift]
             self.trend[:] = 0.0
             self.trend[leaves] = strength
             self._next_shift += 1
         self.candidate_stage.maybe_rebuild(self.rng, day)
+        next_shift = self._trend_shifts[self._next_shift][0] if self._next_shift < len(self._trend_shifts) else np.inf
+        self._next_event_day = min(next_shift, self.candidate_stage.next_rebuild_day)
 
     def step(self, weights: np.ndarray) -> StepResult:
         """Serve the pending request of every slot with arm ``weights`` (N, A) (rows on the simplex)."""
@@ -239,7 +248,8 @@ class BatchedSimulator:
             raise ValueError(f"weights must have shape ({self.n_slots}, {self.n_arms}); got {weights.shape}")
         rng, req, c = self.rng, self.requests, self.catalog
         day = self.day
-        self._apply_events(day)
+        if day >= self._next_event_day:
+            self._apply_events(day)
         candidates, excluded = self.candidate_stage.generate(rng, self.context_leaf, self.shopper_leaf)
         arm_scores = [arm.score(req, candidates) for arm in self.arms]
         slate = select_slate(candidates, blend(arm_scores, weights), self.slate_size, excluded)
@@ -290,7 +300,9 @@ class BatchedSimulator:
         clicked_items = np.where(clicks[rows], slate[rows], -1)
         merged = np.concatenate([clicked_items, self.recent_items[users]], axis=1)
         order = np.argsort(merged < 0, axis=1, kind="stable")[:, :self.recent_items.shape[1]]
-        self.recent_items[users] = merged.reshape(-1)[order + (np.arange(len(rows)) * merged.shape[1])[:, None]]
+        latest = merged.reshape(-1)[order + (np.arange(len(rows)) * merged.shape[1])[:, None]]
+        self.recent_items[users] = latest
+        self.last_leaf[rows] = self.catalog.leaf[latest[:, 0]]
         self.candidate_stage.record_clicks(slate[clicks])
         buy_rows = np.nonzero(n_bought)[0]
         if len(buy_rows):
