@@ -118,7 +118,7 @@ class CandidateStage:
         n_leaves = self.catalog.n_leaves
         b = len(context_leaf)
         u = rng.random((b, 9))
-        other = (context_leaf + 1 + (u[:, 8] * (n_leaves - 1)).astype(np.int64)) % n_leaves
+        other = (context_leaf + 1 + (u[:, 8] * (n_leaves - 1)).astype(np.int32)) % n_leaves
         segment = np.empty((b, 4), dtype=np.int64)
         segment[:, 0] = context_leaf
         segment[:, 1] = np.where((shopper_leaf == context_leaf) | (shopper_leaf < 0), other, shopper_leaf)

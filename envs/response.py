@@ -133,22 +133,39 @@ class ShopperModel:
         hits = np.add.reduce(self._query_tokens[items] == query[:, None, :], axis=2)
         return hits, np.add.reduce(query >= 0, axis=1)
 
+    def click_draws(self, k: int) -> int:
+        """Uniform draws per request that sampling clicks on k slots takes."""
+        return k if self.params.click_model == "pbm" else 2 * k + 1
+
     def clicks(self, rng: np.random.Generator, attraction: np.ndarray, device: np.ndarray) -> np.ndarray:
         """Sampled clicks (B, k) bool under the scenario's click model."""
         b, k = attraction.shape
+        return self._clicks(rng.random((b, self.click_draws(k)), dtype=np.float32), attraction, device)
+
+    def purchases(self, rng: np.random.Generator, clicks: np.ndarray, purchase_logit: np.ndarray) -> np.ndarray:
+        """Sampled purchases (B, k) bool: only clicked items can be bought."""
+        return clicks & (rng.random(clicks.shape, dtype=np.float32) < sigmoid(purchase_logit))
+
+    def respond(self, rng: np.random.Generator, utility: SlateUtility, device: np.ndarray,
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Clicks and purchases (B, k) bool for a slate (as :meth:`clicks` then :meth:`purchases`, from one
+        block of uniform draws)."""
+        b, k = utility.attraction.shape
+        n_click = self.click_draws(k)
+        draws = rng.random((b, n_click + k), dtype=np.float32)
+        clicks = self._clicks(draws[:, :n_click], utility.attraction, device)
+        return clicks, clicks & (draws[:, n_click:] < sigmoid(utility.purchase_logit))
+
+    def _clicks(self, draws: np.ndarray, attraction: np.ndarray, device: np.ndarray) -> np.ndarray:
+        b, k = attraction.shape
         if self.params.click_model == "pbm":
-            return rng.random((b, k), dtype=np.float32) < self.examination(device, k) * attraction
-        draws = rng.random((b, 2 * k + 1), dtype=np.float32)
+            return draws < self.examination(device, k) * attraction
         attractive = draws[:, :k] < attraction
         go_on = ~attractive & (draws[:, k:2 * k] >= self.params.cascade_abandon)
         reached = np.empty((b, k), dtype=bool)
         reached[:, 0] = draws[:, 2 * k] < self.params.examination_first
         reached[:, 1:] = reached[:, :1] & np.logical_and.accumulate(go_on[:, :-1], axis=1)
         return reached & attractive
-
-    def purchases(self, rng: np.random.Generator, clicks: np.ndarray, purchase_logit: np.ndarray) -> np.ndarray:
-        """Sampled purchases (B, k) bool: only clicked items can be bought."""
-        return clicks & (rng.random(clicks.shape, dtype=np.float32) < sigmoid(purchase_logit))
 
     def update_session(self, rng: np.random.Generator, utility: SlateUtility, satiation: np.ndarray,
                        fatigue: np.ndarray, leave_bias: np.ndarray, clicked: np.ndarray,

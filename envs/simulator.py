@@ -257,8 +257,7 @@ class BatchedSimulator:
         is_search = req.surface.astype(bool)
         utility = self.model.utility(slate, self.coefficients, self.intent, is_search, req.query, self.satiation,
                                      self.trend)
-        clicks = self.model.clicks(rng, utility.attraction, self.device)
-        purchased = self.model.purchases(rng, clicks, utility.purchase_logit)
+        clicks, purchased = self.model.respond(rng, utility, self.device)
         revenue = np.add.reduce(c.price[slate] * purchased, axis=1)
         n_clicks = np.add.reduce(clicks, axis=1, dtype=np.int32)
         n_bought = np.add.reduce(purchased, axis=1, dtype=np.int32)
@@ -266,20 +265,22 @@ class BatchedSimulator:
         left = self.model.update_session(rng, utility, self.satiation, self.fatigue, self.leave_bias, clicked, bought)
         self._update_shoppers(slate, clicks, purchased, clicked, n_bought)
 
-        reward = {"clicks": n_clicks, "purchases": n_bought, "revenue": revenue}[self.scenario.reward]
-        reward = reward.astype(np.float32)
+        reward_kind = self.scenario.reward
+        reward = (n_clicks if reward_kind == "clicks" else n_bought if reward_kind == "purchases" else revenue
+                  ).astype(np.float32)
         self.step_in_session = self.step_in_session + 1
         self.session_clicks += n_clicks
         terminated = left
         truncated = ~left & (self.step_in_session >= self.scenario.traffic.max_session_steps)
-        request_id = self.requests_served + np.arange(self.n_slots, dtype=np.int64)
+        request_id = np.arange(self.requests_served, self.requests_served + self.n_slots, dtype=np.int64)
         session_id = self.session_id.copy()
         served_contexts = self.contexts
         self.requests_served += self.n_slots
 
         done = np.nonzero(terminated | truncated)[0]
-        final_contexts = served_contexts.copy()
+        final_contexts = served_contexts  # contexts arrays are never changed in place once served
         if len(done):
+            final_contexts = served_contexts.copy()
             final_contexts[done] = build_contexts(
                 self.static_context[done], is_search[done], self.day, self.step_in_session[done],
                 self.n_purchases[self.user[done]], self.session_clicks[done], served_contexts[done, 13])
