@@ -20,8 +20,6 @@ SEGMENTS: tuple[str, ...] = ("new", "casual", "loyal", "bargain")
 
 DEVICES: tuple[str, ...] = ("desktop", "mobile", "app")
 
-Probability = Field(ge=0.0, le=1.0)
-
 
 class ScenarioError(ValueError):
     """An invalid scenario: the message is one line naming the field, the value and what is allowed."""
@@ -94,10 +92,12 @@ class BehaviourParams(_Strict):
     quality_weight: float = Field(0.5, ge=0.0)
     intent_weight: float = Field(1.6, ge=0.0, description="utility of the session's intended category")
     query_weight: float = Field(2.0, ge=0.0, description="utility per unit of query relevance on search")
-    search_offtopic_penalty: float = Field(1.5, ge=0.0, description="utility lost on search by items with no query match")
+    search_offtopic_penalty: float = Field(1.5, ge=0.0,
+                                           description="utility lost on search by items with no query match")
     price_weight: float = Field(0.8, ge=0.0, description="utility lost per unit of sensitivity x log relative price")
     purchase_bias: float = Field(-5.5, description="logit of buying a clicked average item")
-    purchase_price_weight: float = Field(1.5, ge=0.0, description="purchase logit lost per sensitivity x log relative price")
+    purchase_price_weight: float = Field(1.5, ge=0.0,
+                                         description="purchase logit lost per sensitivity x log relative price")
     satiation_weight: float = Field(1.5, ge=0.0, description="utility lost per unit of category satiation")
     satiation_decay: float = Field(0.7, ge=0.0, le=1.0, description="satiation kept from one request to the next")
     fatigue_step: float = Field(0.05, ge=0.0, description="fatigue added by every request")
@@ -121,7 +121,8 @@ class TrafficParams(_Strict):
     def _check_devices(self) -> "TrafficParams":
         if set(self.device_shares) != set(DEVICES):
             raise ValueError(
-                f"traffic.device_shares = {sorted(self.device_shares)} is not allowed: must name exactly {list(DEVICES)}")
+                f"traffic.device_shares = {sorted(self.device_shares)} is not allowed: "
+                f"must name exactly {list(DEVICES)}")
         if any(v < 0 for v in self.device_shares.values()) or abs(sum(self.device_shares.values()) - 1) > 1e-6:
             raise ValueError(f"traffic.device_shares = {self.device_shares} is not allowed: "
                              "must be probabilities in [0, 1] that sum to 1")

@@ -9,7 +9,6 @@ from envs.response import ShopperModel, sigmoid
 from envs.scenario import DEVICES
 from envs.simulator import BatchedSimulator
 from envs.world import build_world
-from tests.conftest import small_scenario
 
 DESKTOP = DEVICES.index("desktop")
 
