@@ -36,8 +36,8 @@ class StepResult:
     ``requests``: what the shop knew; ``contexts`` (N, D) float32: what the policy saw; ``request_id``
     (N,) int64; ``session_id`` (N,) int64; ``day`` float (simulated day of these requests); ``candidates``
     (N, C) int32; ``excluded`` (N, C) bool (candidates never shown, see ``envs.candidates``);
-    ``arm_scores`` list of A arrays (N, C) float32; ``weights`` (N, A) float32; ``slate`` (N, k) int32; ``clicks``, ``purchased`` (N, k) bool; ``revenue`` (N,) float32 (price of what was
-    bought); ``reward`` (N,) float32; ``terminated`` (N,) bool (shopper left); ``truncated`` (N,) bool
+    ``arm_scores`` list of A arrays (N, C) float32; ``weights`` (N, A) float32; ``slate`` (N, k) int32;
+    ``clicks``, ``purchased`` (N, k) bool; ``revenue`` (N,) float32 (price of what was bought); ``reward`` (N,) float32; ``terminated`` (N,) bool (shopper left); ``truncated`` (N,) bool
     (session time limit); ``final_contexts`` (N, D): the context the ended sessions would have shown next.
     """
 
@@ -288,8 +288,8 @@ class BatchedSimulator:
         self.prepare_requests()
         return StepResult(requests=req, contexts=served_contexts, request_id=request_id, session_id=session_id,
                           day=day, candidates=candidates, excluded=excluded, arm_scores=arm_scores,
-                          weights=weights, slate=slate, clicks=clicks, purchased=purchased, revenue=revenue, reward=reward,
-                          terminated=terminated, truncated=truncated, final_contexts=final_contexts)
+                          weights=weights, slate=slate, clicks=clicks, purchased=purchased, revenue=revenue,
+                          reward=reward, terminated=terminated, truncated=truncated, final_contexts=final_contexts)
 
     def _update_shoppers(self, slate: np.ndarray, clicks: np.ndarray, purchased: np.ndarray,
                          clicked: np.ndarray, n_bought: np.ndarray) -> None:
