@@ -44,8 +44,8 @@ class _ShopEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, scenario: str | Scenario = "default", action_mode: str = "arm", grid_resolution: int = 4,
-                 temperature: float = 3.0, arms: list[Recommender] | None = None) -> None:
-        world, arms = make_shop(scenario, arms)
+                 temperature: float = 3.0, arms: list[Recommender] | None = None, base: str | None = None) -> None:
+        world, arms = make_shop(scenario, arms, base)
         self.sim = BatchedSimulator(world, arms, n_slots=1)
         self.arm_names = [a.name for a in arms]
         self.mapper = ActionMapper(action_mode, len(arms), grid_resolution, temperature)
@@ -93,7 +93,8 @@ class FusionEnv(_ShopEnv):
 
     ## Arguments
     ``scenario`` (name, path or Scenario), ``action_mode``, ``grid_resolution`` (4), ``temperature`` (3.0),
-    ``arms`` (fitted recommenders; default popularity + new arrivals), ``episode_requests`` (100).
+    ``arms`` (fitted recommenders; default popularity + new arrivals), ``base`` (a folder of arms from
+    ``fusionsim train-base``, used when ``arms`` is None), ``episode_requests`` (100).
     ``info``: slate, clicks, purchases (per slot), revenue, weights, candidates, arm_scores (A, C),
     request_id, session_id, day, segment, surface, session_end.
 
@@ -102,9 +103,9 @@ class FusionEnv(_ShopEnv):
     """
 
     def __init__(self, scenario: str | Scenario = "default", action_mode: str = "arm", grid_resolution: int = 4,
-                 temperature: float = 3.0, arms: list[Recommender] | None = None,
+                 temperature: float = 3.0, arms: list[Recommender] | None = None, base: str | None = None,
                  episode_requests: int = 100) -> None:
-        super().__init__(scenario, action_mode, grid_resolution, temperature, arms)
+        super().__init__(scenario, action_mode, grid_resolution, temperature, arms, base)
         if episode_requests < 1:
             raise ValueError(f"episode_requests must be >= 1; got {episode_requests}")
         self.episode_requests = episode_requests
@@ -155,7 +156,7 @@ class FusionSessionEnv(_ShopEnv):
     have shown next.
 
     ## Arguments
-    ``scenario``, ``action_mode`` ("weights"), ``grid_resolution``, ``temperature``, ``arms``.
+    ``scenario``, ``action_mode`` ("weights"), ``grid_resolution``, ``temperature``, ``arms``, ``base``.
     ``info`` as in Fusion-v0.
 
     ## Version History
@@ -163,8 +164,8 @@ class FusionSessionEnv(_ShopEnv):
     """
 
     def __init__(self, scenario: str | Scenario = "default", action_mode: str = "weights", grid_resolution: int = 4,
-                 temperature: float = 3.0, arms: list[Recommender] | None = None) -> None:
-        super().__init__(scenario, action_mode, grid_resolution, temperature, arms)
+                 temperature: float = 3.0, arms: list[Recommender] | None = None, base: str | None = None) -> None:
+        super().__init__(scenario, action_mode, grid_resolution, temperature, arms, base)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)

@@ -11,7 +11,7 @@ A log is a folder of ``part-NNNNN.parquet`` files (readable as one table with ``
 | session_step | int32 | requests earlier in the session |
 | user_id | int32 | shopper |
 | segment, surface, device | dictionary<string> | shopper segment, "feed"/"search", device |
-| query | list<int32> | query word ids (empty on the feed) |
+| query | list<int32> | [top-category word, leaf word, attribute word], -1 where absent (all -1 on the feed) |
 | context_<feature> | float32 | the context vector the policy saw (``envs.context.CONTEXT_NAMES``) |
 | action | int64 | arm or grid index; -1 for continuous actions (see weights_*) |
 | propensity | float64 | probability (density) of the action under the logging policy |
@@ -51,13 +51,6 @@ def _fixed_lists(values: np.ndarray, arrow_type: pa.DataType) -> pa.ListArray:
     return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), type=arrow_type))
 
 
-def _ragged_lists(values: np.ndarray) -> pa.ListArray:
-    """(n, m) with -1 padding -> list<int32> of the non-negative entries of each row."""
-    valid = values >= 0
-    offsets = np.concatenate([[0], np.cumsum(valid.sum(axis=1))]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values[valid].astype(np.int32)))
-
-
 def step_table(result: StepResult, actions: np.ndarray, propensities: np.ndarray, arm_names: list[str]) -> pa.Table:
     """The log rows (one per request) of one simulator step."""
     req = result.requests
@@ -73,7 +66,7 @@ def step_table(result: StepResult, actions: np.ndarray, propensities: np.ndarray
         "segment": _dictionary(req.segment, SEGMENTS),
         "surface": _dictionary(req.surface, SURFACES),
         "device": _dictionary(req.device, DEVICES),
-        "query": _ragged_lists(req.query),
+        "query": _fixed_lists(req.query.astype(np.int32), pa.int32()),
     }
     for j, name in enumerate(CONTEXT_NAMES):
         columns[f"context_{name}"] = pa.array(result.contexts[:, j])

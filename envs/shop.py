@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from envs.scenario import Scenario, load_scenario
 from envs.world import World, build_world
-from recommenders import NewArrivals, Popularity, Recommender
+from recommenders import ArmsFolderError, NewArrivals, Popularity, Recommender, load_arms
 
 
 def default_arms(world: World) -> list[Recommender]:
@@ -14,10 +16,26 @@ def default_arms(world: World) -> list[Recommender]:
     return [Popularity().fit(world.history, items), NewArrivals().fit(None, items)]
 
 
+def world_signature(scenario: Scenario) -> dict:
+    """What identifies a world: the scenario's name, seed and world parameters (arms trained on one
+    world are meaningless in another)."""
+    return {"scenario": scenario.name, "seed": scenario.seed,
+            "world": scenario.world.model_dump(mode="json"),
+            "events": [e.model_dump(mode="json") for e in scenario.events if e.kind == "new_items"]}
+
+
 def make_shop(scenario: str | Scenario = "default", arms: list[Recommender] | None = None,
-              ) -> tuple[World, list[Recommender]]:
-    """Build the world of ``scenario`` (a name, a path or a :class:`Scenario`) and its arms."""
+              base: str | Path | None = None) -> tuple[World, list[Recommender]]:
+    """Build the world of ``scenario`` (a name, a path or a :class:`Scenario`) and its arms: ``arms`` as
+    given, else the trained arms in the folder ``base`` (from ``fusionsim train-base``), else
+    :func:`default_arms`."""
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
+    if arms is None and base is not None:
+        arms, trained_for = load_arms(base)
+        if trained_for != world_signature(scenario):
+            raise ArmsFolderError(f"--base {base} holds arms trained for scenario '{trained_for['scenario']}' "
+                                  f"(seed {trained_for['seed']}), whose world differs from scenario "
+                                  f"'{scenario.name}' (seed {scenario.seed})")
     world = build_world(scenario)
     return world, (list(arms) if arms is not None else default_arms(world))

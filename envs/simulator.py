@@ -111,6 +111,8 @@ class BatchedSimulator:
         Pass ``rng`` (used as is) or ``seed`` (a new Generator). Restores the world's mutable state.
         """
         self.rng = rng if rng is not None else np.random.default_rng(seed)
+        for arm in self.arms:
+            arm.reset_state()
         pop = self.world.population
         self.taste = pop.taste.copy()
         self.n_purchases = pop.n_purchases.copy()

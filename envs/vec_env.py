@@ -26,15 +26,15 @@ class FusionVecEnv(VecEnv):
     request of a newly arrived shopper. ``last_result`` holds the full :class:`StepResult` of the last step.
 
     Args:
-        scenario, action_mode ("weights"), grid_resolution, temperature, arms: as ``FusionSession-v0``.
+        scenario, action_mode ("weights"), grid_resolution, temperature, arms, base: as ``FusionSession-v0``.
         n_envs: number of concurrent sessions N.
         seed: seed of the first reset (``seed()`` changes it).
     """
 
     def __init__(self, scenario: str | Scenario = "default", n_envs: int = 8, action_mode: str = "weights",
                  grid_resolution: int = 4, temperature: float = 3.0, arms: list[Recommender] | None = None,
-                 seed: int | None = None) -> None:
-        world, arms = make_shop(scenario, arms)
+                 base: str | None = None, seed: int | None = None) -> None:
+        world, arms = make_shop(scenario, arms, base)
         self.sim = BatchedSimulator(world, arms, n_slots=n_envs)
         self.mapper = ActionMapper(action_mode, len(arms), grid_resolution, temperature)
         observation_space = gym.spaces.Box(CONTEXT_LOW, CONTEXT_HIGH, dtype=np.float32)

@@ -10,6 +10,8 @@ import click
 from envs.scenario import ScenarioError, load_scenario
 from experiments.runs import RunFolderError, prepare_run_folder
 from experiments.simulate import PolicySpecError, run_policy
+from experiments.train_base import MODELS, TrainBaseError, parse_models, train_base
+from recommenders import ArmsFolderError, InteractionTableError
 
 
 class UsageFailure(click.ClickException):
@@ -37,15 +39,18 @@ def cli() -> None:
               help="Concurrent shopper sessions simulated per step.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=500_000, show_default=True,
               help="Rows per Parquet part file.")
+@click.option("--base", type=click.Path(path_type=Path), default=None,
+              help="Folder of trained arms from fusionsim train-base (default: popularity and new arrivals).")
 @click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
 def simulate(scenario: str, policy: str, requests: int, out: Path, seed: int, slots: int, chunk_rows: int,
-             overwrite: bool) -> None:
+             base: Path | None, overwrite: bool) -> None:
     """Simulate traffic under a static policy; write the Parquet log (with propensities) and metrics."""
     try:
         resolved = load_scenario(scenario)
         folder = prepare_run_folder(out, overwrite)
-        summary = run_policy(resolved, policy, requests, folder, seed=seed, slots=slots, chunk_rows=chunk_rows)
-    except (ScenarioError, PolicySpecError, RunFolderError) as exc:
+        summary = run_policy(resolved, policy, requests, folder, seed=seed, slots=slots, chunk_rows=chunk_rows,
+                             base=base)
+    except (ScenarioError, PolicySpecError, RunFolderError, ArmsFolderError) as exc:
         raise UsageFailure(str(exc)) from None
     m = summary.metrics
     click.echo(f"requests {m['requests']:,}  CTR {m['ctr']:.4f}  clicks/request {m['clicks_per_request']:.4f}  "
@@ -53,6 +58,40 @@ def simulate(scenario: str, policy: str, requests: int, out: Path, seed: int, sl
                f"session length {m['mean_session_length']:.2f}")
     click.echo(f"wrote {folder}/config.yaml, {folder}/metrics.json and {len(summary.log_parts)} log part(s) "
                f"in {folder}/logs/")
+
+
+@cli.command("train-base")
+@click.option("--scenario", default="default", show_default=True, help="The scenario the logs were simulated on.")
+@click.option("--logs", type=click.Path(path_type=Path), required=True,
+              help="A fusionsim simulate run folder (its logs/ train the arms).")
+@click.option("--models", default=",".join(MODELS), show_default=True, help="Comma-separated arms to train.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/arms"), show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Training device for the PyTorch arms (auto: cuda when present).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Cap on training epochs.")
+@click.option("--test-fraction", type=click.FloatRange(0.01, 0.9), default=0.2, show_default=True,
+              help="Share of the log (by time) held out for testing.")
+@click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
+def train_base_command(scenario: str, logs: Path, models: str, out: Path, device: str, seed: int,
+                       epochs: int | None, test_fraction: float, overwrite: bool) -> None:
+    """Train base recommenders on a simulated log; write checkpoints, metrics.json and report.md."""
+    try:
+        resolved = load_scenario(scenario)
+        names = parse_models(models)
+        if device == "cuda":
+            import torch
+            if not torch.cuda.is_available():
+                raise TrainBaseError("--device cuda: no CUDA device on this machine; use --device cpu or auto")
+        folder = prepare_run_folder(out, overwrite)
+        metrics = train_base(resolved, logs, names, folder, device=device, seed=seed, epochs=epochs,
+                             test_fraction=test_fraction)
+    except (ScenarioError, TrainBaseError, RunFolderError, InteractionTableError) as exc:
+        raise UsageFailure(str(exc)) from None
+    click.echo(f"{'model':<12}{'NDCG@10':>9}{'Recall@10':>11}")
+    for name, result in metrics["models"].items():
+        click.echo(f"{name:<12}{result['ndcg@10']:>9.4f}{result['recall@10']:>11.4f}")
+    click.echo(f"wrote {folder}/report.md, {folder}/metrics.json, {folder}/arms.json and {folder}/models/")
 
 
 def main() -> None:

@@ -52,15 +52,17 @@ class SimulationSummary:
 
 
 def run_policy(scenario: Scenario, policy_spec: str, requests: int, out: Path, seed: int = 0, slots: int = 1024,
-               chunk_rows: int = 500_000, progress: bool = True) -> SimulationSummary:
-    """Simulate ``requests`` requests under a static policy; write logs/, metrics.json and config.yaml to ``out``."""
-    world, arms = make_shop(scenario)
+               chunk_rows: int = 500_000, progress: bool = True, base: Path | None = None) -> SimulationSummary:
+    """Simulate ``requests`` requests under a static policy; write logs/, metrics.json and config.yaml to ``out``.
+    ``base``: a folder of trained arms (default: popularity and new arrivals)."""
+    world, arms = make_shop(scenario, base=base)
     arm_names = [a.name for a in arms]
     sim_seed, policy_seed = np.random.SeedSequence(seed).generate_state(2)
     policy = make_static_policy(policy_spec, arm_names, seed=int(policy_seed))
     slots = min(slots, requests)
     write_config(out, "simulate", {"scenario": scenario.name, "policy": policy_spec, "requests": requests,
-                                   "seed": seed, "slots": slots, "chunk_rows": chunk_rows},
+                                   "seed": seed, "slots": slots, "chunk_rows": chunk_rows,
+                                   "base": None if base is None else str(base)},
                  scenario=scenario_to_dict(scenario), arms=arm_names, policy={"name": policy.name,
                                                                               "config": policy.config()})
     sim = BatchedSimulator(world, arms, n_slots=slots)

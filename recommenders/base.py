@@ -132,6 +132,9 @@ class Recommender(abc.ABC):
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore the fitted arrays of :meth:`state`."""
 
+    def reset_state(self) -> None:
+        """Forget serving state kept between requests (none by default; the sequence model caches states)."""
+
     def save(self, path: str | Path) -> None:
         """Write weights + config atomically; readable with ``torch.load(path, weights_only=True)``."""
         payload = {"name": self.name, "config": self.config(),

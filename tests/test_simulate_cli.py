@@ -50,7 +50,8 @@ def test_simulate_writes_logs_metrics_and_config(scenario_file, tmp_path):
     np.testing.assert_array_equal(log["weights_popularity"], (log["action"] == 0).astype(np.float32))
     assert (log["slate"].map(len) == 10).all() and (log["slate"].map(lambda s: len(set(s))) == 10).all()
     np.testing.assert_array_equal(log["reward"], log["clicks"].map(sum))
-    assert ((log["surface"] == "feed") == (log["query"].map(len) == 0)).all()
+    assert ((log["surface"] == "feed") == log["query"].map(lambda q: (q == -1).all())).all()
+    assert (log["query"].map(len) == 3).all()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["requests"] == 3000
     assert metrics["clicks_per_request"] == pytest.approx(log["clicks"].map(sum).mean())

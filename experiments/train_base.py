@@ -1,0 +1,157 @@
+"""``fusionsim train-base``: train the arms on a simulated log and measure them on a later time window."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from envs.logs import SURFACES
+from envs.scenario import DEVICES, SEGMENTS, Scenario, scenario_to_dict
+from envs.shop import world_signature
+from envs.world import build_world
+from experiments.runs import write_config, write_json
+from recommenders import ARMS_FILE, ContentBased, MatrixFactorization, Popularity, Recommender, SequenceModel
+from recommenders.data import EvalRequests, clicks_from_log, eval_requests_from_log
+from recommenders.evaluation import grouped, ranking_metrics
+from recommenders.io import atomic_write_text
+
+MODELS = ("popularity", "mf", "content", "sequence")
+K = 10
+VALIDATION_REQUESTS = 2000
+
+
+class TrainBaseError(ValueError):
+    """Bad ``train-base`` input: unknown model, a folder without logs, logs of another scenario."""
+
+
+def parse_models(spec: str) -> list[str]:
+    names = [m.strip() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in names if m not in MODELS]
+    if not names or unknown:
+        raise TrainBaseError(f"--models {spec!r}: unknown model {unknown[0] if unknown else '(none)'}; "
+                             f"choose from {', '.join(MODELS)}")
+    return names
+
+
+def read_log(folder: Path, scenario: Scenario) -> pd.DataFrame:
+    """The request log of a ``fusionsim simulate`` run folder, checked against ``scenario``."""
+    logs = folder / "logs"
+    if not logs.is_dir() or not any(logs.glob("part-*.parquet")):
+        raise TrainBaseError(f"--logs {folder} holds no interaction log (expected {logs}/part-*.parquet from "
+                             "fusionsim simulate)")
+    config_path = folder / "config.yaml"
+    if config_path.is_file():
+        logged = yaml.safe_load(config_path.read_text()).get("scenario", {})
+        if logged.get("seed") != scenario.seed or logged.get("world") != scenario_to_dict(scenario)["world"]:
+            raise TrainBaseError(f"--logs {folder} was simulated on scenario '{logged.get('name')}', whose world "
+                                 f"differs from scenario '{scenario.name}'")
+    return pd.read_parquet(logs)
+
+
+def make_model(name: str, device: str, seed: int, epochs: int | None, progress: bool) -> Recommender:
+    train = {"device": device, "seed": seed, "progress": progress, **({"epochs": epochs} if epochs else {})}
+    if name == "popularity":
+        return Popularity()
+    if name == "mf":
+        return MatrixFactorization(train=train)
+    if name == "content":
+        return ContentBased()
+    return SequenceModel(train=train)
+
+
+@dataclass
+class Split:
+    train: pd.DataFrame
+    validation: EvalRequests
+    test: EvalRequests
+    t_split: float
+
+
+def split_by_time(log: pd.DataFrame, history: pd.DataFrame, test_fraction: float) -> Split:
+    """Interactions before the split time train; requests after it (with a click) test; the last tenth
+    of the training window validates early stopping."""
+    t_split = float(log["t"].quantile(1.0 - test_fraction))
+    clicks = clicks_from_log(log)
+    known = pd.concat([history, clicks], ignore_index=True)
+    train = pd.concat([history, clicks[clicks["t"] < t_split]], ignore_index=True)
+    before = log[log["t"] < t_split]
+    t_val = float(before["t"].quantile(0.9)) if len(before) else t_split
+    validation = eval_requests_from_log(before[before["t"] >= t_val], known, SEGMENTS, SURFACES, DEVICES)
+    validation = validation.subset(np.arange(min(VALIDATION_REQUESTS, len(validation))))
+    test = eval_requests_from_log(log[log["t"] >= t_split], known, SEGMENTS, SURFACES, DEVICES)
+    if len(test) == 0:
+        raise TrainBaseError("the test window holds no request with a click: simulate more requests")
+    return Split(train, validation, test, t_split)
+
+
+def train_base(scenario: Scenario, logs: Path, models: list[str], out: Path, device: str = "auto", seed: int = 0,
+               epochs: int | None = None, test_fraction: float = 0.2, progress: bool = True) -> dict:
+    """Train ``models`` on the log in ``logs``; write checkpoints, ``arms.json``, ``metrics.json``,
+    ``report.md`` and ``config.yaml`` to ``out``; return the metrics."""
+    log = read_log(logs, scenario)
+    world = build_world(scenario)
+    items = world.catalog.public()
+    split = split_by_time(log, world.history, test_fraction)
+    write_config(out, "train-base", {"scenario": scenario.name, "logs": str(logs), "models": models,
+                                     "device": device, "seed": seed, "epochs": epochs,
+                                     "test_fraction": test_fraction}, scenario=scenario_to_dict(scenario))
+    metrics: dict = {"k": K, "t_split": split.t_split, "train_interactions": len(split.train),
+                     "test_requests": len(split.test), "models": {}}
+    entries = []
+    for name in models:
+        model = make_model(name, device, seed, epochs, progress)
+        if isinstance(model, (MatrixFactorization, SequenceModel)):
+            model.fit(split.train, items, validation=split.validation)
+        else:
+            model.fit(split.train, items)
+        path = out / "models" / f"{name}.pt"
+        model.save(path)
+        entries.append({"name": model.name, "path": f"models/{name}.pt"})
+        model.reset_state()
+        recall, ndcg = ranking_metrics(model, split.test, items, K)
+        req = split.test.requests
+        result = {"recall@10": float(recall.mean()), "ndcg@10": float(ndcg.mean()),
+                  "ndcg@10_by_segment": grouped(ndcg, req.segment, SEGMENTS),
+                  "ndcg@10_by_surface": grouped(ndcg, req.surface, SURFACES),
+                  "recall@10_by_segment": grouped(recall, req.segment, SEGMENTS),
+                  "recall@10_by_surface": grouped(recall, req.surface, SURFACES)}
+        report = getattr(model, "report", None)
+        if report is not None:
+            result["training"] = {"device": report.device, "epochs": len(report.losses),
+                                  "best_epoch": report.best_epoch + 1, "samples_per_second": report.samples_per_second,
+                                  "validation_ndcg@10": report.validation, "loss": report.losses}
+        metrics["models"][name] = result
+    atomic_write_text(out / ARMS_FILE, json.dumps({"arms": entries, "world": world_signature(scenario)}, indent=2))
+    write_json(out / "metrics.json", metrics)
+    atomic_write_text(out / "report.md", render_report(metrics, scenario.name, logs))
+    return metrics
+
+
+def render_report(metrics: dict, scenario: str, logs: Path) -> str:
+    """A Markdown table of NDCG@10 and Recall@10, overall, per segment and per surface; best in bold."""
+    models = list(metrics["models"])
+    columns = [("overall", "ndcg@10", None)] + [(s, "ndcg@10_by_segment", s) for s in SEGMENTS] + \
+              [(s, "ndcg@10_by_surface", s) for s in SURFACES]
+    lines = [f"# Base recommenders on scenario `{scenario}`", "",
+             f"Trained on `{logs}` before day {metrics['t_split']:.2f} ({metrics['train_interactions']:,} "
+             f"interactions); tested on the {metrics['test_requests']:,} later requests with a click, ranking "
+             "the whole catalog on sale. Best per column in bold.", "",
+             "## NDCG@10", "", "| model | " + " | ".join(c[0] for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    values = {m: [metrics["models"][m][key] if group is None else metrics["models"][m][key].get(group, float("nan"))
+                  for _, key, group in columns] for m in models}
+    best = [max(values[m][j] for m in models) for j in range(len(columns))]
+    for m in models:
+        cells = [f"**{v:.4f}**" if v == best[j] else f"{v:.4f}" for j, v in enumerate(values[m])]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "## Recall@10", "", "| model | overall | " + " | ".join(SURFACES) + " |", "|---|---|---|---|"]
+    for m in models:
+        r = metrics["models"][m]
+        lines.append(f"| {m} | {r['recall@10']:.4f} | " + " | ".join(
+            f"{r['recall@10_by_surface'].get(s, float('nan')):.4f}" for s in SURFACES) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,121 @@
+"""Content-based recommendation from item words: TF-IDF profiles, query relevance and price level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recommenders.base import ItemTable, Recommender, RequestBatch, check_interactions
+
+QUERY_TOKEN_COLUMNS = (0, 1, 3)
+"""Item word columns a query's [top, leaf, attribute] words can match."""
+
+
+class ContentBased(Recommender):
+    """Scores items by their words and price, so it works for items nobody has interacted with yet.
+
+    Each item is an L2-normalised TF-IDF vector over its 4 words (top category, leaf, brand, attribute;
+    idf = log(n_items / (1 + document frequency)) + 1). For a request:
+
+    * profile similarity: cosine between the item and the recency-weighted (``recency_decay`` ** rank)
+      sum of the vectors of the shopper's recent items;
+    * query similarity (search): cosine between the item and the query's TF-IDF vector, times
+      ``query_weight``;
+    * price fit: ``- price_weight * |log price - the shopper's usual log price|``, the usual price being
+      the mean log price of the recent items, else of the shopper's fitted interactions, else of all.
+
+    Args:
+        query_weight, price_weight, recency_decay: the weights above (>= 0; decay in (0, 1]).
+    """
+
+    name = "content"
+
+    def __init__(self, query_weight: float = 2.0, price_weight: float = 0.3, recency_decay: float = 0.8) -> None:
+        if query_weight < 0 or price_weight < 0 or not 0 < recency_decay <= 1:
+            raise ValueError("query_weight and price_weight must be >= 0 and recency_decay in (0, 1]; got "
+                             f"{query_weight}, {price_weight}, {recency_decay}")
+        self.query_weight, self.price_weight, self.recency_decay = query_weight, price_weight, recency_decay
+        self.tokens = np.zeros((0, 4), dtype=np.int32)
+        self.token_weight = np.zeros((0, 4), dtype=np.float32)
+        self.idf = np.zeros(0, dtype=np.float32)
+        self.log_price = np.zeros(0, dtype=np.float32)
+        self.user_log_price = np.zeros(0, dtype=np.float32)
+        self.mean_log_price = 0.0
+
+    def fit(self, interactions: pd.DataFrame | None, items: ItemTable) -> "ContentBased":
+        df = np.bincount(items.tokens.ravel(), minlength=items.vocab_size)
+        idf = (np.log(items.n_items / (1.0 + df)) + 1.0).astype(np.float32)
+        log_price = np.log(items.price).astype(np.float32)
+        user_log_price = np.zeros(0, dtype=np.float32)
+        if interactions is not None and len(interactions):
+            table = check_interactions(interactions)
+            users, item_ids = table["user_id"].to_numpy(), table["item_id"].to_numpy()
+            inside = item_ids < items.n_items
+            users, item_ids = users[inside], item_ids[inside]
+            n_users = int(users.max()) + 1 if len(users) else 0
+            counts = np.bincount(users, minlength=n_users)
+            sums = np.bincount(users, weights=log_price[item_ids], minlength=n_users)
+            user_log_price = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(np.float32)
+        self.load_state({"tokens": items.tokens, "idf": idf, "log_price": log_price,
+                         "user_log_price": user_log_price})
+        return self
+
+    def score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
+        if len(self.tokens) == 0:
+            raise RuntimeError("content is not fitted: call fit() or load()")
+        n_items, vocab = len(self.tokens), len(self.idf)
+        b = len(requests)
+        known = (candidates >= 0) & (candidates < n_items)
+        cand = np.where(known, candidates, 0)
+        row_offset = (np.arange(b, dtype=np.int64) * vocab)[:, None, None]
+        cand_index = self.tokens[cand] + row_offset  # (B, C, 4) into the flattened (B, vocab) profiles
+        cand_weight = self.token_weight[cand]
+
+        recent = requests.recent_items
+        valid = (recent >= 0) & (recent < n_items)
+        rec = np.where(valid, recent, 0)
+        decay = (self.recency_decay ** np.arange(recent.shape[1], dtype=np.float32)) * valid
+        profile = np.zeros(b * vocab, dtype=np.float32)
+        np.add.at(profile, (self.tokens[rec] + row_offset).ravel(),
+                  (self.token_weight[rec] * decay[:, :, None]).ravel())
+        profile = profile.reshape(b, vocab)
+        profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+        scores = (profile.reshape(-1)[cand_index] * cand_weight).sum(axis=2)
+
+        query = requests.query
+        if (query >= 0).any():
+            query_vector = np.zeros((b, vocab), dtype=np.float32)
+            rows, cols = np.nonzero(query >= 0)
+            query_vector[rows, query[rows, cols]] = self.idf[query[rows, cols]]
+            query_vector /= np.maximum(np.linalg.norm(query_vector, axis=1, keepdims=True), 1e-12)
+            scores += self.query_weight * (query_vector.reshape(-1)[cand_index] * cand_weight).sum(axis=2)
+
+        usual = self._usual_log_price(requests.user_id, rec, valid)
+        scores -= self.price_weight * np.abs(self.log_price[cand] - usual[:, None])
+        return np.where(known, scores, scores.min(initial=0.0) - 1.0).astype(np.float32)
+
+    def _usual_log_price(self, user_id: np.ndarray, recent: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        n_valid = valid.sum(axis=1)
+        from_recent = (self.log_price[recent] * valid).sum(axis=1) / np.maximum(n_valid, 1)
+        fitted = np.full(len(user_id), self.mean_log_price, dtype=np.float32)
+        seen = user_id < len(self.user_log_price)
+        fitted[seen] = self.user_log_price[user_id[seen]]
+        fitted = np.where(np.isnan(fitted), self.mean_log_price, fitted)
+        return np.where(n_valid > 0, from_recent, fitted).astype(np.float32)
+
+    def config(self) -> dict:
+        return {"query_weight": self.query_weight, "price_weight": self.price_weight,
+                "recency_decay": self.recency_decay}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"tokens": self.tokens, "idf": self.idf, "log_price": self.log_price,
+                "user_log_price": self.user_log_price}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.tokens = state["tokens"].astype(np.int32)
+        self.idf = state["idf"].astype(np.float32)
+        self.log_price = state["log_price"].astype(np.float32)
+        self.user_log_price = state["user_log_price"].astype(np.float32)
+        weight = self.idf[self.tokens]
+        self.token_weight = (weight / np.linalg.norm(weight, axis=1, keepdims=True)).astype(np.float32)
+        self.mean_log_price = float(self.log_price.mean()) if len(self.log_price) else 0.0
