@@ -85,7 +85,7 @@ class MatrixFactorization(Recommender):
 
     def _validator(self, validation: EvalRequests | None, items: ItemTable):
         if validation is None or len(validation) == 0:
-            return lambda: 0.0
+            return None
         return lambda: float(ranking_metrics(self, validation, items)[1].mean())
 
     def _fitted(self) -> BPRModule:

@@ -125,7 +125,7 @@ class SequenceModel(Recommender):
 
     def _validator(self, validation: EvalRequests | None, items: ItemTable):
         if validation is None or len(validation) == 0:
-            return lambda: 0.0
+            return None
 
         def validate() -> float:
             self.reset_state()

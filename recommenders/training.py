@@ -75,10 +75,11 @@ class TrainReport:
 
 
 def train(module: torch.nn.Module, batches: Callable[[np.random.Generator], Iterable[tuple[torch.Tensor, ...]]],
-          loss_fn: Callable[..., torch.Tensor], validate: Callable[[], float], config: TrainConfig,
+          loss_fn: Callable[..., torch.Tensor], validate: Callable[[], float] | None, config: TrainConfig,
           name: str = "model") -> TrainReport:
     """Epoch loop: Adam on ``loss_fn(*batch)``, then ``validate()`` (higher is better) after every epoch;
-    stops after ``patience`` epochs without improvement and restores the best weights.
+    stops after ``patience`` epochs without improvement and restores the best weights. Without
+    ``validate`` it runs all ``epochs`` and keeps the last weights.
 
     ``batches(rng)`` yields one epoch of tensor tuples already on the module's device; the first tensor's
     length counts as the batch's samples.
@@ -89,7 +90,7 @@ def train(module: torch.nn.Module, batches: Callable[[np.random.Generator], Iter
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     use_amp = config.amp and device.type == "cuda"
     report = TrainReport(device=str(device))
-    best, best_state, waited = -np.inf, copy.deepcopy(module.state_dict()), 0
+    best, best_state, waited = -np.inf, None, 0
     start = time.perf_counter()
     for epoch in range(config.epochs):
         module.train()
@@ -111,18 +112,22 @@ def train(module: torch.nn.Module, batches: Callable[[np.random.Generator], Iter
         report.samples += count
         report.losses.append(total / max(count, 1))
         module.eval()
-        with torch.no_grad():
-            score = float(validate())
-        report.validation.append(score)
-        if score > best:
-            best, best_state, waited, report.best_epoch = score, copy.deepcopy(module.state_dict()), 0, epoch
+        if validate is None:
+            report.best_epoch = epoch
         else:
-            waited += 1
-            if waited > config.patience:
-                break
+            with torch.no_grad():
+                score = float(validate())
+            report.validation.append(score)
+            if score > best:
+                best, best_state, waited, report.best_epoch = score, copy.deepcopy(module.state_dict()), 0, epoch
+            else:
+                waited += 1
+                if waited > config.patience:
+                    break
         if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
             break
-    module.load_state_dict(best_state)
+    if best_state is not None:
+        module.load_state_dict(best_state)
     module.eval()
     return report
 

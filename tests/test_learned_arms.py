@@ -1,0 +1,194 @@
+"""The learned arms and train-base: quality on a small shop, round trips, determinism, bad input."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from envs.logs import SURFACES
+from envs.scenario import DEVICES, SEGMENTS
+from envs.shop import make_shop
+from envs.simulator import BatchedSimulator
+from experiments.cli import cli
+from experiments.simulate import run_policy
+from recommenders import ContentBased, InteractionTableError, MatrixFactorization, RequestBatch, SequenceModel
+from recommenders.data import clicks_from_log, eval_requests_from_log, recent_items_before
+from recommenders.evaluation import ranking_metrics
+from tests.conftest import small_scenario
+
+FAST = {"epochs": 3, "progress": False, "device": "cpu", "batch_size": 2048}
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """The default catalog with 5,000 shoppers, and 80,000 requests logged under the uniform policy."""
+    scenario = small_scenario(**{"world.n_items": 4000, "world.n_users": 5000, "world.n_top_categories": 8,
+                                 "world.n_leaf_per_top": 5, "world.n_brands": 200})
+    out = tmp_path_factory.mktemp("log")
+    run_policy(scenario, "uniform", 80_000, out, seed=1, slots=512, progress=False)
+    world, _ = make_shop(scenario)
+    log = pd.read_parquet(out / "logs")
+    clicks = clicks_from_log(log)
+    split = log["t"].quantile(0.8)
+    train = pd.concat([world.history, clicks[clicks["t"] < split]], ignore_index=True)
+    known = pd.concat([world.history, clicks], ignore_index=True)
+    test = eval_requests_from_log(log[log["t"] >= split], known, SEGMENTS, SURFACES, DEVICES)
+    return scenario, out, world, train, test
+
+
+def _requests(users, recent):
+    b = len(users)
+    return RequestBatch(user_id=np.asarray(users, np.int32), segment=np.zeros(b, np.int8),
+                        surface=np.zeros(b, np.int8), device=np.zeros(b, np.int8),
+                        query=np.full((b, 3), -1, np.int32), recent_items=np.asarray(recent, np.int32),
+                        t=np.zeros(b, np.float32), session_step=np.zeros(b, np.int32))
+
+
+def test_clicks_and_recent_items_from_a_log():
+    log = pd.DataFrame({"user_id": [4, 4, 7], "t": [1.0, 2.0, 2.0], "segment": ["new"] * 3,
+                        "surface": ["feed"] * 3, "device": ["app"] * 3, "query": [[-1, -1, -1]] * 3,
+                        "session_step": [0, 1, 0], "slate": [[10, 11, 12], [13, 14, 15], [16, 17, 18]],
+                        "clicks": [[0, 1, 1], [1, 0, 0], [0, 0, 0]], "purchased": [[0, 1, 0], [0, 0, 0], [0, 0, 0]]})
+    clicks = clicks_from_log(log)
+    assert clicks.to_dict("list") == {"user_id": [4, 4, 4], "item_id": [11, 12, 13], "t": [1.0, 1.0, 2.0],
+                                      "purchase": [True, False, False]}
+    recent = recent_items_before(clicks, np.array([4, 4, 4, 7]), np.array([1.0, 1.5, 3.0, 3.0]), n=3)
+    np.testing.assert_array_equal(recent, [[-1, -1, -1], [12, 11, -1], [13, 12, 11], [-1, -1, -1]])
+    data = eval_requests_from_log(log, clicks, SEGMENTS, SURFACES, DEVICES)
+    np.testing.assert_array_equal(data.targets, [[11, 12], [13, -1]])
+    np.testing.assert_array_equal(data.requests.recent_items[:, :2], [[-1, -1], [12, 11]])
+
+
+def test_mf_and_sequence_beat_popularity_on_a_small_shop(logged):
+    _, _, world, train, test = logged
+    items = world.catalog.public()
+    from recommenders import Popularity
+    fast = {**FAST, "batch_size": 1024, "lr": 1e-2}
+    ndcg = {}
+    for model in (Popularity(), MatrixFactorization(train={**fast, "epochs": 3}),
+                  SequenceModel(train={**fast, "epochs": 12})):
+        model.fit(train, items)
+        ndcg[model.name] = ranking_metrics(model, test, items)[1].mean()
+    assert ndcg["mf"] > ndcg["popularity"] + 0.01, ndcg
+    assert ndcg["sequence"] > ndcg["popularity"], ndcg
+
+
+def test_content_ranks_by_query_history_and_price():
+    from recommenders.base import ItemTable
+    # items: 0, 1 in leaf word 10 (top word 0); 2, 3 in leaf word 11 (top word 1); brands 20-21, attributes 30-31
+    tokens = np.array([[0, 10, 20, 30], [0, 10, 21, 31], [1, 11, 21, 30], [1, 11, 21, 31]], dtype=np.int32)
+    items = ItemTable(item_id=np.arange(4, dtype=np.int32), top=tokens[:, 0], leaf=tokens[:, 1] - 10,
+                      brand=tokens[:, 2] - 20, price=np.array([10, 100, 10, 100], np.float32), tokens=tokens,
+                      launch_day=np.zeros(4, np.float32), vocab_size=32)
+    model = ContentBased(price_weight=0.0).fit(None, items)
+    search = _requests([0], [[-1] * 8])
+    search.query = np.array([[1, 11, -1]], dtype=np.int32)
+    scores = model.score(search, np.array([[0, 1, 2, 3]], dtype=np.int32))[0]
+    assert min(scores[2:]) > max(scores[:2])  # the query's leaf first
+    history = model.score(_requests([0], [[0] + [-1] * 7]), np.array([[1, 2, 3]], dtype=np.int32))[0]
+    assert history[0] > history[1] > history[2]  # items sharing more words with the last click first
+    priced = ContentBased(price_weight=1.0).fit(None, items)
+    cheap = priced.score(_requests([0], [[2] + [-1] * 7]), np.array([[0, 1]], dtype=np.int32))[0]
+    assert cheap[0] > cheap[1]  # a shopper of cheap items gets the cheap one first
+
+
+@pytest.mark.parametrize("make", [lambda: MatrixFactorization(train=FAST), lambda: ContentBased(),
+                                  lambda: SequenceModel(train=FAST)], ids=["mf", "content", "sequence"])
+def test_round_trip_determinism_and_unknown_ids(make, logged, tmp_path):
+    _, _, world, train, test = logged
+    items = world.catalog.public()
+    model = make().fit(train, items)
+    again = make().fit(train, items)
+    path = tmp_path / "arm.pt"
+    model.save(path)
+    assert set(torch.load(path, weights_only=True)) == {"name", "config", "state"}
+    loaded = type(model).load(path)
+    part = test.subset(np.arange(50))
+    candidates = np.tile(np.arange(200, dtype=np.int32), (50, 1))
+    for m in (model, again, loaded):
+        m.reset_state()
+    first = model.score(part.requests, candidates)
+    np.testing.assert_array_equal(first, again.score(part.requests, candidates))  # CPU training is deterministic
+    np.testing.assert_array_equal(first, loaded.score(part.requests, candidates))  # save/load round trip
+    # unknown shoppers and items, and recent items beyond the catalog, get a fallback, not an IndexError
+    strange = _requests([10**7, 0], [[10**6] + [-1] * 7, [5] + [-1] * 7])
+    scores = model.score(strange, np.array([[0, 1, 10**6], [2, -3, 10**7]], dtype=np.int32))
+    assert scores.shape == (2, 3) and np.isfinite(scores).all()
+
+
+def test_sequence_serving_is_incremental_and_matches_a_full_pass(logged):
+    _, _, world, train, _ = logged
+    model = SequenceModel(train=FAST).fit(train, world.catalog.public())
+    fresh = SequenceModel(incremental=False, train=FAST)
+    fresh.load_state(model.state())
+    candidates = np.tile(np.arange(100, dtype=np.int32), (2, 1))
+    history = [[-1] * 8, [-1] * 8]
+    for clicks in ([5, 9], [17, 3], [40, 41]):  # two shoppers click one item per request
+        history = [[clicks[0]] + history[0][:7], [clicks[1]] + history[1][:7]]
+        request = _requests([1, 2], history)
+        np.testing.assert_allclose(model.score(request, candidates), fresh.score(request, candidates), atol=1e-5)
+    assert model._cache_recent[1, 0] == 40  # the cached state follows the latest click
+
+
+BAD_LOGS = [
+    (lambda log: log.iloc[:0], "request log is empty: nothing to train on"),
+    (lambda log: log.drop(columns="clicks"), "request log has no column 'clicks'"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", BAD_LOGS, ids=["empty", "no clicks column"])
+def test_malformed_logs_name_the_column(mutate, message, logged):
+    _, out, _, _, _ = logged
+    log = mutate(pd.read_parquet(out / "logs"))
+    with pytest.raises(InteractionTableError) as err:
+        clicks_from_log(log)
+    assert str(err.value).startswith(message)
+
+
+def test_train_base_cli_writes_arms_that_plug_into_the_env(logged, tmp_path):
+    scenario, out, _, _, _ = logged
+    path = tmp_path / "small.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
+    arms = tmp_path / "arms"
+    result = CliRunner().invoke(cli, ["train-base", "--scenario", str(path), "--logs", str(out), "--out", str(arms),
+                                      "--epochs", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((arms / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"popularity", "mf", "content", "sequence"}
+    assert "| sequence |" in (arms / "report.md").read_text()
+    world, loaded = make_shop(scenario, base=arms)
+    assert [a.name for a in loaded] == ["popularity", "mf", "content", "sequence"]
+    sim = BatchedSimulator(world, loaded, n_slots=64)
+    sim.reset(seed=0)
+    step = sim.step(np.full((64, 4), 0.25, dtype=np.float32))
+    assert len(step.arm_scores) == 4 and step.slate.shape == (64, 10)
+    run = CliRunner().invoke(cli, ["simulate", "--scenario", str(path), "--base", str(arms), "--policy", "sequence",
+                                   "--requests", "500", "--out", str(tmp_path / "sim")])
+    assert run.exit_code == 0, run.output
+    assert "weights_sequence" in pd.read_parquet(tmp_path / "sim" / "logs").columns
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", "mf,knn"], "Error: --models 'mf,knn': unknown model knn; choose from popularity, mf, content, "
+                             "sequence"),
+    (["--logs", "nowhere"], "Error: --logs nowhere holds no interaction log (expected nowhere/logs/part-*.parquet "
+                            "from fusionsim simulate)"),
+])
+def test_train_base_bad_arguments(args, message, tmp_path):
+    base_args = ["train-base", "--logs", "nowhere", "--out", str(tmp_path / "a")]
+    result = CliRunner().invoke(cli, base_args + args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == message
+
+
+def test_arms_of_another_world_are_refused(logged, tmp_path):
+    scenario, out, _, _, _ = logged
+    result = CliRunner().invoke(cli, ["simulate", "--base", str(tmp_path), "--requests", "10",
+                                      "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"Error: --base {tmp_path} holds no trained arms (arms.json is missing); "
+                                     "make one with fusionsim train-base")
