@@ -67,7 +67,7 @@ class ContentBased(Recommender):
         b = len(requests)
         known = (candidates >= 0) & (candidates < n_items)
         cand = np.where(known, candidates, 0)
-        row_offset = (np.arange(b, dtype=np.int64) * vocab)[:, None, None]
+        row_offset = (np.arange(b, dtype=np.int32) * np.int32(vocab))[:, None, None]
         cand_index = self.tokens[cand] + row_offset  # (B, C, 4) into the flattened (B, vocab) profiles
         cand_weight = self.token_weight[cand]
 
@@ -82,13 +82,16 @@ class ContentBased(Recommender):
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
         scores = (profile.reshape(-1)[cand_index] * cand_weight).sum(axis=2)
 
-        query = requests.query
-        if (query >= 0).any():
-            query_vector = np.zeros((b, vocab), dtype=np.float32)
+        search = np.flatnonzero((requests.query >= 0).any(axis=1))
+        if len(search):  # query similarity, on the rows that have a query
+            query = requests.query[search]
+            query_vector = np.zeros((len(search), vocab), dtype=np.float32)
             rows, cols = np.nonzero(query >= 0)
             query_vector[rows, query[rows, cols]] = self.idf[query[rows, cols]]
             query_vector /= np.maximum(np.linalg.norm(query_vector, axis=1, keepdims=True), 1e-12)
-            scores += self.query_weight * (query_vector.reshape(-1)[cand_index] * cand_weight).sum(axis=2)
+            offset = (np.arange(len(search), dtype=np.int32) * np.int32(vocab))[:, None, None]
+            similarity = (query_vector.reshape(-1)[self.tokens[cand[search]] + offset] * cand_weight[search]).sum(axis=2)
+            scores[search] += self.query_weight * similarity
 
         usual = self._usual_log_price(requests.user_id, rec, valid)
         scores -= self.price_weight * np.abs(self.log_price[cand] - usual[:, None])

@@ -146,7 +146,7 @@ def dot_scores(queries: torch.Tensor, table: torch.Tensor, candidates: np.ndarra
         unknown = (ids < 0) | (ids >= n)
         ids = np.where(unknown, 0, ids)
     index = torch.from_numpy(ids.astype(np.int64, copy=False)).to(table.device)
-    if n <= 16 * index.shape[1]:
+    if n <= 64 * index.shape[1]:
         scores = torch.gather(queries @ table.T, 1, index)
     else:
         scores = torch.bmm(table[index], queries[:, :, None])[:, :, 0]
