@@ -67,8 +67,9 @@ class MatrixFactorization(Recommender):
         n, n_items, batch = len(users), self.module.item.num_embeddings, self.train_config.batch_size
 
         def batches(rng: np.random.Generator):
-            order = torch.from_numpy(rng.permutation(n)).to(self.device)
-            negatives = torch.from_numpy(rng.integers(0, n_items, n)).to(self.device)
+            generator = torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
+            order = torch.randperm(n, device=self.device, generator=generator)
+            negatives = torch.randint(0, n_items, (n,), device=self.device, generator=generator)
             for start in range(0, n, batch):
                 rows = order[start:start + batch]
                 yield users[rows], positives[rows], negatives[rows], weights[rows]

@@ -96,11 +96,12 @@ class SequenceModel(Recommender):
         batch = max(1, self.train_config.batch_size // self.window)
 
         def batches(rng: np.random.Generator):
-            order = rng.permutation(len(padded))
+            generator = torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
+            order = torch.randperm(len(padded), device=self.device, generator=generator)
             for start in range(0, len(order), batch):
-                rows = torch.from_numpy(order[start:start + batch])
-                negatives = torch.from_numpy(rng.integers(0, n_items, self.n_negatives)).to(self.device)
-                yield padded[rows.to(self.device)], lengths_t[rows], negatives
+                rows = order[start:start + batch]
+                negatives = torch.randint(0, n_items, (self.n_negatives,), device=self.device, generator=generator)
+                yield padded[rows], lengths_t[rows.cpu()], negatives
 
         def loss(seq: torch.Tensor, length: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
             m = self.module

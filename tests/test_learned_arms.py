@@ -36,7 +36,9 @@ def logged(tmp_path_factory):
     train = pd.concat([world.history, clicks[clicks["t"] < split]], ignore_index=True)
     known = pd.concat([world.history, clicks], ignore_index=True)
     test = eval_requests_from_log(log[log["t"] >= split], known, SEGMENTS, SURFACES, DEVICES)
-    return scenario, out, world, train, test
+    late = log[(log["t"] >= log["t"].quantile(0.7)) & (log["t"] < split)]
+    validation = eval_requests_from_log(late, known, SEGMENTS, SURFACES, DEVICES)
+    return scenario, out, world, train, test, validation
 
 
 def _requests(users, recent):
@@ -63,14 +65,14 @@ def test_clicks_and_recent_items_from_a_log():
 
 
 def test_mf_and_sequence_beat_popularity_on_a_small_shop(logged):
-    _, _, world, train, test = logged
+    _, _, world, train, test, validation = logged
     items = world.catalog.public()
     from recommenders import Popularity
     fast = {**FAST, "batch_size": 1024, "lr": 1e-2}
     ndcg = {}
     for model in (Popularity(), MatrixFactorization(train={**fast, "epochs": 3}),
-                  SequenceModel(train={**fast, "epochs": 12})):
-        model.fit(train, items)
+                  SequenceModel(train={**fast, "epochs": 20})):
+        model.fit(train, items, **({} if model.name == "popularity" else {"validation": validation}))
         ndcg[model.name] = ranking_metrics(model, test, items)[1].mean()
     assert ndcg["mf"] > ndcg["popularity"] + 0.01, ndcg
     assert ndcg["sequence"] > ndcg["popularity"], ndcg
@@ -98,7 +100,7 @@ def test_content_ranks_by_query_history_and_price():
 @pytest.mark.parametrize("make", [lambda: MatrixFactorization(train=FAST), lambda: ContentBased(),
                                   lambda: SequenceModel(train=FAST)], ids=["mf", "content", "sequence"])
 def test_round_trip_determinism_and_unknown_ids(make, logged, tmp_path):
-    _, _, world, train, test = logged
+    _, _, world, train, test, _ = logged
     items = world.catalog.public()
     model = make().fit(train, items)
     again = make().fit(train, items)
@@ -120,7 +122,7 @@ def test_round_trip_determinism_and_unknown_ids(make, logged, tmp_path):
 
 
 def test_sequence_serving_is_incremental_and_matches_a_full_pass(logged):
-    _, _, world, train, _ = logged
+    _, _, world, train, _, _ = logged
     model = SequenceModel(train=FAST).fit(train, world.catalog.public())
     fresh = SequenceModel(incremental=False, train=FAST)
     fresh.load_state(model.state())
@@ -141,7 +143,7 @@ BAD_LOGS = [
 
 @pytest.mark.parametrize("mutate, message", BAD_LOGS, ids=["empty", "no clicks column"])
 def test_malformed_logs_name_the_column(mutate, message, logged):
-    _, out, _, _, _ = logged
+    _, out, _, _, _, _ = logged
     log = mutate(pd.read_parquet(out / "logs"))
     with pytest.raises(InteractionTableError) as err:
         clicks_from_log(log)
@@ -149,7 +151,7 @@ def test_malformed_logs_name_the_column(mutate, message, logged):
 
 
 def test_train_base_cli_writes_arms_that_plug_into_the_env(logged, tmp_path):
-    scenario, out, _, _, _ = logged
+    scenario, out, _, _, _, _ = logged
     path = tmp_path / "small.yaml"
     import yaml
     path.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
@@ -186,7 +188,7 @@ def test_train_base_bad_arguments(args, message, tmp_path):
 
 
 def test_arms_of_another_world_are_refused(logged, tmp_path):
-    scenario, out, _, _, _ = logged
+    scenario, out, _, _, _, _ = logged
     result = CliRunner().invoke(cli, ["simulate", "--base", str(tmp_path), "--requests", "10",
                                       "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
