@@ -80,7 +80,7 @@ class ContentBased(Recommender):
                   (self.token_weight[rec] * decay[:, :, None]).ravel())
         profile = profile.reshape(b, vocab)
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
-        scores = (profile.reshape(-1)[cand_index] * cand_weight).sum(axis=2)
+        scores = np.einsum("bct,bct->bc", np.take(profile.reshape(-1), cand_index), cand_weight)
 
         search = np.flatnonzero((requests.query >= 0).any(axis=1))
         if len(search):  # query similarity, on the rows that have a query
@@ -90,7 +90,8 @@ class ContentBased(Recommender):
             query_vector[rows, query[rows, cols]] = self.idf[query[rows, cols]]
             query_vector /= np.maximum(np.linalg.norm(query_vector, axis=1, keepdims=True), 1e-12)
             offset = (np.arange(len(search), dtype=np.int32) * np.int32(vocab))[:, None, None]
-            similarity = (query_vector.reshape(-1)[self.tokens[cand[search]] + offset] * cand_weight[search]).sum(axis=2)
+            similarity = np.einsum("bct,bct->bc", np.take(query_vector.reshape(-1), self.tokens[cand[search]] + offset),
+                                   cand_weight[search])
             scores[search] += self.query_weight * similarity
 
         usual = self._usual_log_price(requests.user_id, rec, valid)
