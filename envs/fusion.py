@@ -46,12 +46,15 @@ def blend(arm_scores: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     active = np.nonzero(weights.any(axis=0))[0]
     if len(active) == 1:
         return arm_scores[active[0]]
+    c = arm_scores[0].shape[1]
     blended = np.zeros_like(arm_scores[0])
+    term = np.empty_like(blended)
     for a in active:
         s = arm_scores[a]
-        mean = s.mean(axis=1, keepdims=True)
-        var = np.maximum((s * s).mean(axis=1, keepdims=True) - mean * mean, 0.0)
-        blended += (weights[:, a:a + 1] / (np.sqrt(var) + STD_FLOOR)) * s
+        mean = np.add.reduce(s, axis=1) / c
+        var = np.maximum(np.einsum("bc,bc->b", s, s) / c - mean * mean, 0.0)
+        np.multiply(s, (weights[:, a] / (np.sqrt(var) + STD_FLOOR))[:, None], out=term)
+        blended += term
     return blended
 
 

@@ -37,6 +37,7 @@ class ContentBased(Recommender):
         self.query_weight, self.price_weight, self.recency_decay = query_weight, price_weight, recency_decay
         self.tokens = np.zeros((0, 4), dtype=np.int32)
         self.token_weight = np.zeros((0, 4), dtype=np.float32)
+        self._packed = np.zeros((0, 9), dtype=np.int32)
         self.idf = np.zeros(0, dtype=np.float32)
         self.log_price = np.zeros(0, dtype=np.float32)
         self.user_log_price = np.zeros(0, dtype=np.float32)
@@ -65,38 +66,41 @@ class ContentBased(Recommender):
             raise RuntimeError("content is not fitted: call fit() or load()")
         n_items, vocab = len(self.tokens), len(self.idf)
         b = len(requests)
-        known = (candidates >= 0) & (candidates < n_items)
-        cand = np.where(known, candidates, 0)
-        row_offset = (np.arange(b, dtype=np.int32) * np.int32(vocab))[:, None, None]
-        cand_index = self.tokens[cand] + row_offset  # (B, C, 4) into the flattened (B, vocab) profiles
-        cand_weight = self.token_weight[cand]
+        ids = np.asarray(candidates)
+        unknown = None
+        if ids.size and ids.astype(np.int64, copy=False).view(np.uint64).max() >= n_items:
+            unknown = (ids < 0) | (ids >= n_items)
+            ids = np.where(unknown, 0, ids)
+        row_offset = (np.arange(b, dtype=np.int32) * np.int32(vocab))[:, None]
 
+        # One vector per request over the vocabulary: the normalised profile of the recent items plus
+        # query_weight times the normalised query (zero on the feed).
         recent = requests.recent_items
         valid = (recent >= 0) & (recent < n_items)
         rec = np.where(valid, recent, 0)
         decay = (self.recency_decay ** np.arange(recent.shape[1], dtype=np.float32)) * valid
         profile = np.zeros(b * vocab, dtype=np.float32)
-        np.add.at(profile, (self.tokens[rec] + row_offset).ravel(),
+        np.add.at(profile, (self.tokens[rec] + row_offset[:, :, None]).ravel(),
                   (self.token_weight[rec] * decay[:, :, None]).ravel())
         profile = profile.reshape(b, vocab)
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
-        scores = np.einsum("bct,bct->bc", np.take(profile.reshape(-1), cand_index), cand_weight)
-
-        search = np.flatnonzero((requests.query >= 0).any(axis=1))
-        if len(search):  # query similarity, on the rows that have a query
-            query = requests.query[search]
-            query_vector = np.zeros((len(search), vocab), dtype=np.float32)
-            rows, cols = np.nonzero(query >= 0)
+        query = requests.query
+        rows, cols = np.nonzero(query >= 0)
+        if len(rows):
+            query_vector = np.zeros((b, vocab), dtype=np.float32)
             query_vector[rows, query[rows, cols]] = self.idf[query[rows, cols]]
-            query_vector /= np.maximum(np.linalg.norm(query_vector, axis=1, keepdims=True), 1e-12)
-            offset = (np.arange(len(search), dtype=np.int32) * np.int32(vocab))[:, None, None]
-            similarity = np.einsum("bct,bct->bc", np.take(query_vector.reshape(-1), self.tokens[cand[search]] + offset),
-                                   cand_weight[search])
-            scores[search] += self.query_weight * similarity
+            query_vector *= self.query_weight / np.maximum(np.linalg.norm(query_vector, axis=1, keepdims=True),
+                                                           1e-12)
+            profile += query_vector
 
+        item = self._packed[ids]  # (B, C, 9): 4 word ids, 4 word weights, log price
+        words = item[:, :, :4] + row_offset[:, :, None]
+        scores = np.einsum("bct,bct->bc", np.take(profile.reshape(-1), words), item[:, :, 4:8].view(np.float32))
         usual = self._usual_log_price(requests.user_id, rec, valid)
-        scores -= self.price_weight * np.abs(self.log_price[cand] - usual[:, None])
-        return np.where(known, scores, scores.min(initial=0.0) - 1.0).astype(np.float32)
+        scores -= self.price_weight * np.abs(item[:, :, 8].view(np.float32) - usual[:, None])
+        if unknown is not None:
+            scores[unknown] = scores.min(initial=0.0) - 1.0
+        return scores
 
     def _usual_log_price(self, user_id: np.ndarray, recent: np.ndarray, valid: np.ndarray) -> np.ndarray:
         n_valid = valid.sum(axis=1)
@@ -122,4 +126,7 @@ class ContentBased(Recommender):
         self.user_log_price = state["user_log_price"].astype(np.float32)
         weight = self.idf[self.tokens]
         self.token_weight = (weight / np.linalg.norm(weight, axis=1, keepdims=True)).astype(np.float32)
+        # per item in one row, so scoring gathers once: word ids, word weights and log price (as int32 bits)
+        self._packed = np.concatenate([self.tokens, self.token_weight.view(np.int32),
+                                       self.log_price[:, None].view(np.int32)], axis=1)
         self.mean_log_price = float(self.log_price.mean()) if len(self.log_price) else 0.0
