@@ -59,6 +59,6 @@ def check_batch(contexts: np.ndarray, width: int | None = None, rewards: np.ndar
         rewards = np.asarray(rewards)
         if rewards.shape != (len(contexts),):
             raise ValueError(f"rewards must have shape ({len(contexts)},); got {rewards.shape}")
-        bad = np.flatnonzero(~np.isfinite(rewards))
-        if len(bad):
-            raise ValueError(f"rewards must be finite; got {rewards[bad[0]]} at row {bad[0]}")
+        if not np.isfinite(rewards.sum()) and not np.isfinite(rewards).all():  # the sum is the fast check
+            bad = int(np.flatnonzero(~np.isfinite(rewards))[0])
+            raise ValueError(f"rewards must be finite; got {rewards[bad]} at row {bad}")

@@ -1,0 +1,166 @@
+import numpy as np
+import pytest
+
+from agents import UCB1, EpsilonGreedy, GaussianThompson, LinTS, LinUCB
+from benchmarks.bandit_throughput import textbook_linucb
+
+D, K = 16, 8
+
+
+def _stream(seed, n, d=D, k=K):
+    rng = np.random.default_rng(seed)
+    theta = np.random.default_rng(123).normal(size=(k, d)) * 0.3
+    x = rng.normal(size=(n, d))
+    x[:, 0] = 1.0
+    return x, 1.0 / (1.0 + np.exp(-(x @ theta.T))), rng.random(n)
+
+
+def _run_per_round(policy, x, p, u):
+    chosen = np.empty(len(x), dtype=np.int64)
+    for t in range(len(x)):
+        a, _ = policy.act(x[t:t + 1])
+        policy.update(x[t:t + 1], a, np.array([float(u[t] < p[t, a[0]])]))
+        chosen[t] = a[0]
+    return chosen
+
+
+def test_linucb_per_round_matches_the_textbook_algorithm():
+    x, p, u = _stream(0, 400)
+    chosen = _run_per_round(LinUCB(K, D, alpha=0.5), x, p, u)
+    np.testing.assert_array_equal(chosen, textbook_linucb(x, u, p))
+
+
+def test_linucb_hand_computed_scores():
+    policy = LinUCB(2, 2, alpha=2.0)
+    x = np.array([[1.0, 2.0]])
+    policy.update(x, np.array([0]), np.array([3.0]))
+    # arm 0: A = I + x x^T = [[2, 2], [2, 5]], A^-1 = [[5, -2], [-2, 2]] / 6, b = [3, 6]
+    A_inv = np.array([[5.0, -2.0], [-2.0, 2.0]]) / 6.0
+    theta = A_inv @ np.array([3.0, 6.0])  # = [0.5, 1.0]
+    np.testing.assert_allclose(policy.theta[0], [0.5, 1.0])
+    z = np.array([1.0, 1.0])
+    expected = [theta @ z + 2.0 * np.sqrt(z @ A_inv @ z), 0.0 + 2.0 * np.sqrt(2.0)]
+    np.testing.assert_allclose(policy.scores(z[None])[0], expected)
+    np.testing.assert_allclose(policy.A[0], [[2.0, 2.0], [2.0, 5.0]])
+
+
+def test_batched_updates_reach_the_same_statistics():
+    x, p, u = _stream(1, 512)
+    actions = np.arange(512) % K
+    rewards = (u < p[np.arange(512), actions]).astype(float)
+    one, batch = LinUCB(K, D), LinUCB(K, D)
+    for t in range(512):
+        one.update(x[t:t + 1], actions[t:t + 1], rewards[t:t + 1])
+    batch.update(x, actions, rewards)
+    np.testing.assert_allclose(one.A_inv, batch.A_inv, atol=1e-9)
+    np.testing.assert_allclose(one.theta, batch.theta, atol=1e-9)
+
+
+def test_epsilon_linucb_logs_exact_propensities():
+    policy = LinUCB(4, 3, epsilon=0.2, seed=0)
+    x = np.tile([[1.0, 0.5, -0.5]], (20000, 1))
+    actions, propensity = policy.act(x)
+    greedy = np.argmax(policy.scores(x[:1]))
+    np.testing.assert_allclose(propensity[actions == greedy], 0.8 + 0.2 / 4)
+    np.testing.assert_allclose(propensity[actions != greedy], 0.2 / 4)
+    assert abs((actions == greedy).mean() - 0.85) < 0.01
+
+
+@pytest.mark.parametrize("make", [lambda: LinUCB(K, D, alpha=0.5), lambda: LinTS(K, D, v=0.3, seed=0,
+                                                                                   propensity_draws=16)],
+                         ids=["linucb", "lints"])
+def test_contextual_bandits_learn(make):
+    x, p, u = _stream(2, 256 * 40)
+    policy = make()
+    got = []
+    for i in range(0, len(x), 256):
+        rows = np.arange(i, i + 256)
+        a, prop = policy.act(x[rows])
+        assert ((prop > 0) & (prop <= 1)).all()
+        policy.update(x[rows], a, (u[rows] < p[rows, a]).astype(float))
+        got.append(p[rows, a].mean())
+    best, uniform = p.max(axis=1).mean(), p.mean()
+    assert np.mean(got[-10:]) > uniform + 0.8 * (best - uniform), (np.mean(got[-10:]), uniform, best)
+
+
+@pytest.mark.parametrize("make", [lambda: EpsilonGreedy(5, epsilon=0.1, seed=0), lambda: UCB1(5, c=0.5),
+                                  lambda: GaussianThompson(5, sigma=0.5, seed=0)], ids=["eps", "ucb", "ts"])
+def test_context_free_bandits_find_the_best_action(make):
+    rng = np.random.default_rng(3)
+    means = np.array([0.1, 0.3, 0.5, 0.45, 0.2])
+    policy = make()
+    contexts = np.ones((32, 1))
+    for _ in range(300):
+        a, prop = policy.act(contexts)
+        assert ((prop > 0) & (prop <= 1)).all()
+        policy.update(contexts, a, (rng.random(32) < means[a]).astype(float))
+    assert np.argmax(policy.counts) == 2
+
+
+def test_discounted_linucb_recovers_after_a_shift():
+    rng = np.random.default_rng(4)
+    x = np.ones((1, 1))
+
+    def run(policy):
+        late = []
+        for t in range(3000):
+            best = 0 if t < 1500 else 1
+            a, _ = policy.act(x)
+            r = float(rng.random() < (0.8 if a[0] == best else 0.2))
+            policy.update(x, a, np.array([r]))
+            if 1500 <= t < 1800:
+                late.append(a[0] == best)
+        return np.mean(late)
+
+    assert run(LinUCB(2, 1, alpha=0.1, discount=0.98)) > run(LinUCB(2, 1, alpha=0.1)) + 0.3
+
+
+def test_save_load_round_trip_and_corrupt_checkpoints(tmp_path):
+    x, p, u = _stream(5, 300)
+    for policy in (LinUCB(K, D, alpha=0.7), LinTS(K, D, seed=1), EpsilonGreedy(K, seed=1)):
+        _run_per_round(policy, x[:100], p, u)
+        path = tmp_path / f"{policy.name}.npz"
+        policy.save(path)
+        loaded = type(policy).load(path)
+        assert loaded.config() == policy.config()
+        if isinstance(policy, LinUCB):
+            np.testing.assert_array_equal(loaded.scores(x[100:110]), policy.scores(x[100:110]))
+    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError) as err:
+        LinUCB.load(tmp_path / "bad.npz")
+    assert str(err.value) == f"checkpoint {tmp_path / 'bad.npz'} is corrupt or not a policy checkpoint"
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes((tmp_path / "linucb.npz").read_bytes()[:200])
+    with pytest.raises(ValueError, match="is corrupt or not a policy checkpoint$"):
+        LinUCB.load(truncated)
+    with pytest.raises(ValueError, match=r"holds a 'lints' policy, not 'linucb'$"):
+        LinUCB.load(tmp_path / "lints.npz")
+
+
+BAD = [
+    (lambda p: p.act(np.zeros((2, 5))), "contexts must have 16 features per row; got 5"),
+    (lambda p: p.act(np.zeros(16)), "contexts must be a 2-D array (requests, features); got shape (16,)"),
+    (lambda p: p.act(np.array([[np.nan] * 16])), "contexts must be finite; got a non-finite value at row 0"),
+    (lambda p: p.update(np.zeros((2, 16)), np.array([0, 1]), np.array([1.0, np.nan])),
+     "rewards must be finite; got nan at row 1"),
+    (lambda p: p.update(np.zeros((2, 16)), np.array([0, 9]), np.array([1.0, 0.0])),
+     "actions must be in [0, 8); got 9 at row 1"),
+    (lambda p: p.update(np.zeros((2, 16)), np.array([0, 1]), np.array([1.0])),
+     "rewards must have shape (2,); got (1,)"),
+]
+
+
+@pytest.mark.parametrize("call, message", BAD, ids=[m[:30] for _, m in BAD])
+def test_bad_input_is_named(call, message):
+    with pytest.raises(ValueError) as err:
+        call(LinUCB(K, D))
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("kwargs, message", [({"alpha": -1}, "alpha must be >= 0; got -1"),
+                                             ({"discount": 0}, "discount must be in (0, 1]; got 0"),
+                                             ({"epsilon": 2}, "epsilon must be in [0, 1]; got 2")])
+def test_bad_hyperparameters(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        LinUCB(K, D, **kwargs)
+    assert str(err.value) == message
