@@ -10,6 +10,7 @@ import click
 from envs.scenario import ScenarioError, load_scenario
 from experiments.runs import RunFolderError, prepare_run_folder
 from experiments.simulate import PolicySpecError, run_policy
+from experiments.train import AGENTS, TrainError, train
 from experiments.train_base import MODELS, TrainBaseError, parse_models, train_base
 from recommenders import ArmsFolderError, InteractionTableError
 
@@ -92,6 +93,43 @@ def train_base_command(scenario: str, logs: Path, models: str, out: Path, device
     for name, result in metrics["models"].items():
         click.echo(f"{name:<12}{result['ndcg@10']:>9.4f}{result['recall@10']:>11.4f}")
     click.echo(f"wrote {folder}/report.md, {folder}/metrics.json, {folder}/arms.json and {folder}/models/")
+
+
+@cli.command("train")
+@click.option("--scenario", default="default", show_default=True)
+@click.option("--base", type=click.Path(path_type=Path), default=None,
+              help="Folder of trained arms from fusionsim train-base (default: popularity and new arrivals).")
+@click.option("--agent", required=True, help=f"One of {', '.join(AGENTS)}.")
+@click.option("--requests", type=click.IntRange(min=1), default=500_000, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--slots", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Concurrent sessions; the policy updates after every step of this many requests.")
+@click.option("--actions", type=click.Choice(["grid", "arm"]), default="grid", show_default=True,
+              help="Choose among weight-grid points or single arms.")
+@click.option("--grid-resolution", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--log-every", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Requests between TensorBoard points.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
+def train_command(scenario: str, base: Path | None, agent: str, requests: int, out: Path, seed: int, slots: int,
+                  actions: str, grid_resolution: int, log_every: int, checkpoint_every: int, resume: bool,
+                  overwrite: bool) -> None:
+    """Train a fusion policy online; TensorBoard curves, checkpoints, policy.npz and metrics.json."""
+    try:
+        resolved = load_scenario(scenario)
+        folder = out if resume else prepare_run_folder(out, overwrite)
+        metrics = train(resolved, agent, requests, folder, base=base, seed=seed, slots=slots, actions=actions,
+                        grid_resolution=grid_resolution, log_every=log_every, checkpoint_every=checkpoint_every,
+                        resume=resume)
+    except (ScenarioError, TrainError, RunFolderError, ArmsFolderError) as exc:
+        raise UsageFailure(str(exc)) from None
+    last = metrics["reward_per_request_last_20pct"]
+    click.echo(f"{agent}: reward/request {metrics['reward_per_request']:.4f} overall"
+               + (f", {last:.4f} over the last 20%" if last is not None else ""))
+    click.echo(f"wrote {folder}/metrics.json, {folder}/policy.npz, {folder}/checkpoint.pkl and TensorBoard events "
+               f"in {folder}/tensorboard/")
 
 
 def main() -> None:

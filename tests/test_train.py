@@ -1,0 +1,75 @@
+import json
+import pickle
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from experiments import tags
+from experiments.cli import cli
+from tests.conftest import small_scenario
+
+
+@pytest.fixture(scope="module")
+def scenario_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scen") / "small.yaml"
+    path.write_text(yaml.safe_dump(small_scenario().model_dump(mode="json")))
+    return str(path)
+
+
+def _train(scenario_file, out, *extra):
+    return CliRunner().invoke(cli, ["train", "--scenario", scenario_file, "--out", str(out), "--slots", "128",
+                                    "--log-every", "2560", "--checkpoint-every", "5120", *extra])
+
+
+@pytest.mark.parametrize("agent", ["linucb", "lints", "eps", "ucb", "ts"])
+def test_every_agent_trains_and_writes_its_curves(agent, scenario_file, tmp_path):
+    result = _train(scenario_file, tmp_path / agent, "--agent", agent, "--requests", "10240")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / agent / "metrics.json").read_text())
+    assert metrics["requests"] == 10240 and len(metrics["curve"]) == 4
+    events = EventAccumulator(str(tmp_path / agent / "tensorboard"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {tags.REWARD, tags.CTR, tags.CONVERSION, tags.REVENUE, tags.arm_weight("loyal", "popularity")} <= scalars
+    steps = [e.step for e in events.Scalars(tags.REWARD)]
+    assert steps == [2560, 5120, 7680, 10240]
+    weights = [events.Scalars(tags.arm_weight("new", arm))[-1].value for arm in ("popularity", "new_arrivals")]
+    assert sum(weights) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(scenario_file, tmp_path):
+    assert _train(scenario_file, tmp_path / "whole", "--agent", "linucb", "--requests", "15360").exit_code == 0
+    assert _train(scenario_file, tmp_path / "split", "--agent", "linucb", "--requests", "5120").exit_code == 0
+    resumed = _train(scenario_file, tmp_path / "split", "--agent", "linucb", "--requests", "15360", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    split = json.loads((tmp_path / "split" / "metrics.json").read_text())
+    assert whole == split
+    a, b = np.load(tmp_path / "whole" / "policy.npz"), np.load(tmp_path / "split" / "policy.npz")
+    np.testing.assert_array_equal(a["A_inv"], b["A_inv"])
+    np.testing.assert_array_equal(a["b"], b["b"])
+
+
+def test_bad_train_input(scenario_file, tmp_path):
+    result = _train(scenario_file, tmp_path / "a", "--agent", "dqn", "--requests", "100")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == ("Error: --agent 'dqn' is not allowed: use one of linucb, lints, "
+                                                      "eps, ucb, ts")
+    result = _train(scenario_file, tmp_path / "b", "--agent", "ucb", "--requests", "100", "--resume")
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"Error: --resume: {tmp_path / 'b' / 'checkpoint.pkl'} does not exist; "
+                                     "start without --resume")
+    run = tmp_path / "c"
+    assert _train(scenario_file, run, "--agent", "ucb", "--requests", "2560").exit_code == 0
+    before = (run / "metrics.json").read_text()
+    (run / "checkpoint.pkl").write_bytes(pickle.dumps({"not": "a state"})[:10])
+    result = _train(scenario_file, run, "--agent", "ucb", "--requests", "5120", "--resume")
+    assert result.exit_code == 2
+    assert result.output.strip().startswith(f"Error: --resume: checkpoint {run / 'checkpoint.pkl'} is corrupt")
+    assert (run / "metrics.json").read_text() == before, "nothing already written is lost"
+    result = _train(scenario_file, tmp_path / "d", "--agent", "ucb", "--requests", "100", "--log-every", "300")
+    assert result.exit_code == 2
+    assert "must be a multiple of --log-every 300" in result.output
