@@ -81,3 +81,19 @@ def build_contexts(static: np.ndarray, is_search: np.ndarray, day: float, sessio
 
 assert CONTEXT_NAMES[_SEGMENT0:_SEGMENT0 + len(SEGMENTS)] == tuple(f"segment_{s}" for s in SEGMENTS)
 assert CONTEXT_NAMES[5:8] == ("surface_search", "device_mobile", "device_app")
+
+
+HISTORY_BUCKETS = (0.0, np.log1p(1) / _LOG_HISTORY_CAP, np.log1p(6) / _LOG_HISTORY_CAP)
+"""history_length feature thresholds of the context cells: no purchase, 1-5, 6 or more."""
+N_CELLS = len(SEGMENTS) * 2 * len(HISTORY_BUCKETS)
+CELL_NAMES: tuple[str, ...] = tuple(f"{segment}/{surface}/{history}" for segment in SEGMENTS
+                                    for surface in ("feed", "search") for history in ("0", "1-5", "6+"))
+"""Context cells (segment x surface x purchase-history length), the unit of the oracle and of `explain`."""
+
+
+def context_cell(contexts: np.ndarray) -> np.ndarray:
+    """The cell (index into CELL_NAMES) of each context row (B, CONTEXT_DIM): (B,) int64."""
+    segment = np.argmax(contexts[:, _SEGMENT0:_SEGMENT0 + len(SEGMENTS)], axis=1)
+    surface = (contexts[:, 5] > 0.5).astype(np.int64)
+    history = np.searchsorted(np.asarray(HISTORY_BUCKETS[1:]) - 1e-6, contexts[:, 11], side="right")
+    return (segment * 2 + surface) * len(HISTORY_BUCKETS) + history

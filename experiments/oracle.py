@@ -1,0 +1,129 @@
+"""Reference policies found by simulation: the best single arm, the best global static blend, and the
+oracle (the best static blend per context cell). Every grid point is simulated on the same seed (common
+random numbers), so differences between blends are not drowned by traffic noise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.base import Policy, check_batch
+from envs.context import CELL_NAMES, N_CELLS, context_cell
+from envs.fusion import ActionMapper
+from envs.simulator import BatchedSimulator
+from envs.world import World
+from recommenders import Recommender
+
+
+class CellTablePolicy(Policy):
+    """A fixed action per context cell (``envs.context.context_cell``); propensity 1.
+
+    Args:
+        table: (N_CELLS,) action per cell. action_mode: how the actions are read ("arm" or "grid").
+    """
+
+    name = "cell_table"
+
+    def __init__(self, table: list[int], action_mode: str = "grid") -> None:
+        if len(table) != N_CELLS:
+            raise ValueError(f"table must hold one action per context cell ({N_CELLS}); got {len(table)}")
+        self.table = np.asarray(table, dtype=np.int64)
+        self.action_mode = action_mode
+
+    def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_batch(contexts)
+        return self.table[context_cell(contexts)], np.ones(len(contexts))
+
+    def config(self) -> dict:
+        return {"table": self.table.tolist(), "action_mode": self.action_mode}
+
+
+@dataclass
+class GridSearch:
+    """Mean reward per request of every grid point, overall and per context cell, on one seed.
+
+    ``grid`` (G, A) weights; ``overall`` (G,); ``by_cell`` (G, N_CELLS) (NaN where a cell got no request);
+    ``cell_requests`` (G, N_CELLS).
+    """
+
+    grid: np.ndarray
+    overall: np.ndarray
+    by_cell: np.ndarray
+    cell_requests: np.ndarray
+
+    @property
+    def best_global(self) -> int:
+        return int(np.argmax(self.overall))
+
+    @property
+    def best_single_arm(self) -> int:
+        one_hot = np.flatnonzero(self.grid.max(axis=1) == 1.0)
+        return int(one_hot[np.argmax(self.overall[one_hot])])
+
+    def oracle_table(self, min_requests: int = 200) -> np.ndarray:
+        """Best grid point per cell; cells seen less than ``min_requests`` times take the global best."""
+        scores = np.where(self.cell_requests >= min_requests, np.nan_to_num(self.by_cell, nan=-np.inf), -np.inf)
+        table = np.argmax(scores, axis=0)
+        return np.where(np.isfinite(scores.max(axis=0)), table, self.best_global)
+
+    def oracle_cell_reward(self, min_requests: int = 200) -> np.ndarray:
+        """Expected reward per request of the oracle in each cell (N_CELLS,)."""
+        table = self.oracle_table(min_requests)
+        reward = self.by_cell[table, np.arange(N_CELLS)]
+        return np.where(np.isfinite(reward), reward, self.overall[self.best_global])
+
+    def describe(self, arm_names: list[str]) -> dict:
+        def blend(g: int) -> dict:
+            return {arm: float(w) for arm, w in zip(arm_names, self.grid[g])}
+        table = self.oracle_table()
+        return {"best_single_arm": {"weights": blend(self.best_single_arm),
+                                    "reward_per_request": float(self.overall[self.best_single_arm])},
+                "best_static_blend": {"weights": blend(self.best_global),
+                                      "reward_per_request": float(self.overall[self.best_global])},
+                "oracle_table": {CELL_NAMES[c]: blend(int(g)) for c, g in enumerate(table)}}
+
+
+def run_policy_rewards(world: World, arms: list[Recommender], policy: Policy, mapper: ActionMapper, requests: int,
+                       seed: int, slots: int = 512) -> tuple[float, np.ndarray, np.ndarray]:
+    """Simulate ``policy`` (not learning) for ``requests``; mean reward per request, and reward sums and
+    request counts per context cell (N_CELLS,)."""
+    sim = BatchedSimulator(world, arms, n_slots=slots)
+    contexts = sim.reset(seed=seed)
+    reward_sum, counts = np.zeros(N_CELLS), np.zeros(N_CELLS)
+    for _ in range(max(1, requests // slots)):
+        actions, _ = policy.act(contexts)
+        cells = context_cell(contexts)
+        result = sim.step(mapper.to_weights(actions))
+        reward_sum += np.bincount(cells, weights=result.reward, minlength=N_CELLS)
+        counts += np.bincount(cells, minlength=N_CELLS)
+        contexts = sim.contexts
+    return float(reward_sum.sum() / counts.sum()), reward_sum, counts
+
+
+class _Constant(Policy):
+    name = "constant"
+    action_mode = "grid"
+
+    def __init__(self, action: int) -> None:
+        self.action = action
+
+    def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(len(contexts), self.action), np.ones(len(contexts))
+
+    def config(self) -> dict:
+        return {"action": self.action}
+
+
+def grid_search(world: World, arms: list[Recommender], resolution: int, requests: int, seed: int,
+                slots: int = 512) -> GridSearch:
+    """Simulate every point of the weight grid for ``requests`` requests on the same ``seed``."""
+    mapper = ActionMapper("grid", len(arms), resolution)
+    overall, by_cell, cell_requests = [], [], []
+    for g in range(mapper.n_actions):
+        mean, sums, counts = run_policy_rewards(world, arms, _Constant(g), mapper, requests, seed, slots)
+        overall.append(mean)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            by_cell.append(sums / counts)
+        cell_requests.append(counts)
+    return GridSearch(mapper.grid, np.array(overall), np.array(by_cell), np.array(cell_requests))
