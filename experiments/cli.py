@@ -132,6 +132,24 @@ def train_command(scenario: str, base: Path | None, agent: str, requests: int, o
                f"in {folder}/tensorboard/")
 
 
+@cli.command("explain")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--requests", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="Requests replayed to average the weights per cell.")
+def explain_command(run: Path, requests: int) -> None:
+    """Show the learned arm weights per context cell of a trained run (table + heat map PNG)."""
+    from experiments.explain import explain
+    try:
+        table = explain(run, requests)
+    except TrainError as exc:
+        raise UsageFailure(str(exc)) from None
+    arms = [k for k in next(iter(table.values())) if k != "requests"]
+    click.echo(f"{'cell':<22}" + "".join(f"{a:>14}" for a in arms))
+    for cell, row in table.items():
+        click.echo(f"{cell:<22}" + "".join(f"{row[a]:>14.2f}" for a in arms))
+    click.echo(f"wrote {run}/explain.md, {run}/explain.json and {run}/explain.png")
+
+
 def main() -> None:
     cli(prog_name="fusionsim")
 

@@ -1,0 +1,63 @@
+"""``fusionsim explain``: what a trained policy does per context cell, as a table and a heat map."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from envs.context import CELL_NAMES, N_CELLS, context_cell  # noqa: E402
+from experiments.runs import write_json  # noqa: E402
+from experiments.train import CHECKPOINT, TrainError, load_checkpoint  # noqa: E402
+from recommenders.io import atomic_target, atomic_write_text  # noqa: E402
+
+
+def explain(run: Path, requests: int = 50_000) -> dict:
+    """Replay the trained policy (greedy, no learning) on a copy of the run's simulator for ``requests``
+    requests and average the arm weights it chose per context cell. Writes ``explain.md``,
+    ``explain.json`` and ``explain.png`` into ``run``."""
+    if not (run / CHECKPOINT).is_file():
+        raise TrainError(f"{run} holds no trained policy ({CHECKPOINT} is missing): run fusionsim train first")
+    state = load_checkpoint(run / CHECKPOINT)
+    sim, policy, mapper = copy.deepcopy(state.sim), copy.deepcopy(state.policy), state.mapper
+    arm_names = [a.name for a in sim.arms]
+    weight_sum = np.zeros((N_CELLS, len(arm_names)))
+    counts = np.zeros(N_CELLS)
+    contexts = sim.contexts
+    for _ in range(max(1, requests // sim.n_slots)):
+        actions, _ = policy.act(contexts)
+        weights = mapper.to_weights(actions)
+        cells = context_cell(contexts)
+        counts += np.bincount(cells, minlength=N_CELLS)
+        for a in range(len(arm_names)):
+            weight_sum[:, a] += np.bincount(cells, weights=weights[:, a], minlength=N_CELLS)
+        sim.step(weights)
+        contexts = sim.contexts
+    seen = counts > 0
+    mean = weight_sum / np.maximum(counts, 1)[:, None]
+    table = {CELL_NAMES[c]: {"requests": int(counts[c]), **{a: float(mean[c, i]) for i, a in enumerate(arm_names)}}
+             for c in range(N_CELLS) if seen[c]}
+    write_json(run / "explain.json", {"arms": arm_names, "cells": table})
+    lines = ["# Learned arm weights per context cell", "",
+             f"Mean weight the policy gives each arm, over {int(counts.sum()):,} replayed requests "
+             "(cell = segment / surface / past purchases).", "",
+             "| cell | requests | " + " | ".join(arm_names) + " |", "|---|---|" + "---|" * len(arm_names)]
+    for name, row in table.items():
+        lines.append(f"| {name} | {row['requests']:,} | " + " | ".join(f"{row[a]:.2f}" for a in arm_names) + " |")
+    atomic_write_text(run / "explain.md", "\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(1.2 * len(arm_names) + 3, 0.3 * seen.sum() + 1.5))
+    image = ax.imshow(mean[seen], vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(arm_names)), arm_names)
+    ax.set_yticks(range(int(seen.sum())), [CELL_NAMES[c] for c in np.flatnonzero(seen)])
+    ax.set_title("mean arm weight per context cell")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    with atomic_target(run / "explain.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return table
