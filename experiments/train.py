@@ -13,12 +13,13 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from agents import UCB1, EpsilonGreedy, GaussianThompson, LinTS, LinUCB, Policy
-from envs.context import CONTEXT_DIM
+from envs.context import CONTEXT_DIM, context_cell
 from envs.fusion import ActionMapper
 from envs.scenario import SEGMENTS, Scenario, scenario_to_dict
 from envs.shop import make_shop
 from envs.simulator import BatchedSimulator
 from experiments import tags
+from experiments.oracle import grid_search
 from experiments.runs import write_config, write_json
 from recommenders.io import atomic_target
 
@@ -52,9 +53,11 @@ class TrainState:
     sim: BatchedSimulator
     policy: Policy
     mapper: ActionMapper
+    oracle_reward: np.ndarray | None = None
+    """expected reward per request of the oracle in each context cell (None: no regret curve)"""
     requests_done: int = 0
     totals: dict = field(default_factory=lambda: {"reward": 0.0, "clicks": 0.0, "purchases": 0.0,
-                                                  "revenue": 0.0, "requests": 0})
+                                                  "revenue": 0.0, "requests": 0, "regret": 0.0})
     curve: list = field(default_factory=list)  # (requests, reward per request in the interval)
 
 
@@ -79,7 +82,8 @@ def load_checkpoint(path: Path) -> TrainState:
 
 def train(scenario: Scenario, agent: str, requests: int, out: Path, base: Path | None = None, seed: int = 0,
           slots: int = 256, actions: str = "grid", grid_resolution: int = 4, log_every: int = 20_000,
-          checkpoint_every: int = 100_000, resume: bool = False, progress: bool = True) -> dict:
+          checkpoint_every: int = 100_000, resume: bool = False, oracle_requests: int = 20_000,
+          progress: bool = True) -> dict:
     """Run ``agent`` online for ``requests`` requests; write TensorBoard events, checkpoints,
     ``policy.npz``, ``metrics.json`` and ``config.yaml`` to ``out``; return the metrics."""
     if agent not in AGENTS:
@@ -93,14 +97,20 @@ def train(scenario: Scenario, agent: str, requests: int, out: Path, base: Path |
         world, arms = make_shop(scenario, base=base)
         sim = BatchedSimulator(world, arms, n_slots=slots)
         mapper = ActionMapper(actions, len(arms), grid_resolution)
-        sim_seed, policy_seed = np.random.SeedSequence(seed).generate_state(2)
+        sim_seed, policy_seed, oracle_seed = np.random.SeedSequence(seed).generate_state(3)
+        oracle_reward = None
+        if oracle_requests:
+            search = grid_search(world, arms, grid_resolution, oracle_requests, int(oracle_seed))
+            oracle_reward = search.oracle_cell_reward(min_requests=max(1, oracle_requests // 500))
+            write_json(out / "oracle.json", search.describe([a.name for a in arms]))
         state = TrainState(sim=sim, policy=make_agent(agent, mapper.n_actions, actions, int(policy_seed)),
-                           mapper=mapper)
+                           mapper=mapper, oracle_reward=oracle_reward)
         sim.reset(seed=int(sim_seed))
         write_config(out, "train", {"scenario": scenario.name, "agent": agent, "requests": requests,
                                     "base": None if base is None else str(base), "seed": seed, "slots": slots,
                                     "actions": actions, "grid_resolution": grid_resolution,
-                                    "log_every": log_every, "checkpoint_every": checkpoint_every},
+                                    "log_every": log_every, "checkpoint_every": checkpoint_every,
+                                    "oracle_requests": oracle_requests},
                      scenario=scenario_to_dict(scenario), arms=[a.name for a in arms])
     sim, policy, mapper = state.sim, state.policy, state.mapper
     arm_names = [a.name for a in sim.arms]
@@ -116,6 +126,8 @@ def train(scenario: Scenario, agent: str, requests: int, out: Path, base: Path |
             result = sim.step(mapper.to_weights(actions_))
             policy.update(contexts, actions_, result.reward)
             interval.add(result)
+            if state.oracle_reward is not None:
+                interval.regret += float(state.oracle_reward[context_cell(contexts)].sum() - result.reward.sum())
             state.requests_done += sim.n_slots
             bar.update(sim.n_slots)
             if state.requests_done >= next_log:
@@ -145,6 +157,7 @@ class _Interval:
 
     def reset(self) -> None:
         self.requests, self.reward, self.clicks, self.purchases, self.revenue, self.impressions = 0, 0.0, 0, 0, 0.0, 0
+        self.regret = 0.0
         self.weight_sum = np.zeros((self.n_segments, self.n_arms))
         self.segment_count = np.zeros(self.n_segments)
 
@@ -176,6 +189,9 @@ class _Interval:
             for a, arm in enumerate(arm_names):
                 writer.add_scalar(tags.arm_weight(segment, arm), mean_weight[s, a], step)
         t = state.totals
+        if state.oracle_reward is not None:
+            t["regret"] += self.regret
+            writer.add_scalar(tags.REGRET, t["regret"], step)
         t["reward"] += self.reward
         t["clicks"] += self.clicks
         t["purchases"] += self.purchases
@@ -194,4 +210,5 @@ def _summary(state: TrainState, agent: str, scenario: str) -> dict:
             "reward_per_request": t["reward"] / n, "clicks_per_request": t["clicks"] / n,
             "purchases_per_request": t["purchases"] / n, "revenue_per_request": t["revenue"] / n,
             "reward_per_request_last_20pct": float(last[:, 1].mean()) if len(last) else None,
+            "cumulative_regret": t["regret"] if state.oracle_reward is not None else None,
             "curve": [[int(r), float(v)] for r, v in state.curve]}

@@ -21,7 +21,8 @@ def scenario_file(tmp_path_factory):
 
 def _train(scenario_file, out, *extra):
     return CliRunner().invoke(cli, ["train", "--scenario", scenario_file, "--out", str(out), "--slots", "128",
-                                    "--log-every", "2560", "--checkpoint-every", "5120", *extra])
+                                    "--log-every", "2560", "--checkpoint-every", "5120", "--oracle-requests", "2048",
+                                    *extra])
 
 
 @pytest.mark.parametrize("agent", ["linucb", "lints", "eps", "ucb", "ts"])
@@ -33,7 +34,8 @@ def test_every_agent_trains_and_writes_its_curves(agent, scenario_file, tmp_path
     events = EventAccumulator(str(tmp_path / agent / "tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {tags.REWARD, tags.CTR, tags.CONVERSION, tags.REVENUE, tags.arm_weight("loyal", "popularity")} <= scalars
+    assert {tags.REWARD, tags.REGRET, tags.CTR, tags.CONVERSION, tags.REVENUE,
+            tags.arm_weight("loyal", "popularity")} <= scalars
     steps = [e.step for e in events.Scalars(tags.REWARD)]
     assert steps == [2560, 5120, 7680, 10240]
     weights = [events.Scalars(tags.arm_weight("new", arm))[-1].value for arm in ("popularity", "new_arrivals")]
