@@ -43,7 +43,7 @@ def main() -> None:
         train_base(scenario, logs, list(MODELS), arms_dir, progress=False)
         world, arms = make_shop(scenario, base=arms_dir)
         names = [a.name for a in arms]
-        search = grid_search(world, arms, args.resolution, args.grid_requests, seed=11)
+        search = grid_search(world, arms, args.resolution, args.grid_requests, seed=11, slots=256)
         described = search.describe(names)
         print(f"grid search: {len(search.grid)} blends x {args.grid_requests:,} requests")
         print(f"  best single arm {described['best_single_arm']}")
@@ -54,15 +54,15 @@ def main() -> None:
         for label, policy in (("oracle", CellTablePolicy(search.oracle_table().tolist())),
                               ("best static blend", _Constant(search.best_global)),
                               ("best single arm", _Constant(search.best_single_arm))):
-            results[label] = run_policy_rewards(world, arms, policy, mapper, args.requests, seed)[0]
+            results[label] = run_policy_rewards(world, arms, policy, mapper, args.requests, seed, slots=256).last_20pct
         metrics = train(scenario, "linucb", args.requests, run, base=arms_dir, seed=seed, slots=256,
                         grid_resolution=args.resolution, log_every=args.requests // 20,
                         checkpoint_every=args.requests // 20 * 20, progress=False)
         linucb = metrics["reward_per_request_last_20pct"]
-    print(f"reward (clicks) per request over {args.requests:,} requests:")
+    print(f"reward (clicks) per request over the last 20% of {args.requests:,} requests:")
     for label, value in results.items():
         print(f"  {label:<18} {value:.4f}")
-    print(f"  LinUCB, last 20%   {linucb:.4f}  ({100 * linucb / results['oracle']:.1f}% of the oracle, "
+    print(f"  LinUCB (learning)  {linucb:.4f}  ({100 * linucb / results['oracle']:.1f}% of the oracle, "
           f"{100 * (linucb / results['best single arm'] - 1):+.1f}% vs the best single arm, "
           f"{100 * (linucb / results['best static blend'] - 1):+.1f}% vs the best static blend)")
     print(f"total {time.perf_counter() - start:.0f} s")

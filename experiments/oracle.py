@@ -84,21 +84,35 @@ class GridSearch:
                 "oracle_table": {CELL_NAMES[c]: blend(int(g)) for c, g in enumerate(table)}}
 
 
+@dataclass
+class PolicyRewards:
+    """Rewards of a simulated (non-learning) policy: mean per request overall and over the last 20% of
+    requests, and reward sums and request counts per context cell (N_CELLS,)."""
+
+    mean: float
+    last_20pct: float
+    cell_sum: np.ndarray
+    cell_count: np.ndarray
+
+
 def run_policy_rewards(world: World, arms: list[Recommender], policy: Policy, mapper: ActionMapper, requests: int,
-                       seed: int, slots: int = 512) -> tuple[float, np.ndarray, np.ndarray]:
-    """Simulate ``policy`` (not learning) for ``requests``; mean reward per request, and reward sums and
-    request counts per context cell (N_CELLS,)."""
+                       seed: int, slots: int = 512) -> PolicyRewards:
+    """Simulate ``policy`` (not learning) for ``requests`` requests on ``seed``."""
     sim = BatchedSimulator(world, arms, n_slots=slots)
     contexts = sim.reset(seed=seed)
     reward_sum, counts = np.zeros(N_CELLS), np.zeros(N_CELLS)
-    for _ in range(max(1, requests // slots)):
+    steps = max(1, requests // slots)
+    step_means = np.zeros(steps)
+    for i in range(steps):
         actions, _ = policy.act(contexts)
         cells = context_cell(contexts)
         result = sim.step(mapper.to_weights(actions))
         reward_sum += np.bincount(cells, weights=result.reward, minlength=N_CELLS)
         counts += np.bincount(cells, minlength=N_CELLS)
+        step_means[i] = result.reward.mean()
         contexts = sim.contexts
-    return float(reward_sum.sum() / counts.sum()), reward_sum, counts
+    tail = step_means[int(0.8 * steps):]
+    return PolicyRewards(float(reward_sum.sum() / counts.sum()), float(tail.mean()), reward_sum, counts)
 
 
 class _Constant(Policy):
@@ -121,9 +135,9 @@ def grid_search(world: World, arms: list[Recommender], resolution: int, requests
     mapper = ActionMapper("grid", len(arms), resolution)
     overall, by_cell, cell_requests = [], [], []
     for g in range(mapper.n_actions):
-        mean, sums, counts = run_policy_rewards(world, arms, _Constant(g), mapper, requests, seed, slots)
-        overall.append(mean)
+        rewards = run_policy_rewards(world, arms, _Constant(g), mapper, requests, seed, slots)
+        overall.append(rewards.mean)
         with np.errstate(invalid="ignore", divide="ignore"):
-            by_cell.append(sums / counts)
-        cell_requests.append(counts)
+            by_cell.append(rewards.cell_sum / rewards.cell_count)
+        cell_requests.append(rewards.cell_count)
     return GridSearch(mapper.grid, np.array(overall), np.array(by_cell), np.array(cell_requests))

@@ -78,22 +78,28 @@ def test_bad_train_input(scenario_file, tmp_path):
 
 
 def test_linucb_ends_closer_to_the_oracle_than_static_blends(tmp_path):
-    """Small shop, fixed seeds: LinUCB learning online beats the best single arm and the best global
-    static blend over the last 20% of its requests (both found by grid search with common random numbers)."""
+    """Default scenario, fixed seeds: over the last 20% of 102,400 requests, LinUCB learning online earns
+    more than the best single arm and the best global static blend (found by grid search with common
+    random numbers), and at least 95% of the oracle (best static blend per context cell)."""
     from envs.fusion import ActionMapper
+    from envs.scenario import load_scenario
     from envs.shop import make_shop
     from experiments.oracle import CellTablePolicy, _Constant, grid_search, run_policy_rewards
     from experiments.train import train
 
-    scenario = small_scenario()
+    scenario = load_scenario("default")
     world, arms = make_shop(scenario)
-    search = grid_search(world, arms, 4, 20_000, seed=3)
+    search = grid_search(world, arms, 4, 20_000, seed=3, slots=256)
     mapper = ActionMapper("grid", 2, 4)
-    n = 80_000
-    oracle = run_policy_rewards(world, arms, CellTablePolicy(search.oracle_table().tolist()), mapper, n, 7)[0]
-    static = run_policy_rewards(world, arms, _Constant(search.best_global), mapper, n, 7)[0]
-    single = run_policy_rewards(world, arms, _Constant(search.best_single_arm), mapper, n, 7)[0]
-    metrics = train(scenario, "linucb", n, tmp_path, seed=7, slots=256, log_every=8192, checkpoint_every=81920,
+    n = 102_400
+
+    def last_20pct(policy):
+        return run_policy_rewards(world, arms, policy, mapper, n, seed=7, slots=256).last_20pct
+
+    oracle = last_20pct(CellTablePolicy(search.oracle_table().tolist()))
+    static = last_20pct(_Constant(search.best_global))
+    single = last_20pct(_Constant(search.best_single_arm))
+    metrics = train(scenario, "linucb", n, tmp_path, seed=7, slots=256, log_every=n // 20, checkpoint_every=n,
                     oracle_requests=0, progress=False)
     linucb = metrics["reward_per_request_last_20pct"]
-    assert single < static < linucb <= oracle * 1.01, (single, static, linucb, oracle)
+    assert linucb > static and linucb > single and linucb >= 0.95 * oracle, (single, static, linucb, oracle)
