@@ -95,13 +95,21 @@ class _LinearBandit(Policy):
         self.theta[a] = inv @ self.b[a]
 
     def _discounted_update(self, contexts: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
-        eye = np.eye(self.n_features)
-        for x, a, r in zip(contexts, actions, rewards):  # one round at a time: the discount is per round
-            self.A = self.discount * self.A + (1 - self.discount) * self.ridge * eye
-            self.b *= self.discount
-            self.A[a] += np.outer(x, x)
-            self.b[a] += r * x
-        self.A_inv[:] = np.linalg.inv(self.A)
+        """The rounds of the batch one after another, in closed form: after n rounds the old statistics
+        carry gamma^n, round i carries gamma^(n-1-i), and the ridge term is kept at lambda I."""
+        n, g = len(actions), self.discount
+        carry = g ** (n - 1 - np.arange(n))
+        A = self.A
+        A *= g ** n
+        A += (1 - g ** n) * self.ridge * np.eye(self.n_features)
+        self.b *= g ** n
+        for a in np.unique(actions):
+            rows = actions == a
+            x, w = contexts[rows], carry[rows]
+            A[a] += (x * w[:, None]).T @ x
+            self.b[a] += x.T @ (w * rewards[rows])
+        self.A = A
+        self.A_inv[:] = np.linalg.inv(A)
         self.theta[:] = np.einsum("aij,aj->ai", self.A_inv, self.b)
 
     def _check_contexts(self, contexts: np.ndarray) -> np.ndarray:

@@ -164,3 +164,15 @@ def test_bad_hyperparameters(kwargs, message):
     with pytest.raises(ValueError) as err:
         LinUCB(K, D, **kwargs)
     assert str(err.value) == message
+
+
+def test_discounted_batch_update_equals_rounds_one_by_one():
+    x, p, u = _stream(6, 64)
+    actions = np.arange(64) % K
+    rewards = (u < p[np.arange(64), actions]).astype(float)
+    one, batch = LinUCB(K, D, discount=0.97, ridge=2.0), LinUCB(K, D, discount=0.97, ridge=2.0)
+    for t in range(64):
+        one.update(x[t:t + 1], actions[t:t + 1], rewards[t:t + 1])
+    batch.update(x, actions, rewards)
+    np.testing.assert_allclose(one.A, batch.A, atol=1e-9)
+    np.testing.assert_allclose(one.theta, batch.theta, atol=1e-9)
