@@ -132,8 +132,8 @@ def train_command(scenario: str, base: Path | None, agent: str, requests: int, o
     last = metrics["reward_per_request_last_20pct"]
     click.echo(f"{agent}: reward/request {metrics['reward_per_request']:.4f} overall"
                + (f", {last:.4f} over the last 20%" if last is not None else ""))
-    click.echo(f"wrote {folder}/metrics.json, {folder}/policy.npz, {folder}/checkpoint.pkl and TensorBoard events "
-               f"in {folder}/tensorboard/")
+    saved = "ppo.zip, ppo_state.pkl" if agent == "ppo" else "policy.npz, checkpoint.pkl"
+    click.echo(f"wrote {folder}/metrics.json, {saved} and TensorBoard events in {folder}/tensorboard/")
 
 
 @cli.command("explain")

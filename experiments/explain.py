@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 from envs.context import CELL_NAMES, N_CELLS, context_cell  # noqa: E402
 from experiments.runs import write_json  # noqa: E402
-from experiments.train import CHECKPOINT, TrainError, load_checkpoint  # noqa: E402
+from experiments.train import CHECKPOINT, PPO_MODEL, PPO_STATE, TrainError, load_checkpoint  # noqa: E402
 from recommenders.io import atomic_target, atomic_write_text  # noqa: E402
 
 
@@ -21,10 +21,16 @@ def explain(run: Path, requests: int = 50_000) -> dict:
     """Replay the trained policy (greedy, no learning) on a copy of the run's simulator for ``requests``
     requests and average the arm weights it chose per context cell. Writes ``explain.md``,
     ``explain.json`` and ``explain.png`` into ``run``."""
-    if not (run / CHECKPOINT).is_file():
+    if (run / PPO_MODEL).is_file():
+        from agents.ppo import PPOPolicy
+
+        state, policy = load_checkpoint(run / PPO_STATE), PPOPolicy.load(run / PPO_MODEL)
+    elif (run / CHECKPOINT).is_file():
+        state = load_checkpoint(run / CHECKPOINT)
+        policy = copy.deepcopy(state.policy)
+    else:
         raise TrainError(f"{run} holds no trained policy ({CHECKPOINT} is missing): run fusionsim train first")
-    state = load_checkpoint(run / CHECKPOINT)
-    sim, policy, mapper = copy.deepcopy(state.sim), copy.deepcopy(state.policy), state.mapper
+    sim, mapper = copy.deepcopy(state.sim), state.mapper
     arm_names = [a.name for a in sim.arms]
     weight_sum = np.zeros((N_CELLS, len(arm_names)))
     counts = np.zeros(N_CELLS)

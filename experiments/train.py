@@ -23,7 +23,7 @@ from experiments.oracle import grid_search
 from experiments.runs import write_config, write_json
 from recommenders.io import atomic_target
 
-AGENTS = ("linucb", "lints", "eps", "ucb", "ts")
+AGENTS = ("linucb", "lints", "eps", "ucb", "ts", "ppo")
 CHECKPOINT = "checkpoint.pkl"
 
 
@@ -96,6 +96,10 @@ def train(scenario: Scenario, agent: str, requests: int, out: Path, base: Path |
     if checkpoint_every % log_every:
         raise TrainError(f"--checkpoint-every {checkpoint_every} must be a multiple of --log-every {log_every} "
                          "(a checkpoint then never splits a logging interval)")
+    if agent == "ppo":
+        return train_ppo(scenario, requests, out, base=base, seed=seed, slots=slots, grid_resolution=grid_resolution,
+                         log_every=log_every, checkpoint_every=checkpoint_every, resume=resume,
+                         oracle_requests=oracle_requests, progress=progress)
     if resume:
         state = load_checkpoint(out / CHECKPOINT)
     else:
@@ -163,6 +167,7 @@ class _Interval:
     def reset(self) -> None:
         self.requests, self.reward, self.clicks, self.purchases, self.revenue, self.impressions = 0, 0.0, 0, 0, 0.0, 0
         self.regret = 0.0
+        self.sessions = 0
         self.weight_sum = np.zeros((self.n_segments, self.n_arms))
         self.segment_count = np.zeros(self.n_segments)
 
@@ -174,6 +179,7 @@ class _Interval:
         self.impressions += result.clicks.size
         self.purchases += int(result.purchased.sum())
         self.revenue += float(result.revenue.sum(dtype=np.float64))
+        self.sessions += int((result.terminated | result.truncated).sum())
         seg = result.requests.segment.astype(np.int64)
         self.segment_count += np.bincount(seg, minlength=self.n_segments)
         for a in range(self.n_arms):
@@ -202,6 +208,7 @@ class _Interval:
         t["purchases"] += self.purchases
         t["revenue"] += self.revenue
         t["requests"] += self.requests
+        t["sessions"] = t.get("sessions", 0) + self.sessions
         self.reset()
         return reward
 
@@ -214,6 +221,95 @@ def _summary(state: TrainState, agent: str, scenario: str) -> dict:
     return {"agent": agent, "scenario": scenario, "requests": state.requests_done,
             "reward_per_request": t["reward"] / n, "clicks_per_request": t["clicks"] / n,
             "purchases_per_request": t["purchases"] / n, "revenue_per_request": t["revenue"] / n,
+            "revenue_per_session": t["revenue"] / max(t.get("sessions", 0), 1),
             "reward_per_request_last_20pct": float(last[:, 1].mean()) if len(last) else None,
             "cumulative_regret": t["regret"] if state.oracle_reward is not None else None,
             "curve": [[int(r), float(v)] for r, v in state.curve]}
+
+
+PPO_MODEL = "ppo.zip"
+PPO_STATE = "ppo_state.pkl"
+
+
+def train_ppo(scenario: Scenario, requests: int, out: Path, base: Path | None = None, seed: int = 0,
+              slots: int = 64, grid_resolution: int = 4, log_every: int = 20_000, checkpoint_every: int = 100_000,
+              resume: bool = False, oracle_requests: int = 20_000, progress: bool = True) -> dict:
+    """PPO (stable-baselines3) on the batched simulator as a VecEnv of ``slots`` shopper sessions, with
+    continuous weights (softmax onto the simplex) and the same curves as the bandits. ``--resume``
+    continues from the last saved weights and simulator state (PPO's rollout buffer restarts, so a resumed
+    run is close to, not identical with, an uninterrupted one)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from envs.vec_env import FusionVecEnv
+
+    sim_seed, policy_seed, oracle_seed = np.random.SeedSequence(seed).generate_state(3)
+    venv = FusionVecEnv(scenario, n_envs=slots, action_mode="weights", base=base, seed=int(sim_seed))
+    if resume:
+        if not (out / PPO_MODEL).is_file() or not (out / PPO_STATE).is_file():
+            raise TrainError(f"--resume: {out / PPO_MODEL} does not exist; start without --resume")
+        with open(out / PPO_STATE, "rb") as f:
+            state = pickle.load(f)
+        venv.sim = state.sim
+        try:
+            model = PPO.load(str(out / PPO_MODEL), env=venv, device="cpu")
+        except Exception as exc:  # SB3 raises many kinds for a damaged zip
+            raise TrainError(f"--resume: checkpoint {out / PPO_MODEL} is corrupt ({type(exc).__name__})") from None
+    else:
+        oracle_reward = None
+        if oracle_requests:
+            search = grid_search(venv.sim.world, venv.sim.arms, grid_resolution, oracle_requests, int(oracle_seed))
+            oracle_reward = search.oracle_cell_reward(min_requests=max(1, oracle_requests // 500))
+            write_json(out / "oracle.json", search.describe([a.name for a in venv.sim.arms]))
+        model = PPO("MlpPolicy", venv, n_steps=64, batch_size=1024, n_epochs=4, gamma=0.98, learning_rate=3e-4,
+                    ent_coef=0.0, seed=int(policy_seed), device="cpu", verbose=0)
+        state = TrainState(sim=venv.sim, policy=None, mapper=venv.mapper, oracle_reward=oracle_reward)
+        write_config(out, "train", {"scenario": scenario.name, "agent": "ppo", "requests": requests,
+                                    "base": None if base is None else str(base), "seed": seed, "slots": slots,
+                                    "log_every": log_every, "checkpoint_every": checkpoint_every,
+                                    "oracle_requests": oracle_requests},
+                     scenario=scenario_to_dict(scenario), arms=[a.name for a in venv.sim.arms])
+    arm_names = [a.name for a in venv.sim.arms]
+    writer = SummaryWriter(str(out / "tensorboard"), purge_step=state.requests_done or None)
+    interval = _Interval(len(SEGMENTS), len(arm_names))
+    bar = tqdm(total=requests, initial=state.requests_done, unit="req", disable=not progress, desc="ppo")
+
+    def checkpoint() -> None:
+        with atomic_target(out / PPO_MODEL) as tmp:
+            with open(tmp, "wb") as f:
+                model.save(f)
+        save_checkpoint(state, out / PPO_STATE)
+
+    class Curves(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_log = (state.requests_done // log_every + 1) * log_every
+            self.next_checkpoint = (state.requests_done // checkpoint_every + 1) * checkpoint_every
+
+        def _on_step(self) -> bool:
+            result = venv.last_result
+            interval.add(result)
+            if state.oracle_reward is not None:
+                interval.regret += float(state.oracle_reward[context_cell(result.contexts)].sum()
+                                         - result.reward.sum())
+            state.requests_done += venv.num_envs
+            bar.update(venv.num_envs)
+            if state.requests_done >= self.next_log:
+                state.curve.append((state.requests_done, interval.flush(writer, state, arm_names, 0.0)))
+                self.next_log += log_every
+            if state.requests_done >= self.next_checkpoint:
+                checkpoint()
+                self.next_checkpoint += checkpoint_every
+            return state.requests_done < requests
+
+    if state.requests_done < requests:
+        model.learn(total_timesteps=requests - state.requests_done, callback=Curves(), reset_num_timesteps=not resume)
+    bar.close()
+    if interval.requests:
+        state.curve.append((state.requests_done, interval.flush(writer, state, arm_names, 0.0)))
+    writer.close()
+    checkpoint()  # the trained policy loads with agents.ppo.PPOPolicy.load(out / "ppo.zip")
+    metrics = _summary(state, "ppo", scenario.name)
+    write_json(out / "metrics.json", metrics)
+    return metrics
+

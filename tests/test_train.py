@@ -103,3 +103,23 @@ def test_linucb_ends_closer_to_the_oracle_than_static_blends(tmp_path):
                     oracle_requests=0, progress=False)
     linucb = metrics["reward_per_request_last_20pct"]
     assert linucb > static and linucb > single and linucb >= 0.95 * oracle, (single, static, linucb, oracle)
+
+
+def test_ppo_trains_on_the_batched_simulator_and_explains(scenario_file, tmp_path):
+    from agents.ppo import PPOPolicy
+
+    run = tmp_path / "ppo"
+    result = _train(scenario_file, run, "--agent", "ppo", "--requests", "5120")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["requests"] == 5120 and metrics["revenue_per_session"] > 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert {tags.REWARD, tags.REGRET} <= set(events.Tags()["scalars"])
+    actions, density = PPOPolicy.load(run / "ppo.zip").act(np.zeros((4, 14), dtype=np.float32))
+    assert actions.shape == (4, 2) and (density > 0).all()
+    resumed = _train(scenario_file, run, "--agent", "ppo", "--requests", "7680", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((run / "metrics.json").read_text())["requests"] == 7680
+    assert CliRunner().invoke(cli, ["explain", str(run), "--requests", "1024"]).exit_code == 0
+    assert (run / "explain.png").is_file()
