@@ -59,7 +59,7 @@ def test_bad_train_input(scenario_file, tmp_path):
     result = _train(scenario_file, tmp_path / "a", "--agent", "dqn", "--requests", "100")
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == ("Error: --agent 'dqn' is not allowed: use one of linucb, lints, "
-                                                      "eps, ucb, ts")
+                                                      "eps, ucb, ts, ppo")
     result = _train(scenario_file, tmp_path / "b", "--agent", "ucb", "--requests", "100", "--resume")
     assert result.exit_code == 2
     assert result.output.strip() == (f"Error: --resume: {tmp_path / 'b' / 'checkpoint.pkl'} does not exist; "
