@@ -87,12 +87,13 @@ class GridSearch:
 @dataclass
 class PolicyRewards:
     """Rewards of a simulated (non-learning) policy: mean per request overall and over the last 20% of
-    requests, and reward sums and request counts per context cell (N_CELLS,)."""
+    requests, reward sums and request counts per context cell (N_CELLS,), and revenue per ended session."""
 
     mean: float
     last_20pct: float
     cell_sum: np.ndarray
     cell_count: np.ndarray
+    revenue_per_session: float
 
 
 def run_policy_rewards(world: World, arms: list[Recommender], policy: Policy, mapper: ActionMapper, requests: int,
@@ -103,6 +104,7 @@ def run_policy_rewards(world: World, arms: list[Recommender], policy: Policy, ma
     reward_sum, counts = np.zeros(N_CELLS), np.zeros(N_CELLS)
     steps = max(1, requests // slots)
     step_means = np.zeros(steps)
+    revenue, sessions = 0.0, 0
     for i in range(steps):
         actions, _ = policy.act(contexts)
         cells = context_cell(contexts)
@@ -110,9 +112,12 @@ def run_policy_rewards(world: World, arms: list[Recommender], policy: Policy, ma
         reward_sum += np.bincount(cells, weights=result.reward, minlength=N_CELLS)
         counts += np.bincount(cells, minlength=N_CELLS)
         step_means[i] = result.reward.mean()
+        revenue += float(result.revenue.sum(dtype=np.float64))
+        sessions += int((result.terminated | result.truncated).sum())
         contexts = sim.contexts
     tail = step_means[int(0.8 * steps):]
-    return PolicyRewards(float(reward_sum.sum() / counts.sum()), float(tail.mean()), reward_sum, counts)
+    return PolicyRewards(float(reward_sum.sum() / counts.sum()), float(tail.mean()), reward_sum, counts,
+                         revenue / max(sessions, 1))
 
 
 class _Constant(Policy):
