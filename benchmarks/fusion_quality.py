@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from envs.fusion import ActionMapper
 from envs.scenario import load_scenario

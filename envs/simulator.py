@@ -38,7 +38,8 @@ class StepResult:
     (N, C) int32; ``excluded`` (N, C) bool (candidates never shown, see ``envs.candidates``);
     ``arm_scores`` list of A arrays (N, C) float32; ``weights`` (N, A) float32; ``slate`` (N, k) int32;
     ``clicks``, ``purchased`` (N, k) bool; ``revenue`` (N,) float32 (price of what was bought); ``reward``
-    (N,) float32; ``terminated`` (N,) bool (shopper left); ``truncated`` (N,) bool (session time limit); ``final_contexts`` (N, D): the context the ended sessions would have shown next.
+    (N,) float32; ``terminated`` (N,) bool (shopper left); ``truncated`` (N,) bool (session time limit);
+    ``final_contexts`` (N, D): the context the ended sessions would have shown next.
     """
 
     requests: RequestBatch
