@@ -48,10 +48,12 @@ def main() -> None:
     print(f"{'day':>6}" + "".join(f"{label:>22}" for label in labels))
     for i, (requests, _) in enumerate(curves[labels[0]]):
         print(f"{requests / per_day:>6.1f}" + "".join(f"{curves[label][i, 1]:>22.4f}" for label in labels))
-    after = [(curves[label][:, 0] > 2 * per_day) & (curves[label][:, 0] <= 3 * per_day) for label in labels]
-    means = [curves[label][mask, 1].mean() for label, mask in zip(labels, after)]
-    print(f"first day after the shift: plain {means[0]:.4f}, {labels[1]} {means[1]:.4f} "
-          f"({100 * (means[1] / means[0] - 1):+.1f}%)")
+    for event, day in (("trend shift", 2.0), ("new-item wave", 3.0)):
+        window = [(curves[label][:, 0] > day * per_day) & (curves[label][:, 0] <= (day + 1) * per_day)
+                  for label in labels]
+        means = [curves[label][mask, 1].mean() for label, mask in zip(labels, window, strict=True)]
+        print(f"first day after the {event} (day {day:g}): plain {means[0]:.4f}, {labels[1]} {means[1]:.4f} "
+              f"({100 * (means[1] / means[0] - 1):+.1f}%)")
 
 
 if __name__ == "__main__":
