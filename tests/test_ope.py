@@ -1,0 +1,97 @@
+"""Off-policy estimators on a hand-computed case, their bootstrap intervals, and input validation."""
+
+import numpy as np
+import pytest
+
+from experiments.ope import (ESTIMATORS, DirectMethod, DoublyRobust, DoublyRobustWithShrinkage,
+                             InverseProbabilityWeighting, OPEInputError, SelfNormalizedDoublyRobust,
+                             SelfNormalizedInverseProbabilityWeighting, SwitchDoublyRobust)
+
+REWARD = np.array([1.0, 0.0, 1.0, 0.0])
+ACTION = np.array([0, 1, 1, 0])
+PSCORE = np.array([0.5, 0.5, 0.25, 0.75])
+DIST = np.array([[0.8, 0.2], [0.4, 0.6], [0.1, 0.9], [1.0, 0.0]])[:, :, None]
+QHAT = np.array([[0.6, 0.3], [0.2, 0.4], [0.5, 0.7], [0.1, 0.2]])[:, :, None]
+# By hand: w = [1.6, 1.2, 3.6, 4/3]; DM terms [0.54, 0.32, 0.68, 0.1]; residuals r - q(a) = [0.4, -0.4, 0.3, -0.1]
+W = np.array([1.6, 1.2, 3.6, 4 / 3])
+EXPECTED = {
+    "dm": 1.64 / 4,
+    "ips": 5.2 / 4,
+    "snips": 5.2 / W.sum(),
+    "dr": 0.41 + (0.64 - 0.48 + 1.08 - 0.4 / 3) / 4,
+    "sndr": 0.41 + (0.64 - 0.48 + 1.08 - 0.4 / 3) / W.sum(),
+    "switch-dr(2)": 0.41 + (0.64 - 0.48 - 0.4 / 3) / 4,
+    "dr-os(1)": 0.41 + (1.6 / 3.56 * 0.4 - 1.2 / 2.44 * 0.4 + 3.6 / 13.96 * 0.3 - (4 / 3) / (16 / 9 + 1) * 0.1) / 4,
+}
+CASES = [("dm", DirectMethod()), ("ips", InverseProbabilityWeighting()),
+         ("snips", SelfNormalizedInverseProbabilityWeighting()), ("dr", DoublyRobust()),
+         ("sndr", SelfNormalizedDoublyRobust()), ("switch-dr(2)", SwitchDoublyRobust(lambda_=2.0)),
+         ("dr-os(1)", DoublyRobustWithShrinkage(lambda_=1.0))]
+
+
+@pytest.mark.parametrize("name, estimator", CASES, ids=[c[0] for c in CASES])
+def test_hand_computed_values(name, estimator):
+    value = estimator.estimate_policy_value(REWARD, ACTION, PSCORE, DIST, estimated_rewards_by_reg_model=QHAT)
+    assert value == pytest.approx(EXPECTED[name], rel=1e-12)
+
+
+def test_limits_of_switch_and_shrinkage():
+    args = (REWARD, ACTION, PSCORE, DIST)
+    dr = DoublyRobust().estimate_policy_value(*args, estimated_rewards_by_reg_model=QHAT)
+    dm = DirectMethod().estimate_policy_value(*args, estimated_rewards_by_reg_model=QHAT)
+    assert SwitchDoublyRobust(lambda_=np.inf).estimate_policy_value(*args, estimated_rewards_by_reg_model=QHAT) == dr
+    assert SwitchDoublyRobust(lambda_=0.0).estimate_policy_value(*args, estimated_rewards_by_reg_model=QHAT) == dm
+    assert DoublyRobustWithShrinkage(lambda_=0.0).estimate_policy_value(
+        *args, estimated_rewards_by_reg_model=QHAT) == pytest.approx(dm)
+
+
+def test_positions_select_the_slot_of_each_round():
+    dist = np.zeros((2, 2, 3))
+    dist[:, 0, :] = 1.0
+    dist[1, :, 2] = [0.25, 0.75]
+    value = InverseProbabilityWeighting().estimate_policy_value(
+        np.array([1.0, 1.0]), np.array([0, 1]), np.array([0.5, 0.5]), dist, position=np.array([0, 2]))
+    assert value == pytest.approx((1.0 / 0.5 + 0.75 / 0.5) / 2)
+
+
+@pytest.mark.parametrize("name", ["ips", "snips", "sndr"])
+def test_bootstrap_interval_is_reproducible_and_brackets_the_estimate(name):
+    rng = np.random.default_rng(0)
+    n = 5000
+    action = rng.integers(0, 2, n)
+    reward = (rng.random(n) < np.where(action == 1, 0.7, 0.3)).astype(float)
+    dist = np.tile([[0.2], [0.8]], (n, 1, 1))
+    q = np.tile([[0.3], [0.7]], (n, 1, 1))
+    estimator = ESTIMATORS[name]()
+    args = (reward, action, np.full(n, 0.5), dist)
+    kwargs = {"estimated_rewards_by_reg_model": q}
+    interval = estimator.estimate_interval(*args, **kwargs, n_bootstrap_samples=200, random_state=1)
+    assert interval == estimator.estimate_interval(*args, **kwargs, n_bootstrap_samples=200, random_state=1)
+    value = estimator.estimate_policy_value(*args, **kwargs)
+    assert interval["95.0% CI (lower)"] < value < interval["95.0% CI (upper)"]
+    assert abs(value - 0.62) < 0.05  # truth: 0.2 * 0.3 + 0.8 * 0.7
+
+
+BAD = [
+    (dict(pscore=np.array([0.5, 0.0, 0.25, 0.75])), "pscore must be in (0, 1]; got 0.0 at row 1"),
+    (dict(pscore=np.array([0.5, 1.5, 0.25, 0.75])), "pscore must be in (0, 1]; got 1.5 at row 1"),
+    (dict(action=np.array([0, 1, 2, 0])), "action must be integers in [0, 2); got 2 at row 2"),
+    (dict(reward=np.array([1.0, np.nan, 1.0, 0.0])), "reward must be finite; got nan at row 1"),
+    (dict(reward=np.array([1.0, 0.0])), "reward must have shape (4,) like action_dist's first axis; got (2,)"),
+    (dict(action_dist=DIST * 0.5), "action_dist must sum to 1 over actions; row 0 sums to [0.5]"),
+    (dict(action_dist=DIST[:, :, 0]), "action_dist must be 3-D (n_rounds, n_actions, len_list); got shape (4, 2)"),
+    (dict(position=np.array([0, 0, 1, 0])), "position must be integers in [0, 1); got 1 at row 2"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD, ids=[m[:28] for _, m in BAD])
+def test_bad_inputs_name_the_array_and_row(change, message):
+    args = {"reward": REWARD, "action": ACTION, "pscore": PSCORE, "action_dist": DIST, **change}
+    with pytest.raises(OPEInputError) as err:
+        InverseProbabilityWeighting().estimate_policy_value(**args)
+    assert str(err.value) == message
+
+
+def test_reward_model_estimators_need_one():
+    with pytest.raises(OPEInputError, match="^dr needs estimated_rewards_by_reg_model$"):
+        DoublyRobust().estimate_policy_value(REWARD, ACTION, PSCORE, DIST)
