@@ -95,3 +95,19 @@ def test_bad_inputs_name_the_array_and_row(change, message):
 def test_reward_model_estimators_need_one():
     with pytest.raises(OPEInputError, match="^dr needs estimated_rewards_by_reg_model$"):
         DoublyRobust().estimate_policy_value(REWARD, ACTION, PSCORE, DIST)
+
+
+def test_large_logs_use_the_bag_of_little_bootstraps_with_the_right_width():
+    rng = np.random.default_rng(2)
+    n = 200_000  # above PLAIN_BOOTSTRAP_MAX_ROUNDS
+    action = rng.integers(0, 2, n)
+    reward = (rng.random(n) < np.where(action == 1, 0.7, 0.3)).astype(float)
+    dist = np.tile([[0.2], [0.8]], (n, 1, 1))
+    estimator = InverseProbabilityWeighting()
+    interval = estimator.estimate_interval(reward, action, np.full(n, 0.5), dist, n_bootstrap_samples=1000,
+                                           random_state=0)
+    per_round = np.where(action == 1, 0.8, 0.2) / 0.5 * reward
+    half_width = 1.96 * per_round.std() / np.sqrt(n)  # normal theory for a mean
+    got = (interval["95.0% CI (upper)"] - interval["95.0% CI (lower)"]) / 2
+    assert got == pytest.approx(half_width, rel=0.15)
+    assert interval["95.0% CI (lower)"] < per_round.mean() < interval["95.0% CI (upper)"]
