@@ -63,6 +63,13 @@ class EpsilonGreedy(_MeanBandit):
             raise ValueError(f"epsilon must be in [0, 1]; got {epsilon}")
         self.epsilon = float(epsilon)
 
+    def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
+        check_batch(contexts)
+        greedy = int(np.argmax(np.where(self.counts > 0, self.means, np.inf)))
+        out = np.full((len(contexts), self.n_actions), self.epsilon / self.n_actions)
+        out[:, greedy] += 1.0 - self.epsilon
+        return out
+
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         check_batch(contexts)
         b, k = len(contexts), self.n_actions
@@ -95,6 +102,12 @@ class UCB1(_MeanBandit):
         bonus = self.c * np.sqrt(2.0 * np.log(total) / np.maximum(self.counts, 1e-12))
         ucb = np.where(self.counts > 0, self.means + bonus, np.inf)
         return np.full(len(contexts), int(np.argmax(ucb))), np.ones(len(contexts))
+
+    def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
+        actions, _ = self.act(contexts)
+        out = np.zeros((len(contexts), self.n_actions))
+        out[np.arange(len(actions)), actions] = 1.0
+        return out
 
     def config(self) -> dict:
         return {"n_actions": self.n_actions, "c": self.c, "seed": self.seed, "action_mode": self.action_mode}

@@ -27,6 +27,12 @@ class Policy(abc.ABC):
         """Actions for ``contexts`` (B, D) float32 and their propensities (B,) float64: the probability
         (probability density for continuous actions) with which this policy chose each action."""
 
+    def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
+        """P(action | context) for every action: (B, n_actions), rows summing to 1, for off-policy
+        evaluation. Policies whose probabilities have no closed form (Thompson sampling, PPO) raise."""
+        raise NotImplementedError(f"policy '{self.name}' has no closed-form action distribution; evaluate an "
+                                  "epsilon-greedy or deterministic policy off-policy")
+
     def update(self, contexts: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
         """Learn from a batch of (context, action, reward); static policies ignore it."""
         check_batch(contexts, rewards=rewards)

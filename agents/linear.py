@@ -180,6 +180,12 @@ class LinUCB(_LinearBandit):
         width = np.sqrt(np.maximum(np.einsum("bi,aij,bj->ba", contexts, self.A_inv, contexts), 0.0))
         return mean + self.alpha * width
 
+    def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
+        greedy = np.argmax(self.scores(contexts), axis=1)
+        out = np.full((len(greedy), self.n_actions), self.epsilon / self.n_actions)
+        out[np.arange(len(greedy)), greedy] += 1.0 - self.epsilon
+        return out
+
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         greedy = np.argmax(self.scores(contexts), axis=1)
         if self.epsilon == 0.0:

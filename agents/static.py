@@ -32,6 +32,10 @@ class UniformRandom(Policy):
         actions = self.rng.integers(0, self.n_actions, len(contexts))
         return actions, np.full(len(contexts), 1.0 / self.n_actions)
 
+    def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
+        check_batch(contexts)
+        return np.full((len(contexts), self.n_actions), 1.0 / self.n_actions)
+
     def config(self) -> dict:
         return {"n_actions": self.n_actions, "action_mode": self.action_mode, "seed": self.seed}
 
@@ -55,6 +59,12 @@ class SingleArm(Policy):
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         check_batch(contexts)
         return np.full(len(contexts), self.arm, dtype=np.int64), np.ones(len(contexts))
+
+    def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
+        check_batch(contexts)
+        out = np.zeros((len(contexts), self.n_arms))
+        out[:, self.arm] = 1.0
+        return out
 
     def config(self) -> dict:
         return {"arm": self.arm, "n_arms": self.n_arms}

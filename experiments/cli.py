@@ -154,6 +154,38 @@ def explain_command(run: Path, requests: int) -> None:
     click.echo(f"wrote {run}/explain.md, {run}/explain.json and {run}/explain.png")
 
 
+@cli.command("ope")
+@click.option("--logs", type=click.Path(path_type=Path), required=True,
+              help="A fusionsim simulate run folder whose logs/ hold the logged traffic with propensities.")
+@click.option("--policy", "policy_run", type=click.Path(path_type=Path), required=True,
+              help="A fusionsim train run folder (a bandit trained with --actions arm).")
+@click.option("--estimators", default="dm,ips,snips,dr,sndr", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/ope"), show_default=True)
+@click.option("--folds", type=click.IntRange(min=2), default=2, show_default=True,
+              help="Cross-fitting folds of the reward model.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
+def ope_command(logs: Path, policy_run: Path, estimators: str, out: Path, folds: int, seed: int,
+                overwrite: bool) -> None:
+    """Off-policy estimates (with bootstrap CIs) of a trained policy on logged traffic."""
+    from experiments.ope import OPEInputError
+    from experiments.ope_run import parse_estimators, run_ope
+    try:
+        names = parse_estimators(estimators)
+        folder = prepare_run_folder(out, overwrite)
+        metrics = run_ope(logs, policy_run, names, folder, folds=folds, seed=seed)
+    except (OPEInputError, TrainError, RunFolderError, ScenarioError, ArmsFolderError) as exc:
+        raise UsageFailure(str(exc)) from None
+    truth = metrics.get("on_policy_truth")
+    click.echo(f"{'estimator':<10}{'estimate':>10}{'95% CI':>22}{'rel. error':>12}")
+    for name, r in metrics["estimators"].items():
+        error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"
+        click.echo(f"{name:<10}{r['estimate']:>10.4f}   [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]{error:>12}")
+    if truth is not None:
+        click.echo(f"simulated on-policy value {truth:.4f}")
+    click.echo(f"wrote {folder}/metrics.json, {folder}/report.md and {folder}/config.yaml")
+
+
 def main() -> None:
     cli(prog_name="fusionsim")
 

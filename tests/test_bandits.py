@@ -176,3 +176,21 @@ def test_discounted_batch_update_equals_rounds_one_by_one():
     batch.update(x, actions, rewards)
     np.testing.assert_allclose(one.A, batch.A, atol=1e-9)
     np.testing.assert_allclose(one.theta, batch.theta, atol=1e-9)
+
+
+def test_action_distributions_match_the_logged_propensities():
+    from agents import SingleArm, UniformRandom
+    x, p, u = _stream(7, 200)
+    policy = LinUCB(K, D, epsilon=0.3, seed=2)
+    _run_per_round(policy, x[:100], p, u)
+    actions, propensity = policy.act(x[100:])
+    dist = policy.action_distribution(x[100:])
+    np.testing.assert_allclose(dist.sum(axis=1), 1.0)
+    np.testing.assert_allclose(dist[np.arange(100), actions], propensity)
+    eps = EpsilonGreedy(K, epsilon=0.2, seed=0)
+    a, prop = eps.act(x[:50])
+    np.testing.assert_allclose(eps.action_distribution(x[:50])[np.arange(50), a], prop)
+    np.testing.assert_allclose(UniformRandom(K).action_distribution(x[:3]), 1.0 / K)
+    assert SingleArm(2, K).action_distribution(x[:1])[0, 2] == 1.0
+    with pytest.raises(NotImplementedError, match="policy 'lints' has no closed-form action distribution"):
+        LinTS(K, D).action_distribution(x[:1])
