@@ -115,18 +115,20 @@ def train_base_command(scenario: str, logs: Path, models: str, out: Path, device
               help="Requests simulated per grid blend to find the oracle for the regret curve (0: no oracle).")
 @click.option("--discount", type=click.FloatRange(0.0, 1.0, min_open=True), default=1.0, show_default=True,
               help="Per-request forgetting of linucb/lints (e.g. 0.99999 for a window of ~100,000 requests).")
+@click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="linucb: share of uniformly random actions (a stochastic policy, for off-policy evaluation).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
 def train_command(scenario: str, base: Path | None, agent: str, requests: int, out: Path, seed: int, slots: int,
                   actions: str, grid_resolution: int, log_every: int, checkpoint_every: int, oracle_requests: int,
-                  discount: float, resume: bool, overwrite: bool) -> None:
+                  discount: float, epsilon: float, resume: bool, overwrite: bool) -> None:
     """Train a fusion policy online; TensorBoard curves, checkpoints, policy.npz and metrics.json."""
     try:
         resolved = load_scenario(scenario)
         folder = out if resume else prepare_run_folder(out, overwrite)
         metrics = train(resolved, agent, requests, folder, base=base, seed=seed, slots=slots, actions=actions,
                         grid_resolution=grid_resolution, log_every=log_every, checkpoint_every=checkpoint_every,
-                        resume=resume, oracle_requests=oracle_requests, discount=discount)
+                        resume=resume, oracle_requests=oracle_requests, discount=discount, epsilon=epsilon)
     except (ScenarioError, TrainError, RunFolderError, ArmsFolderError) as exc:
         raise UsageFailure(str(exc)) from None
     last = metrics["reward_per_request_last_20pct"]

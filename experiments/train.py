@@ -31,13 +31,17 @@ class TrainError(ValueError):
     """Bad ``train`` input: unknown agent, nothing to resume, a corrupt checkpoint."""
 
 
-def make_agent(name: str, n_actions: int, action_mode: str, seed: int, discount: float = 1.0) -> Policy:
+def make_agent(name: str, n_actions: int, action_mode: str, seed: int, discount: float = 1.0,
+               epsilon: float = 0.0) -> Policy:
     """The agent ``name`` with this project's default hyperparameters; ``discount`` < 1 makes the linear
-    bandits forget (for drift)."""
+    bandits forget (for drift); ``epsilon`` makes LinUCB explore uniformly (for off-policy evaluation)."""
     if discount != 1.0 and name not in ("linucb", "lints"):
         raise TrainError(f"--discount applies to linucb and lints, not {name}")
+    if epsilon and name != "linucb":
+        raise TrainError(f"--epsilon applies to linucb, not {name}")
     if name == "linucb":
-        return LinUCB(n_actions, CONTEXT_DIM, alpha=0.5, discount=discount, seed=seed, action_mode=action_mode)
+        return LinUCB(n_actions, CONTEXT_DIM, alpha=0.5, discount=discount, epsilon=epsilon, seed=seed,
+                      action_mode=action_mode)
     if name == "lints":
         return LinTS(n_actions, CONTEXT_DIM, v=0.2, discount=discount, propensity_draws=16, seed=seed,
                      action_mode=action_mode)
@@ -88,7 +92,7 @@ def load_checkpoint(path: Path) -> TrainState:
 def train(scenario: Scenario, agent: str, requests: int, out: Path, base: Path | None = None, seed: int = 0,
           slots: int = 256, actions: str = "grid", grid_resolution: int = 4, log_every: int = 20_000,
           checkpoint_every: int = 100_000, resume: bool = False, oracle_requests: int = 20_000,
-          discount: float = 1.0, progress: bool = True) -> dict:
+          discount: float = 1.0, epsilon: float = 0.0, progress: bool = True) -> dict:
     """Run ``agent`` online for ``requests`` requests; write TensorBoard events, checkpoints,
     ``policy.npz``, ``metrics.json`` and ``config.yaml`` to ``out``; return the metrics."""
     if agent not in AGENTS:
@@ -112,14 +116,16 @@ def train(scenario: Scenario, agent: str, requests: int, out: Path, base: Path |
             search = grid_search(world, arms, grid_resolution, oracle_requests, int(oracle_seed))
             oracle_reward = search.oracle_cell_reward(min_requests=max(1, oracle_requests // 500))
             write_json(out / "oracle.json", search.describe([a.name for a in arms]))
-        state = TrainState(sim=sim, policy=make_agent(agent, mapper.n_actions, actions, int(policy_seed), discount),
+        state = TrainState(sim=sim, policy=make_agent(agent, mapper.n_actions, actions, int(policy_seed), discount,
+                                                          epsilon),
                            mapper=mapper, oracle_reward=oracle_reward)
         sim.reset(seed=int(sim_seed))
         write_config(out, "train", {"scenario": scenario.name, "agent": agent, "requests": requests,
                                     "base": None if base is None else str(base), "seed": seed, "slots": slots,
                                     "actions": actions, "grid_resolution": grid_resolution,
                                     "log_every": log_every, "checkpoint_every": checkpoint_every,
-                                    "oracle_requests": oracle_requests, "discount": discount},
+                                    "oracle_requests": oracle_requests, "discount": discount,
+                                    "epsilon": epsilon},
                      scenario=scenario_to_dict(scenario), arms=[a.name for a in arms])
     sim, policy, mapper = state.sim, state.policy, state.mapper
     arm_names = [a.name for a in sim.arms]
