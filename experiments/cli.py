@@ -188,6 +188,51 @@ def ope_command(logs: Path, policy_run: Path, estimators: str, out: Path, folds:
     click.echo(f"wrote {folder}/metrics.json, {folder}/report.md and {folder}/config.yaml")
 
 
+@cli.command("ab-test")
+@click.option("--scenario", default="default", show_default=True)
+@click.option("--base", type=click.Path(path_type=Path), default=None, help="Folder of trained arms.")
+@click.option("--policies", default="best-arm,static", show_default=True,
+              help="Comma-separated: best-arm | static | linucb | uniform | an arm name | blend:<w1>,...; the first "
+                   "is the control.")
+@click.option("--users", type=click.IntRange(min=10), default=None, help="Shoppers in the test (default: the "
+              "scenario's population).")
+@click.option("--split", default="50,50", show_default=True, help="Traffic shares of the buckets.")
+@click.option("--days", type=click.FloatRange(min=0.01), default=3.0, show_default=True)
+@click.option("--pre-days", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Pre-period under the uniform policy, for CUPED.")
+@click.option("--aa", is_flag=True, help="A/A test: every bucket runs the first policy.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/ab"), show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
+def ab_test_command(scenario: str, base: Path | None, policies: str, users: int | None, split: str, days: float,
+                    pre_days: float, aa: bool, out: Path, seed: int, overwrite: bool) -> None:
+    """Simulated A/B test of fusion policies: estimates with CIs, CUPED, SRM, MDE, and the true lift."""
+    from experiments.ab_test import ABTestError, run_ab_test
+    try:
+        overrides = {} if users is None else {"world.n_users": users}
+        resolved = load_scenario(scenario, **overrides)
+        try:
+            shares = [float(x) for x in split.split(",")]
+        except ValueError:
+            raise ABTestError(f"--split {split!r}: must be comma-separated numbers, e.g. 50,50") from None
+        if any(x <= 0 for x in shares):
+            raise ABTestError(f"--split {split!r}: every share must be > 0")
+        names = [p.strip() for p in policies.split(",") if p.strip()] if not policies.startswith("blend:") \
+            else [policies]
+        folder = prepare_run_folder(out, overwrite)
+        result = run_ab_test(resolved, names, shares, folder, days=days, pre_days=pre_days, base=base, seed=seed,
+                             aa=aa)
+    except (ScenarioError, RunFolderError, ArmsFolderError, ABTestError) as exc:
+        raise UsageFailure(str(exc)) from None
+    for label, rows in result["comparisons"].items():
+        r = rows["revenue"]
+        click.echo(f"{label}: revenue/shopper {r['mean_a']:.3f} -> {r['mean_b']:.3f}, lift {r['lift']:+.3f} "
+                   f"[{r['ci_lower']:+.3f}, {r['ci_upper']:+.3f}], p = {r['p_value']:.4f}")
+    click.echo(f"sample-ratio mismatch p = {result['srm']['p_value']:.3f}")
+    click.echo(f"wrote {folder}/report.md, {folder}/metrics.json, {folder}/users.parquet, {folder}/lift.png and "
+               f"{folder}/daily.png")
+
+
 def main() -> None:
     cli(prog_name="fusionsim")
 

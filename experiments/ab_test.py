@@ -1,0 +1,291 @@
+"""``fusionsim ab-test``: a simulated A/B test of fusion policies, with honest statistics and the true lift.
+
+Shoppers (not requests) are assigned to buckets by a salted hash of their id. A pre-period under the
+uniform policy gives each shopper's pre-period metrics (for CUPED). Then all buckets run concurrently
+in one simulated shop over the same days: every request is served by the policy of its shopper's bucket
+(learning policies learn only from their own bucket). Because it is a simulation, the true lift is also
+measured: the whole population is replayed under each policy alone, on the same seed (common random
+numbers), and the per-shopper means compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from agents import LinUCB, Policy  # noqa: E402
+from envs.context import CONTEXT_DIM  # noqa: E402
+from envs.fusion import ActionMapper  # noqa: E402
+from envs.scenario import Scenario, scenario_to_dict  # noqa: E402
+from envs.shop import make_shop  # noqa: E402
+from envs.simulator import BatchedSimulator  # noqa: E402
+from experiments import stats  # noqa: E402
+from experiments.oracle import _Constant, grid_search  # noqa: E402
+from experiments.runs import write_config, write_json  # noqa: E402
+from experiments.simulate import PolicySpecError, make_static_policy  # noqa: E402
+from envs.logs import atomic_write_parquet  # noqa: E402
+from recommenders.io import atomic_target, atomic_write_text  # noqa: E402
+
+METRICS = ("revenue", "clicks", "purchases", "requests", "sessions")
+"""Per-shopper totals; the tests compare their means per shopper, and CTR/conversion as ratios."""
+GRID_RESOLUTION = 4
+
+
+class ABTestError(ValueError):
+    """Bad ``ab-test`` input."""
+
+
+def assign_buckets(user_id: np.ndarray, split: list[float], salt: str) -> np.ndarray:
+    """Bucket (index into ``split``) of each shopper from a salted hash of the id: (n,) int.
+
+    The hash is splitmix64 of (id + a 64-bit digest of the salt), vectorised; a new salt re-randomises."""
+    key = np.uint64(int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little"))
+    with np.errstate(over="ignore"):
+        z = np.asarray(user_id).astype(np.uint64) + key
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    unit = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return np.searchsorted(np.cumsum(split) / np.sum(split), unit, side="right")
+
+
+@dataclass
+class Bucketed:
+    """Per-shopper totals (n_users, len(METRICS)) plus impressions, and daily reward per bucket."""
+
+    totals: np.ndarray
+    impressions: np.ndarray
+    daily: np.ndarray
+
+
+def _make_policies(names: list[str], arm_names: list[str], search, seed: int) -> list[Policy]:
+    policies = []
+    for i, name in enumerate(names):
+        if name == "best-arm":
+            policies.append(_Constant(search.best_single_arm))
+        elif name == "static":
+            policies.append(_Constant(search.best_global))
+        elif name == "linucb":
+            policies.append(LinUCB(len(search.grid), CONTEXT_DIM, alpha=0.5, seed=seed + i, action_mode="grid"))
+        else:
+            try:
+                policy = make_static_policy(name, arm_names, seed=seed + i)
+            except PolicySpecError as exc:
+                raise ABTestError(f"--policies: {exc}") from None
+            grid_policy = _GridAdapter(policy, search.grid)
+            policies.append(grid_policy)
+    return policies
+
+
+class _GridAdapter(Policy):
+    """A static policy of arm or simplex actions expressed as weights directly (grid mode uses weights)."""
+
+    name = "adapter"
+    action_mode = "simplex"
+
+    def __init__(self, policy: Policy, grid: np.ndarray) -> None:
+        self.policy, self.grid = policy, grid
+        self.mapper = ActionMapper(policy.action_mode, grid.shape[1])
+
+    def act(self, contexts):
+        actions, propensities = self.policy.act(contexts)
+        return self.mapper.to_weights(actions), propensities
+
+    def config(self) -> dict:
+        return {}
+
+
+def _run(world, arms, policies: list[Policy], bucket_of_user: np.ndarray, days: float, seed: int,
+         slots: int = 512) -> Bucketed:
+    """Serve ``days`` of traffic; each request by the policy of its shopper's bucket."""
+    sim = BatchedSimulator(world, arms, n_slots=slots)
+    contexts = sim.reset(seed=seed)
+    grid = ActionMapper("grid", len(arms), GRID_RESOLUTION)
+    n_users, n_buckets = world.population.n_users, len(policies)
+    totals = np.zeros((n_users, len(METRICS)))
+    impressions = np.zeros(n_users)
+    n_days = int(np.ceil(days))
+    daily = np.zeros((n_days, n_buckets, 2))  # reward sum, requests
+    while sim.day < days:
+        users = sim.user.copy()
+        bucket = bucket_of_user[users]
+        weights = np.empty((slots, len(arms)), dtype=np.float32)
+        actions = {}
+        for b, policy in enumerate(policies):
+            rows = np.flatnonzero(bucket == b)
+            if len(rows) == 0:
+                continue
+            a, _ = policy.act(contexts[rows])
+            actions[b] = (rows, a)
+            weights[rows] = grid.to_weights(a) if policy.action_mode == "grid" else np.asarray(a, dtype=np.float32)
+        day = int(sim.day)
+        result = sim.step(weights)
+        for b, (rows, a) in actions.items():
+            policy = policies[b]
+            if isinstance(policy, LinUCB):
+                policy.update(contexts[rows], a, result.reward[rows])
+            daily[min(day, n_days - 1), b] += (result.reward[rows].sum(), len(rows))
+        per_request = np.stack([result.revenue, result.clicks.sum(axis=1), result.purchased.sum(axis=1),
+                                np.ones(slots), (result.terminated | result.truncated)], axis=1)
+        np.add.at(totals, users, per_request)
+        np.add.at(impressions, users, result.clicks.shape[1])
+        contexts = sim.contexts
+    return Bucketed(totals, impressions, daily)
+
+
+def run_ab_test(scenario: Scenario, policy_names: list[str], split: list[float], out: Path, days: float = 3.0,
+                pre_days: float = 1.0, base: Path | None = None, seed: int = 0, aa: bool = False,
+                true_lift: bool = True) -> dict:
+    """Run the test; write ``users.parquet``, ``metrics.json``, ``report.md``, ``lift.png``, ``daily.png``."""
+    if aa:
+        policy_names = [policy_names[0]] * len(split)
+    if len(policy_names) != len(split):
+        raise ABTestError(f"--split has {len(split)} shares for {len(policy_names)} policies")
+    if len(policy_names) < 2:
+        raise ABTestError("--policies needs at least two policies (or --aa)")
+    world, arms = make_shop(scenario, base=base)
+    arm_names = [a.name for a in arms]
+    for name in policy_names:  # fail on a bad name before any simulation or file
+        if name not in ("best-arm", "static", "linucb"):
+            try:
+                make_static_policy(name, arm_names, seed)
+            except PolicySpecError as exc:
+                raise ABTestError(f"--policies: {exc}") from None
+    search = grid_search(world, arms, GRID_RESOLUTION, 20_000, seed=seed + 1000, slots=256)
+    users = np.arange(world.population.n_users)
+    bucket_of_user = assign_buckets(users, split, salt=f"fusionsim-{seed}")
+    write_config(out, "ab-test", {"policies": policy_names, "split": split, "days": days, "pre_days": pre_days,
+                                  "seed": seed, "aa": aa, "base": None if base is None else str(base)},
+                 scenario=scenario_to_dict(scenario))
+    # pre-period: everyone under the uniform policy (CUPED covariates)
+    pre = _run(world, arms, [_GridAdapter(make_static_policy("uniform", arm_names, seed), search.grid)],
+               np.zeros_like(bucket_of_user), pre_days, seed + 7)
+    policies = _make_policies(policy_names, arm_names, search, seed)
+    test = _run(world, arms, policies, bucket_of_user, days, seed)
+    active = test.totals[:, METRICS.index("requests")] > 0
+    table = pd.DataFrame({"user_id": users, "bucket": bucket_of_user,
+                          "policy": np.array(policy_names, dtype=object)[bucket_of_user],
+                          **{m: test.totals[:, i] for i, m in enumerate(METRICS)},
+                          "impressions": test.impressions,
+                          **{f"pre_{m}": pre.totals[:, i] for i, m in enumerate(METRICS)}})
+    atomic_write_parquet_df(table, out / "users.parquet")
+    result = analyse(table[active], policy_names, split)
+    if true_lift and not aa:
+        result["true_lift"] = _true_lifts(world, arms, policy_names, arm_names, search, days, seed, users)
+    result["days"], result["pre_days"] = days, pre_days
+    write_json(out / "metrics.json", result)
+    _plots(out, test.daily, policy_names, result)
+    atomic_write_text(out / "report.md", _report(result, policy_names))
+    return result
+
+
+def atomic_write_parquet_df(table: pd.DataFrame, path: Path) -> None:
+    import pyarrow as pa
+
+    atomic_write_parquet(pa.Table.from_pandas(table, preserve_index=False), path)
+
+
+def analyse(table: pd.DataFrame, policy_names: list[str], split: list[float]) -> dict:
+    """Per bucket against bucket 0: Welch (and CUPED-Welch) for per-shopper metrics, delta method for CTR
+    and conversion, Holm-adjusted p-values when there are more than two buckets, SRM, MDE."""
+    counts = np.bincount(table["bucket"], minlength=len(policy_names))
+    srm_statistic, srm_p = stats.sample_ratio_mismatch(counts, np.asarray(split))
+    control = table[table["bucket"] == 0]
+    comparisons = {}
+    for b in range(1, len(policy_names)):
+        treated = table[table["bucket"] == b]
+        both = pd.concat([control, treated])
+        rows: dict[str, dict] = {}
+        for metric in ("revenue", "clicks", "purchases", "sessions"):
+            rows[metric] = stats.welch(control[metric], treated[metric]).to_dict()
+            adjusted = stats.cuped(both[metric].to_numpy(), both[f"pre_{metric}"].to_numpy())
+            n_control = len(control)
+            rows[f"{metric} (CUPED)"] = stats.welch(adjusted[:n_control], adjusted[n_control:]).to_dict()
+        rows["ctr"] = stats.ratio(control["clicks"], control["impressions"], treated["clicks"],
+                                  treated["impressions"]).to_dict()
+        rows["conversion"] = stats.ratio(control["purchases"], control["requests"], treated["purchases"],
+                                         treated["requests"]).to_dict()
+        comparisons[f"{policy_names[b]} (bucket {b}) vs {policy_names[0]}"] = rows
+    if len(policy_names) > 2:
+        keys = [(c, m) for c in comparisons for m in comparisons[c]]
+        adjusted = stats.holm(np.array([comparisons[c][m]["p_value"] for c, m in keys]))
+        for (c, m), p in zip(keys, adjusted, strict=True):
+            comparisons[c][m]["p_value_holm"] = float(p)
+    return {"buckets": {f"{b}:{name}": int(counts[b]) for b, name in enumerate(policy_names)},
+            "srm": {"chi2": srm_statistic, "p_value": srm_p}, "comparisons": comparisons}
+
+
+def _true_lifts(world, arms, policy_names, arm_names, search, days, seed, users) -> dict:
+    """Each policy alone for the whole population on the same seed: per-shopper mean revenue, clicks,
+    purchases and sessions; lifts of each treatment against the control."""
+    means = []
+    for i, name in enumerate(policy_names):
+        policy = _make_policies([name], arm_names, search, seed + i)[0]
+        run = _run(world, arms, [policy], np.zeros(len(users), dtype=np.int64), days, seed)
+        active = run.totals[:, METRICS.index("requests")] > 0
+        means.append(run.totals[active].mean(axis=0))
+    return {f"{policy_names[b]} vs {policy_names[0]}": {m: float(means[b][i] - means[0][i])
+                                                         for i, m in enumerate(METRICS) if m != "requests"}
+            for b in range(1, len(policy_names))}
+
+
+def _plots(out: Path, daily: np.ndarray, policy_names: list[str], result: dict) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for b, name in enumerate(policy_names):
+        ax.plot(np.arange(1, len(daily) + 1), daily[:, b, 0] / np.maximum(daily[:, b, 1], 1), marker="o",
+                label=f"{b}: {name}")
+    ax.set_xlabel("simulated day")
+    ax.set_ylabel("reward per request")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_target(out / "daily.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    labels, lifts, lows, highs, truths = [], [], [], [], []
+    for label, rows in result["comparisons"].items():
+        r = rows["revenue"]
+        labels.append(label.split(" (")[0])
+        lifts.append(r["lift"])
+        lows.append(r["lift"] - r["ci_lower"])
+        highs.append(r["ci_upper"] - r["lift"])
+        truths.append(result.get("true_lift", {}).get(f"{label.split(' (')[0]} vs {policy_names[0]}", {})
+                      .get("revenue", np.nan))
+    fig, ax = plt.subplots(figsize=(6, 0.6 * len(labels) + 1.5))
+    ax.errorbar(lifts, range(len(labels)), xerr=[lows, highs], fmt="o", capsize=4, label="estimate, 95% CI")
+    ax.plot(truths, range(len(labels)), "x", color="red", label="true lift")
+    ax.axvline(0, color="gray", lw=0.8)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel(f"revenue per shopper, lift vs {policy_names[0]}")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_target(out / "lift.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _report(result: dict, policy_names: list[str]) -> str:
+    lines = ["# Simulated A/B test", "", "Buckets: " + ", ".join(f"{k} ({v:,} shoppers)"
+                                                             for k, v in result["buckets"].items()),
+             f"Sample-ratio mismatch: chi2 = {result['srm']['chi2']:.2f}, p = {result['srm']['p_value']:.3f}", ""]
+    for label, rows in result["comparisons"].items():
+        truth = result.get("true_lift", {}).get(f"{label.split(' (')[0]} vs {policy_names[0]}", {})
+        lines += [f"## {label}", "", "| metric | control | treatment | lift | relative | 95% CI | p | MDE | true lift |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for metric, r in rows.items():
+            p = f"{r['p_value']:.4f}" + (f" (Holm {r['p_value_holm']:.4f})" if "p_value_holm" in r else "")
+            t = truth.get(metric.split(" ")[0])
+            lines.append(f"| {metric} | {r['mean_a']:.4f} | {r['mean_b']:.4f} | {r['lift']:+.4f} | "
+                         f"{100 * r['relative_lift']:+.2f}% | [{r['ci_lower']:+.4f}, {r['ci_upper']:+.4f}] | {p} | "
+                         f"{r['mde']:.4f} | {'' if t is None else f'{t:+.4f}'} |")
+        lines.append("")
+    lines += ["![daily reward per bucket](daily.png)", "", "![lift with 95% CI and the true lift](lift.png)"]
+    return "\n".join(lines) + "\n"
