@@ -68,9 +68,12 @@ class BatchedSimulator:
         world: catalog, population and history (from :func:`envs.world.build_world`).
         arms: fitted recommenders; their order is the order of the weights.
         n_slots: concurrent sessions N (requests per step).
+        shoppers: optional (n_users,) bool mask: only these shoppers arrive (an A/B bucket's own shop
+            front, with its own share of the traffic).
     """
 
-    def __init__(self, world: World, arms: list[Recommender], n_slots: int = 1) -> None:
+    def __init__(self, world: World, arms: list[Recommender], n_slots: int = 1,
+                 shoppers: np.ndarray | None = None) -> None:
         if n_slots < 1:
             raise ValueError(f"n_slots must be >= 1; got {n_slots}")
         if not arms:
@@ -87,7 +90,10 @@ class BatchedSimulator:
         self._leave_bias = np.array([s.leave_bias for s in segs], dtype=np.float32)
         self._search_share = np.array([s.search_share for s in segs], dtype=np.float32)
         self._device_cdf = np.cumsum([self.scenario.traffic.device_shares[d] for d in DEVICES])
-        self._activity_cdf = np.cumsum(world.population.activity, dtype=np.float64)
+        activity = world.population.activity if shoppers is None else world.population.activity * shoppers
+        if not activity.any():
+            raise ValueError("shoppers selects nobody: at least one shopper must be able to arrive")
+        self._activity_cdf = np.cumsum(activity, dtype=np.float64)
         self._trend_shifts = self._plan_trend_shifts()
         self.rng: np.random.Generator | None = None
 

@@ -2,14 +2,16 @@
 
 Shoppers (not requests) are assigned to buckets by a salted hash of their id. A pre-period under the
 uniform policy gives each shopper's pre-period metrics (for CUPED). Then all buckets run concurrently
-in one simulated shop over the same days: every request is served by the policy of its shopper's bucket
-(learning policies learn only from their own bucket). Because it is a simulation, the true lift is also
+over the same simulated days, each as its own shop front over the shared world (see :func:`_run`):
+every request is served by the policy of its shopper's bucket (learning policies learn only from their
+own bucket). Because it is a simulation, the true lift is also
 measured: the whole population is replayed under each policy alone, on the same seed (common random
 numbers), and the per-shopper means compared.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from envs.fusion import ActionMapper  # noqa: E402
 from envs.scenario import Scenario, scenario_to_dict  # noqa: E402
 from envs.shop import make_shop  # noqa: E402
 from envs.simulator import BatchedSimulator  # noqa: E402
+from envs.world import World  # noqa: E402
 from experiments import stats  # noqa: E402
 from experiments.oracle import _Constant, grid_search  # noqa: E402
 from experiments.runs import write_config, write_json  # noqa: E402
@@ -104,41 +107,45 @@ class _GridAdapter(Policy):
         return {}
 
 
-def _run(world, arms, policies: list[Policy], bucket_of_user: np.ndarray, days: float, seed: int,
+def _run(world: World, arms, policies: list[Policy], bucket_of_user: np.ndarray, days: float, seed: int,
          slots: int = 512) -> Bucketed:
-    """Serve ``days`` of traffic; each request by the policy of its shopper's bucket."""
-    sim = BatchedSimulator(world, arms, n_slots=slots)
-    contexts = sim.reset(seed=seed)
-    grid = ActionMapper("grid", len(arms), GRID_RESOLUTION)
+    """Serve ``days`` of traffic. Each bucket is its own shop front: a simulator whose arrivals are the
+    bucket's shoppers, with the bucket's share of the slots and of the requests per day, so a policy that
+    keeps shoppers longer slows its own bucket's arrivals, not the other buckets' (no interference through
+    shared capacity). All buckets share the world and the arms and advance over the same simulated days."""
     n_users, n_buckets = world.population.n_users, len(policies)
+    share = np.bincount(bucket_of_user, weights=world.population.activity, minlength=n_buckets)
+    share = share / share.sum()
+    grid = ActionMapper("grid", len(arms), GRID_RESOLUTION)
+    sims = []
+    for b in range(n_buckets):
+        traffic = world.scenario.traffic.model_copy(
+            update={"requests_per_day": max(1, round(world.scenario.traffic.requests_per_day * share[b]))})
+        bucket_world = World(world.scenario.model_copy(update={"traffic": traffic}), world.catalog,
+                             world.population, world.history)
+        sim = BatchedSimulator(bucket_world, arms, n_slots=max(1, round(slots * share[b])),
+                               shoppers=bucket_of_user == b)
+        sim.reset(seed=[seed, b])
+        sims.append(sim)
     totals = np.zeros((n_users, len(METRICS)))
     impressions = np.zeros(n_users)
     n_days = int(np.ceil(days))
     daily = np.zeros((n_days, n_buckets, 2))  # reward sum, requests
-    while sim.day < days:
-        users = sim.user.copy()
-        bucket = bucket_of_user[users]
-        weights = np.empty((slots, len(arms)), dtype=np.float32)
-        actions = {}
-        for b, policy in enumerate(policies):
-            rows = np.flatnonzero(bucket == b)
-            if len(rows) == 0:
+    while min(sim.day for sim in sims) < days:
+        for b, (sim, policy) in enumerate(zip(sims, policies, strict=True)):
+            if sim.day >= days:
                 continue
-            a, _ = policy.act(contexts[rows])
-            actions[b] = (rows, a)
-            weights[rows] = grid.to_weights(a) if policy.action_mode == "grid" else np.asarray(a, dtype=np.float32)
-        day = int(sim.day)
-        result = sim.step(weights)
-        for b, (rows, a) in actions.items():
-            policy = policies[b]
+            contexts, users, day = sim.contexts, sim.user.copy(), int(sim.day)
+            actions, _ = policy.act(contexts)
+            weights = grid.to_weights(actions) if policy.action_mode == "grid" else np.asarray(actions, np.float32)
+            result = sim.step(weights)
             if isinstance(policy, LinUCB):
-                policy.update(contexts[rows], a, result.reward[rows])
-            daily[min(day, n_days - 1), b] += (result.reward[rows].sum(), len(rows))
-        per_request = np.stack([result.revenue, result.clicks.sum(axis=1), result.purchased.sum(axis=1),
-                                np.ones(slots), (result.terminated | result.truncated)], axis=1)
-        np.add.at(totals, users, per_request)
-        np.add.at(impressions, users, result.clicks.shape[1])
-        contexts = sim.contexts
+                policy.update(contexts, actions, result.reward)
+            daily[min(day, n_days - 1), b] += (result.reward.sum(), len(users))
+            per_request = np.stack([result.revenue, result.clicks.sum(axis=1), result.purchased.sum(axis=1),
+                                    np.ones(len(users)), result.terminated | result.truncated], axis=1)
+            np.add.at(totals, users, per_request)
+            np.add.at(impressions, users, result.clicks.shape[1])
     return Bucketed(totals, impressions, daily)
 
 
@@ -224,15 +231,22 @@ def analyse(table: pd.DataFrame, policy_names: list[str], split: list[float]) ->
             "srm": {"chi2": srm_statistic, "p_value": srm_p}, "comparisons": comparisons}
 
 
-def _true_lifts(world, arms, policy_names, arm_names, search, days, seed, users) -> dict:
-    """Each policy alone for the whole population on the same seed: per-shopper mean revenue, clicks,
-    purchases and sessions; lifts of each treatment against the control."""
+def true_means(world, arms, policy: Policy, days: float, seed: int, replays: int) -> np.ndarray:
+    """Per-shopper means of METRICS with the whole population under ``policy``, averaged over ``replays``
+    simulations (seeds seed, seed + 1, ...), so the truth is far less noisy than one test's estimate."""
+    users = np.zeros(world.population.n_users, dtype=np.int64)
     means = []
-    for i, name in enumerate(policy_names):
-        policy = _make_policies([name], arm_names, search, seed + i)[0]
-        run = _run(world, arms, [policy], np.zeros(len(users), dtype=np.int64), days, seed)
-        active = run.totals[:, METRICS.index("requests")] > 0
-        means.append(run.totals[active].mean(axis=0))
+    for r in range(replays):
+        run = _run(world, arms, [copy.deepcopy(policy)], users, days, seed + r)
+        means.append(run.totals[run.totals[:, METRICS.index("requests")] > 0].mean(axis=0))
+    return np.mean(means, axis=0)
+
+
+def _true_lifts(world, arms, policy_names, arm_names, search, days, seed, users, replays: int = 3) -> dict:
+    """Each policy alone for the whole population (see :func:`true_means`): lifts of each treatment's
+    per-shopper means against the control's."""
+    means = [true_means(world, arms, _make_policies([name], arm_names, search, seed + i)[0], days, seed, replays)
+             for i, name in enumerate(policy_names)]
     return {f"{policy_names[b]} vs {policy_names[0]}": {m: float(means[b][i] - means[0][i])
                                                          for i, m in enumerate(METRICS) if m != "requests"}
             for b in range(1, len(policy_names))}
