@@ -233,6 +233,22 @@ def ab_test_command(scenario: str, base: Path | None, policies: str, users: int 
                f"{folder}/daily.png")
 
 
+@cli.command("demo")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
+@click.option("--scale", type=click.FloatRange(0.001, 10.0), default=1.0, show_default=True,
+              help="Multiplies every request count (0.05 for a quick look).")
+@click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
+def demo_command(out: Path, scale: float, overwrite: bool) -> None:
+    """The whole product on the default shop: logs, arms, LinUCB, an A/B test and off-policy evaluation."""
+    from experiments.demo import run_demo
+    try:
+        run_demo(out, overwrite=overwrite, scale=scale)
+    except RunFolderError as exc:
+        raise UsageFailure(str(exc)) from None
+    click.echo((out / "summary.md").read_text())
+    click.echo(f"wrote {out}/summary.md; every step's folder is under {out}/")
+
+
 def main() -> None:
     cli(prog_name="fusionsim")
 
