@@ -159,3 +159,30 @@ def test_ope_command_on_a_simulated_log(tmp_path):
     rewards[7] = 100.0
     q = cross_fitted_rewards(contexts, np.zeros(100, dtype=np.int64), rewards, 1, n_folds=2, seed=0)
     assert q[7, 0] == pytest.approx(0.0) and q[:, 0].max() > 1.0  # only the other fold learns from it
+
+
+def test_ips_is_unbiased_on_simulated_bandit_feedback():
+    """Logged bandit feedback from a known reward model (uniform logging policy, 3 actions, linear-logistic
+    click probabilities): over 200 logs the mean IPS estimate of a deterministic evaluation policy lies
+    within the 99% CI of its exact value; DM with a misspecified reward model does not (its bias shows)."""
+    rng = np.random.default_rng(11)
+    theta = np.array([[0.5, -1.0], [-0.5, 1.0], [0.0, 0.2]])
+    n, k = 2000, 3
+    estimates, dm_estimates, truths = [], [], []
+    for _ in range(200):
+        x = np.column_stack([np.ones(n), rng.normal(size=n)])
+        p = 1 / (1 + np.exp(-(x @ theta.T)))  # (n, k) click probability per action
+        action = rng.integers(0, k, n)
+        reward = (rng.random(n) < p[np.arange(n), action]).astype(float)
+        chosen = (x[:, 1] > 0).astype(np.int64)  # evaluation policy: action 1 if the feature is positive
+        dist = np.zeros((n, k, 1))
+        dist[np.arange(n), chosen, 0] = 1.0
+        truths.append(p[np.arange(n), chosen].mean())
+        estimates.append(InverseProbabilityWeighting().estimate_policy_value(reward, action, np.full(n, 1 / k), dist))
+        flat = np.full((n, k, 1), reward.mean())  # a reward model that ignores context and action
+        dm_estimates.append(DirectMethod().estimate_policy_value(reward, action, None, dist,
+                                                                 estimated_rewards_by_reg_model=flat))
+    errors = np.array(estimates) - np.array(truths)
+    assert abs(errors.mean()) < 2.58 * errors.std(ddof=1) / np.sqrt(len(errors))
+    dm_errors = np.array(dm_estimates) - np.array(truths)
+    assert abs(dm_errors.mean()) > 2.58 * dm_errors.std(ddof=1) / np.sqrt(len(dm_errors))
