@@ -1,6 +1,6 @@
 """``fusionsim demo``: the whole product on the default shop, end to end, in a few minutes.
 
-1. log 200,000 requests under the uniform policy over the default arms;
+1. log 400,000 requests under the uniform policy over the default arms;
 2. train popularity, mf, content and sequence on that log;
 3. log 100,000 requests under the uniform policy over the four trained arms (for off-policy evaluation);
 4. train LinUCB online (epsilon 0.1, over the arms) for 300,000 requests;
@@ -40,7 +40,7 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
         click.echo(f"[demo] {text}", err=True)
 
     step("1/6 logging uniform traffic over the default arms")
-    run_policy(scenario, "uniform", n(200_000), folder / "logs", seed=0, progress=False)
+    run_policy(scenario, "uniform", n(400_000), folder / "logs", seed=0, progress=False)
     step("2/6 training popularity, mf, content and sequence")
     arms = train_base(scenario, folder / "logs", list(MODELS), folder / "arms", progress=False)
     step("3/6 logging uniform traffic over the trained arms")
