@@ -151,7 +151,7 @@ def _run(world: World, arms, policies: list[Policy], bucket_of_user: np.ndarray,
 
 def run_ab_test(scenario: Scenario, policy_names: list[str], split: list[float], out: Path, days: float = 3.0,
                 pre_days: float = 1.0, base: Path | None = None, seed: int = 0, aa: bool = False,
-                true_lift: bool = True) -> dict:
+                true_lift: bool = True, grid_requests: int = 20_000, replays: int = 3) -> dict:
     """Run the test; write ``users.parquet``, ``metrics.json``, ``report.md``, ``lift.png``, ``daily.png``."""
     if aa:
         policy_names = [policy_names[0]] * len(split)
@@ -167,7 +167,7 @@ def run_ab_test(scenario: Scenario, policy_names: list[str], split: list[float],
                 make_static_policy(name, arm_names, seed)
             except PolicySpecError as exc:
                 raise ABTestError(f"--policies: {exc}") from None
-    search = grid_search(world, arms, GRID_RESOLUTION, 20_000, seed=seed + 1000, slots=256)
+    search = grid_search(world, arms, GRID_RESOLUTION, grid_requests, seed=seed + 1000, slots=256)
     users = np.arange(world.population.n_users)
     bucket_of_user = assign_buckets(users, split, salt=f"fusionsim-{seed}")
     write_config(out, "ab-test", {"policies": policy_names, "split": split, "days": days, "pre_days": pre_days,
@@ -187,7 +187,7 @@ def run_ab_test(scenario: Scenario, policy_names: list[str], split: list[float],
     atomic_write_parquet_df(table, out / "users.parquet")
     result = analyse(table[active], policy_names, split)
     if true_lift and not aa:
-        result["true_lift"] = _true_lifts(world, arms, policy_names, arm_names, search, days, seed, users)
+        result["true_lift"] = _true_lifts(world, arms, policy_names, arm_names, search, days, seed, users, replays)
     result["days"], result["pre_days"] = days, pre_days
     write_json(out / "metrics.json", result)
     _plots(out, test.daily, policy_names, result)

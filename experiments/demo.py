@@ -42,7 +42,8 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
     step("1/6 logging uniform traffic over the default arms")
     run_policy(scenario, "uniform", n(400_000), folder / "logs", seed=0, progress=False)
     step("2/6 training popularity, mf, content and sequence")
-    arms = train_base(scenario, folder / "logs", list(MODELS), folder / "arms", progress=False)
+    epochs = None if scale >= 0.5 else 2  # small scales are smoke runs
+    arms = train_base(scenario, folder / "logs", list(MODELS), folder / "arms", epochs=epochs, progress=False)
     step("3/6 logging uniform traffic over the trained arms")
     run_policy(scenario, "uniform", n(100_000), folder / "ope_logs", seed=1, progress=False, base=folder / "arms")
     step("4/6 training LinUCB online")
@@ -50,8 +51,9 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
                    epsilon=0.1, log_every=n(300_000) // 10, checkpoint_every=n(300_000) // 10 * 10,
                    oracle_requests=n(10_000), progress=False)
     step("5/6 A/B test: best arm, best static blend, LinUCB")
-    ab = run_ab_test(scenario, ["best-arm", "static", "linucb"], [1, 1, 1], folder / "ab_test", days=max(0.1, scale),
-                     pre_days=max(0.05, 0.5 * scale), base=folder / "arms", seed=3)
+    ab = run_ab_test(scenario, ["best-arm", "static", "linucb"], [1, 1, 1], folder / "ab_test", days=max(0.02, scale),
+                     pre_days=max(0.01, 0.5 * scale), base=folder / "arms", seed=3, grid_requests=n(20_000),
+                     replays=3 if scale >= 0.5 else 1)
     step("6/6 off-policy evaluation of LinUCB")
     ope = run_ope(folder / "ope_logs", folder / "linucb", list(ESTIMATORS), folder / "ope")
     summary = {"arms_ndcg@10": {m: r["ndcg@10"] for m, r in arms["models"].items()},

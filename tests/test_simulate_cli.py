@@ -113,3 +113,14 @@ def test_existing_run_is_not_overwritten(scenario_file, tmp_path):
 def test_console_command_is_installed(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "experiments.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "simulate" in proc.stdout
+
+
+def test_demo_runs_every_step_at_a_tiny_scale(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--scale", "0.01", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = (out / "summary.md").read_text()
+    for row in ("base recommenders, NDCG@10", "LinUCB online", "A/B static", "A/B linucb", "off-policy value"):
+        assert row in summary
+    for folder in ("logs", "arms", "ope_logs", "linucb", "ab_test", "ope"):
+        assert (out / folder / "config.yaml").is_file()
