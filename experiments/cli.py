@@ -157,25 +157,34 @@ def explain_command(run: Path, requests: int) -> None:
 
 
 @cli.command("ope")
-@click.option("--logs", type=click.Path(path_type=Path), required=True,
+@click.option("--logs", type=click.Path(path_type=Path), default=None,
               help="A fusionsim simulate run folder whose logs/ hold the logged traffic with propensities.")
-@click.option("--policy", "policy_run", type=click.Path(path_type=Path), required=True,
-              help="A fusionsim train run folder (a bandit trained with --actions arm).")
+@click.option("--policy", "policy_run", type=click.Path(path_type=Path), default=None,
+              help="A fusionsim train run folder (a bandit trained with --actions arm), with --logs.")
+@click.option("--obd", type=click.Path(path_type=Path), default=None,
+              help="Instead of --logs/--policy: a folder in the Open Bandit Dataset layout.")
+@click.option("--campaign", default=None, help="With --obd: the campaign csv (default: the only one).")
+@click.option("--evaluation", default="uniform", show_default=True, help="With --obd: uniform | best-item.")
 @click.option("--estimators", default="dm,ips,snips,dr,sndr", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/ope"), show_default=True)
 @click.option("--folds", type=click.IntRange(min=2), default=2, show_default=True,
               help="Cross-fitting folds of the reward model.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
-def ope_command(logs: Path, policy_run: Path, estimators: str, out: Path, folds: int, seed: int,
-                overwrite: bool) -> None:
+def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, campaign: str | None,
+                evaluation: str, estimators: str, out: Path, folds: int, seed: int, overwrite: bool) -> None:
     """Off-policy estimates (with bootstrap CIs) of a trained policy on logged traffic."""
     from experiments.ope import OPEInputError
-    from experiments.ope_run import parse_estimators, run_ope
+    from experiments.ope_run import parse_estimators, run_obd_ope, run_ope
     try:
         names = parse_estimators(estimators)
+        if (obd is None) == (logs is None or policy_run is None):
+            raise OPEInputError("give either --logs and --policy, or --obd")
         folder = prepare_run_folder(out, overwrite)
-        metrics = run_ope(logs, policy_run, names, folder, folds=folds, seed=seed)
+        if obd is not None:
+            metrics = run_obd_ope(obd, campaign, evaluation, names, folder, folds=folds, seed=seed)
+        else:
+            metrics = run_ope(logs, policy_run, names, folder, folds=folds, seed=seed)
     except (OPEInputError, TrainError, RunFolderError, ScenarioError, ArmsFolderError) as exc:
         raise UsageFailure(str(exc)) from None
     truth = metrics.get("on_policy_truth")
