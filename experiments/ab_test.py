@@ -79,6 +79,8 @@ def _make_policies(names: list[str], arm_names: list[str], search, seed: int) ->
             policies.append(_Constant(search.best_global))
         elif name == "linucb":
             policies.append(LinUCB(len(search.grid), CONTEXT_DIM, alpha=0.5, seed=seed + i, action_mode="grid"))
+        elif name.startswith("ppo:"):
+            policies.append(_load_ppo(name))
         else:
             try:
                 policy = make_static_policy(name, arm_names, seed=seed + i)
@@ -87,6 +89,17 @@ def _make_policies(names: list[str], arm_names: list[str], search, seed: int) ->
             grid_policy = _GridAdapter(policy, search.grid)
             policies.append(grid_policy)
     return policies
+
+
+def _load_ppo(name: str) -> Policy:
+    """``ppo:<run folder>``: the frozen PPO policy trained by ``fusionsim train --agent ppo``."""
+    from agents.ppo import PPOPolicy
+
+    path = Path(name[len("ppo:"):]) / "ppo.zip"
+    try:
+        return PPOPolicy.load(path)
+    except ValueError as exc:
+        raise ABTestError(f"--policies {name}: {exc}") from None
 
 
 class _GridAdapter(Policy):
@@ -117,6 +130,7 @@ def _run(world: World, arms, policies: list[Policy], bucket_of_user: np.ndarray,
     share = np.bincount(bucket_of_user, weights=world.population.activity, minlength=n_buckets)
     share = share / share.sum()
     grid = ActionMapper("grid", len(arms), GRID_RESOLUTION)
+    continuous = ActionMapper("weights", len(arms))
     sims = []
     for b in range(n_buckets):
         traffic = world.scenario.traffic.model_copy(
@@ -137,7 +151,9 @@ def _run(world: World, arms, policies: list[Policy], bucket_of_user: np.ndarray,
                 continue
             contexts, users, day = sim.contexts, sim.user.copy(), int(sim.day)
             actions, _ = policy.act(contexts)
-            weights = grid.to_weights(actions) if policy.action_mode == "grid" else np.asarray(actions, np.float32)
+            weights = (grid.to_weights(actions) if policy.action_mode == "grid" else
+                       continuous.to_weights(actions) if policy.action_mode == "weights" else
+                       np.asarray(actions, np.float32))
             result = sim.step(weights)
             if isinstance(policy, LinUCB):
                 policy.update(contexts, actions, result.reward)
@@ -162,7 +178,11 @@ def run_ab_test(scenario: Scenario, policy_names: list[str], split: list[float],
     world, arms = make_shop(scenario, base=base)
     arm_names = [a.name for a in arms]
     for name in policy_names:  # fail on a bad name before any simulation or file
-        if name not in ("best-arm", "static", "linucb"):
+        if name == "ppo":
+            raise ABTestError("--policies ppo: name a trained PPO run as ppo:runs/<run> (fusionsim train --agent ppo)")
+        if name.startswith("ppo:"):
+            _load_ppo(name)
+        elif name not in ("best-arm", "static", "linucb"):
             try:
                 make_static_policy(name, arm_names, seed)
             except PolicySpecError as exc:

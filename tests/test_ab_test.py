@@ -65,3 +65,20 @@ def test_bad_ab_test_arguments(args, message, scenario_file, tmp_path):
                                                                       if "--policies" not in args else []), *args])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == message
+
+
+def test_a_trained_ppo_policy_takes_part(scenario_file, tmp_path):
+    runner = CliRunner()
+    ppo = tmp_path / "ppo"
+    assert runner.invoke(cli, ["train", "--scenario", scenario_file, "--agent", "ppo", "--requests", "2560",
+                               "--slots", "64", "--log-every", "2560", "--checkpoint-every", "2560",
+                               "--oracle-requests", "0", "--out", str(ppo)]).exit_code == 0
+    result = runner.invoke(cli, ["ab-test", "--scenario", scenario_file, "--policies", f"popularity,ppo:{ppo}",
+                                 "--days", "0.25", "--pre-days", "0.1", "--out", str(tmp_path / "ab")])
+    assert result.exit_code == 0, result.output
+    assert f"ppo:{ppo} vs popularity" in json.loads((tmp_path / "ab" / "metrics.json").read_text())["true_lift"]
+    bare = runner.invoke(cli, ["ab-test", "--scenario", scenario_file, "--policies", "popularity,ppo",
+                               "--out", str(tmp_path / "x")])
+    assert bare.exit_code == 2
+    assert bare.output.strip() == ("Error: --policies ppo: name a trained PPO run as ppo:runs/<run> "
+                                   "(fusionsim train --agent ppo)")
