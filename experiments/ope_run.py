@@ -15,18 +15,13 @@ from envs.shop import make_shop
 from experiments.ope import ESTIMATORS, OPEInputError
 from experiments.oracle import run_policy_rewards
 from experiments.reward_model import cross_fitted_rewards
-from experiments.runs import write_config, write_json
+from experiments.runs import parse_choices, write_config, write_json
 from experiments.train import CHECKPOINT, TrainError, load_checkpoint
 from recommenders.io import atomic_write_text
 
 
 def parse_estimators(spec: str) -> list[str]:
-    names = [e.strip() for e in spec.split(",") if e.strip()]
-    unknown = [e for e in names if e not in ESTIMATORS]
-    if not names or unknown:
-        raise OPEInputError(f"--estimators {spec!r}: unknown estimator {unknown[0] if unknown else '(none)'}; "
-                            f"choose from {', '.join(ESTIMATORS)}")
-    return names
+    return parse_choices(spec, ESTIMATORS, "--estimators", "estimator", OPEInputError)
 
 
 def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, folds: int = 2, seed: int = 0,

@@ -40,3 +40,14 @@ def write_config(folder: Path, command: str, args: dict, scenario: dict | None =
 
 def write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def parse_choices(spec: str, allowed, option: str, kind: str, error: type[ValueError]) -> list[str]:
+    """Split a comma-separated ``option`` value; every name must be in ``allowed`` (else ``error`` saying
+    which ``kind`` is unknown and what is allowed)."""
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in allowed]
+    if not names or unknown:
+        raise error(f"{option} {spec!r}: unknown {kind} {unknown[0] if unknown else '(none)'}; "
+                    f"choose from {', '.join(allowed)}")
+    return names

@@ -14,7 +14,7 @@ from envs.logs import SURFACES
 from envs.scenario import DEVICES, SEGMENTS, Scenario, scenario_to_dict
 from envs.shop import world_signature
 from envs.world import build_world
-from experiments.runs import write_config, write_json
+from experiments.runs import parse_choices, write_config, write_json
 from recommenders import ARMS_FILE, ContentBased, MatrixFactorization, Popularity, Recommender, SequenceModel
 from recommenders.data import EvalRequests, clicks_from_log, eval_requests_from_log
 from recommenders.evaluation import grouped, ranking_metrics
@@ -30,12 +30,7 @@ class TrainBaseError(ValueError):
 
 
 def parse_models(spec: str) -> list[str]:
-    names = [m.strip() for m in spec.split(",") if m.strip()]
-    unknown = [m for m in names if m not in MODELS]
-    if not names or unknown:
-        raise TrainBaseError(f"--models {spec!r}: unknown model {unknown[0] if unknown else '(none)'}; "
-                             f"choose from {', '.join(MODELS)}")
-    return names
+    return parse_choices(spec, MODELS, "--models", "model", TrainBaseError)
 
 
 def read_log(folder: Path, scenario: Scenario) -> pd.DataFrame:
