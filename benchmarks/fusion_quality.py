@@ -22,7 +22,7 @@ from pathlib import Path
 from envs.fusion import ActionMapper
 from envs.scenario import load_scenario
 from envs.shop import make_shop
-from experiments.oracle import CellTablePolicy, _Constant, grid_search, run_policy_rewards
+from experiments.oracle import CellTablePolicy, ConstantAction, grid_search, run_policy_rewards
 from experiments.simulate import run_policy
 from experiments.train import train
 from experiments.train_base import MODELS, train_base
@@ -51,8 +51,8 @@ def main() -> None:
         seed = 23
         results = {}
         for label, policy in (("oracle", CellTablePolicy(search.oracle_table().tolist())),
-                              ("best static blend", _Constant(search.best_global)),
-                              ("best single arm", _Constant(search.best_single_arm))):
+                              ("best static blend", ConstantAction(search.best_global)),
+                              ("best single arm", ConstantAction(search.best_single_arm))):
             results[label] = run_policy_rewards(world, arms, policy, mapper, args.requests, seed, slots=256).last_20pct
         metrics = train(scenario, "linucb", args.requests, run, base=arms_dir, seed=seed, slots=256,
                         grid_resolution=args.resolution, log_every=args.requests // 20,

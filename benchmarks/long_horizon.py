@@ -20,7 +20,7 @@ from agents.ppo import PPOPolicy
 from envs.fusion import ActionMapper
 from envs.scenario import load_scenario
 from envs.shop import make_shop
-from experiments.oracle import _Constant, grid_search, run_policy_rewards
+from experiments.oracle import ConstantAction, grid_search, run_policy_rewards
 from experiments.train import train
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     world, arms = make_shop(scenario)
     search = grid_search(world, arms, 4, 50_000, seed=5, slots=256)
     grid = ActionMapper("grid", len(arms), 4)
-    results = {"best static blend": run_policy_rewards(world, arms, _Constant(search.best_global), grid,
+    results = {"best static blend": run_policy_rewards(world, arms, ConstantAction(search.best_global), grid,
                                                        args.eval_requests, seed=99, slots=256)}
     with tempfile.TemporaryDirectory() as tmp:
         log_every = args.requests // 20 // 256 * 256

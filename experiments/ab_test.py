@@ -31,7 +31,7 @@ from envs.shop import make_shop  # noqa: E402
 from envs.simulator import BatchedSimulator  # noqa: E402
 from envs.world import World  # noqa: E402
 from experiments import stats  # noqa: E402
-from experiments.oracle import _Constant, grid_search  # noqa: E402
+from experiments.oracle import ConstantAction, grid_search  # noqa: E402
 from experiments.runs import write_config, write_json  # noqa: E402
 from experiments.simulate import PolicySpecError, make_static_policy  # noqa: E402
 from envs.logs import atomic_write_parquet  # noqa: E402
@@ -74,9 +74,9 @@ def _make_policies(names: list[str], arm_names: list[str], search, seed: int) ->
     policies = []
     for i, name in enumerate(names):
         if name == "best-arm":
-            policies.append(_Constant(search.best_single_arm))
+            policies.append(ConstantAction(search.best_single_arm))
         elif name == "static":
-            policies.append(_Constant(search.best_global))
+            policies.append(ConstantAction(search.best_global))
         elif name == "linucb":
             policies.append(LinUCB(len(search.grid), CONTEXT_DIM, alpha=0.5, seed=seed + i, action_mode="grid"))
         elif name.startswith("ppo:"):
@@ -312,7 +312,8 @@ def _report(result: dict, policy_names: list[str]) -> str:
              f"Sample-ratio mismatch: chi2 = {result['srm']['chi2']:.2f}, p = {result['srm']['p_value']:.3f}", ""]
     for label, rows in result["comparisons"].items():
         truth = result.get("true_lift", {}).get(f"{label.split(' (')[0]} vs {policy_names[0]}", {})
-        lines += [f"## {label}", "", "| metric | control | treatment | lift | relative | 95% CI | p | MDE | true lift |",
+        lines += [f"## {label}", "",
+                  "| metric | control | treatment | lift | relative | 95% CI | p | MDE | true lift |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for metric, r in rows.items():
             p = f"{r['p_value']:.4f}" + (f" (Holm {r['p_value_holm']:.4f})" if "p_value_holm" in r else "")

@@ -120,7 +120,9 @@ def run_policy_rewards(world: World, arms: list[Recommender], policy: Policy, ma
                          revenue / max(sessions, 1))
 
 
-class _Constant(Policy):
+class ConstantAction(Policy):
+    """The same grid point for every request (a static blend as a policy); propensity 1."""
+
     name = "constant"
     action_mode = "grid"
 
@@ -140,7 +142,7 @@ def grid_search(world: World, arms: list[Recommender], resolution: int, requests
     mapper = ActionMapper("grid", len(arms), resolution)
     overall, by_cell, cell_requests = [], [], []
     for g in range(mapper.n_actions):
-        rewards = run_policy_rewards(world, arms, _Constant(g), mapper, requests, seed, slots)
+        rewards = run_policy_rewards(world, arms, ConstantAction(g), mapper, requests, seed, slots)
         overall.append(rewards.mean)
         with np.errstate(invalid="ignore", divide="ignore"):
             by_cell.append(rewards.cell_sum / rewards.cell_count)

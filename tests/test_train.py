@@ -84,7 +84,7 @@ def test_linucb_ends_closer_to_the_oracle_than_static_blends(tmp_path):
     from envs.fusion import ActionMapper
     from envs.scenario import load_scenario
     from envs.shop import make_shop
-    from experiments.oracle import CellTablePolicy, _Constant, grid_search, run_policy_rewards
+    from experiments.oracle import CellTablePolicy, ConstantAction, grid_search, run_policy_rewards
     from experiments.train import train
 
     scenario = load_scenario("default")
@@ -97,8 +97,8 @@ def test_linucb_ends_closer_to_the_oracle_than_static_blends(tmp_path):
         return run_policy_rewards(world, arms, policy, mapper, n, seed=7, slots=256).last_20pct
 
     oracle = last_20pct(CellTablePolicy(search.oracle_table().tolist()))
-    static = last_20pct(_Constant(search.best_global))
-    single = last_20pct(_Constant(search.best_single_arm))
+    static = last_20pct(ConstantAction(search.best_global))
+    single = last_20pct(ConstantAction(search.best_single_arm))
     metrics = train(scenario, "linucb", n, tmp_path, seed=7, slots=256, log_every=n // 20, checkpoint_every=n,
                     oracle_requests=0, progress=False)
     linucb = metrics["reward_per_request_last_20pct"]
