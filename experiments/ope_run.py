@@ -39,10 +39,15 @@ def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, fold
     if (log["action"] < 0).any():
         raise OPEInputError(f"--logs {logs}: the logging policy chose continuous weights (action -1); "
                             "discrete-action estimators need arm or grid actions")
-    n_log_actions = len(arm_columns)
-    if mapper.mode != "arm" or mapper.n_actions != n_log_actions:
+    log_config = yaml.safe_load((logs / "config.yaml").read_text()) if (logs / "config.yaml").is_file() else None
+    logged_policy = (log_config or {}).get("policy", {}).get("config", {})
+    log_mode = logged_policy.get("action_mode", "arm")
+    n_log_actions = int(logged_policy.get("n_actions", len(arm_columns)))
+    if mapper.mode != log_mode or mapper.n_actions != n_log_actions:
         raise OPEInputError(f"--policy {policy_run} chooses among {mapper.n_actions} {mapper.mode} actions but the "
-                            f"log's actions are its {n_log_actions} arms; train the policy with --actions arm")
+                            f"log's actions are {n_log_actions} {log_mode} actions; log with simulate --policy "
+                            f"{'uniform' if mapper.mode == 'arm' else 'uniform-grid'} or train with "
+                            f"--actions {log_mode}")
     contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float64)
     action = log["action"].to_numpy()
     reward = log["reward"].to_numpy(dtype=np.float64)
@@ -59,7 +64,6 @@ def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, fold
         results[name] = {"estimate": value, "ci_lower": interval["95.0% CI (lower)"],
                          "ci_upper": interval["95.0% CI (upper)"]}
     metrics: dict = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results}
-    log_config = yaml.safe_load((logs / "config.yaml").read_text()) if (logs / "config.yaml").is_file() else None
     if log_config is not None and "scenario" in log_config:
         scenario = parse_scenario(log_config["scenario"], f"'{logs / 'config.yaml'}'")
         world, arms = make_shop(scenario, base=log_config["args"].get("base"))

@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from agents import FixedBlend, Policy, SingleArm, UniformRandom
-from envs.fusion import ActionMapper
+from envs.fusion import ActionMapper, simplex_grid
 from envs.logs import InteractionLogWriter
 from envs.scenario import Scenario, scenario_to_dict
 from envs.shop import make_shop
@@ -23,11 +23,14 @@ class PolicySpecError(ValueError):
 
 
 def make_static_policy(spec: str, arm_names: list[str], seed: int | None) -> Policy:
-    """``uniform`` (uniform random arm), an arm name (that arm only) or ``blend:w1,w2,...`` (fixed blend)."""
+    """``uniform`` (uniform random arm), ``uniform-grid`` (uniform random point of the weight grid at
+    resolution 4), an arm name (that arm only) or ``blend:w1,w2,...`` (fixed blend)."""
     blend_form = "blend:" + ",".join(f"<w{i + 1}>" for i in range(len(arm_names)))
-    allowed = f"uniform, {', '.join(arm_names)} or {blend_form}"
+    allowed = f"uniform, uniform-grid, {', '.join(arm_names)} or {blend_form}"
     if spec == "uniform":
         return UniformRandom(len(arm_names), "arm", seed=seed)
+    if spec == "uniform-grid":
+        return UniformRandom(len(simplex_grid(len(arm_names), 4)), "grid", seed=seed)
     if spec in arm_names:
         return SingleArm(arm_names.index(spec), len(arm_names))
     if spec.startswith("blend:"):

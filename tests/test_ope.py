@@ -152,7 +152,13 @@ def test_ope_command_on_a_simulated_log(tmp_path):
                                "--out", str(tmp_path / "y")])
     assert grid.exit_code == 2
     assert grid.output.strip() == (f"Error: --policy {tmp_path / 'grid'} chooses among 5 grid actions but the log's "
-                                   "actions are its 2 arms; train the policy with --actions arm")
+                                   "actions are 2 arm actions; log with simulate --policy uniform-grid or train "
+                                   "with --actions arm")
+    assert runner.invoke(cli, ["simulate", "--scenario", str(path), "--policy", "uniform-grid", "--requests", "4096",
+                               "--slots", "256", "--out", str(tmp_path / "grid_log")]).exit_code == 0
+    on_grid = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "grid_log"), "--policy", str(tmp_path / "grid"),
+                                  "--estimators", "ips,dr", "--out", str(tmp_path / "z")])
+    assert on_grid.exit_code == 0, on_grid.output
     # the reward model never sees a round's own reward: a lone outlier does not predict itself
     contexts = np.ones((100, 1))
     rewards = np.zeros(100)
