@@ -3,7 +3,7 @@
 from agents.bandits import UCB1, EpsilonGreedy, GaussianThompson
 from agents.base import Policy, check_batch
 from agents.linear import LinTS, LinUCB
-from agents.static import FixedBlend, SingleArm, UniformRandom
+from agents.static import FixedBlend, SingleArm, UniformContinuous, UniformRandom
 
 __all__ = ["EpsilonGreedy", "FixedBlend", "GaussianThompson", "LinTS", "LinUCB", "Policy", "SingleArm", "UCB1",
-           "UniformRandom", "check_batch"]
+           "UniformContinuous", "UniformRandom", "check_batch"]

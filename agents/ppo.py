@@ -22,16 +22,17 @@ class PPOPolicy(Policy):
     name = "ppo"
     action_mode = "weights"
 
-    def __init__(self, model) -> None:
-        self.model = model
+    def __init__(self, model, deterministic: bool = False) -> None:
+        self.model, self.deterministic = model, deterministic
 
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sampled actions (or the Gaussian's mean with ``deterministic``) and their density."""
         check_batch(contexts)
         policy = self.model.policy
         with torch.no_grad():
             obs, _ = policy.obs_to_tensor(np.asarray(contexts, dtype=np.float32))
             distribution = policy.get_distribution(obs)
-            actions = distribution.get_actions(deterministic=False)
+            actions = distribution.get_actions(deterministic=self.deterministic)
             density = torch.exp(distribution.log_prob(actions))
         return np.clip(actions.cpu().numpy(), -1.0, 1.0), density.cpu().numpy().astype(np.float64)
 
@@ -42,13 +43,13 @@ class PPOPolicy(Policy):
         self.model.save(str(path))
 
     @classmethod
-    def load(cls, path: str | Path) -> "PPOPolicy":
+    def load(cls, path: str | Path, deterministic: bool = False) -> "PPOPolicy":
         from stable_baselines3 import PPO
 
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"checkpoint {path} does not exist")
         try:
-            return cls(PPO.load(str(path), device="cpu"))
+            return cls(PPO.load(str(path), device="cpu"), deterministic)
         except Exception as exc:  # SB3 raises many kinds for a damaged zip
             raise ValueError(f"checkpoint {path} is corrupt or not a PPO model ({type(exc).__name__})") from None

@@ -92,3 +92,29 @@ class FixedBlend(Policy):
 
     def config(self) -> dict:
         return {"weights": [float(x) for x in self.weights]}
+
+
+class UniformContinuous(Policy):
+    """Continuous actions drawn uniformly from [-1, 1]^A (the ``weights`` mode: softmax onto the simplex);
+    propensity = the density 2^-A. The logging policy for kernelized off-policy evaluation of PPO.
+
+    Args:
+        n_arms: action dimension A. seed: the policy's Generator.
+    """
+
+    name = "uniform_continuous"
+    action_mode = "weights"
+
+    def __init__(self, n_arms: int, seed: int | None = None) -> None:
+        if n_arms < 1:
+            raise ValueError(f"n_arms must be >= 1; got {n_arms}")
+        self.n_arms, self.seed = n_arms, seed
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_batch(contexts)
+        actions = self.rng.uniform(-1.0, 1.0, (len(contexts), self.n_arms)).astype(np.float32)
+        return actions, np.full(len(contexts), 0.5 ** self.n_arms)
+
+    def config(self) -> dict:
+        return {"n_arms": self.n_arms, "seed": self.seed}

@@ -13,7 +13,8 @@ A log is a folder of ``part-NNNNN.parquet`` files (readable as one table with ``
 | segment, surface, device | dictionary<string> | shopper segment, "feed"/"search", device |
 | query | list<int32> | [top-category word, leaf word, attribute word], -1 where absent (all -1 on the feed) |
 | context_<feature> | float32 | the context vector the policy saw (``envs.context.CONTEXT_NAMES``) |
-| action | int64 | arm or grid index; -1 for continuous actions (see weights_*) |
+| action | int64 | arm or grid index; -1 for continuous actions |
+| action_<arm> | float32 | only for continuous actions: the action's value for each arm, before the softmax |
 | propensity | float64 | probability (density) of the action under the logging policy |
 | weights_<arm> | float32 | the arm weights the action mapped to |
 | slate | list<int32> | item ids shown, best first |
@@ -71,6 +72,9 @@ def step_table(result: StepResult, actions: np.ndarray, propensities: np.ndarray
     for j, name in enumerate(CONTEXT_NAMES):
         columns[f"context_{name}"] = pa.array(result.contexts[:, j])
     columns["action"] = pa.array(action)
+    if actions.ndim == 2:
+        for j, name in enumerate(arm_names):
+            columns[f"action_{name}"] = pa.array(actions[:, j].astype(np.float32))
     columns["propensity"] = pa.array(np.asarray(propensities, dtype=np.float64))
     for j, name in enumerate(arm_names):
         columns[f"weights_{name}"] = pa.array(result.weights[:, j])

@@ -30,7 +30,8 @@ def cli() -> None:
 @click.option("--scenario", default="default", show_default=True,
               help="Shipped scenario name (default, cold_start, search_heavy, drift, long_horizon) or a YAML path.")
 @click.option("--policy", default="uniform", show_default=True,
-              help="uniform | uniform-grid | an arm name (popularity, new_arrivals) | blend:<w1>,<w2>")
+              help="uniform | uniform-grid | uniform-weights | an arm name (popularity, new_arrivals) | "
+                   "blend:<w1>,<w2>")
 @click.option("--requests", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Requests to simulate.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/simulate"), show_default=True,

@@ -299,16 +299,35 @@ class KernelizedInverseProbabilityWeighting:
         kernel = np.exp(-0.5 * (u ** 2).sum(axis=1)) / (np.sqrt(2 * np.pi) * self.bandwidth) ** logged.shape[1]
         return kernel / pscore
 
-    def estimate_policy_value(self, reward: np.ndarray, action_by_behavior_policy: np.ndarray, pscore: np.ndarray,
-                              action_by_evaluation_policy: np.ndarray,
-                              estimated_rewards_by_reg_model: np.ndarray | None = None,
-                              estimated_rewards_at_logged_action: np.ndarray | None = None) -> float:
+    def _per_round(self, reward, action_by_behavior_policy, pscore, action_by_evaluation_policy,
+                   estimated_rewards_by_reg_model=None, estimated_rewards_at_logged_action=None) -> np.ndarray:
         w = self._weights(action_by_behavior_policy, pscore, action_by_evaluation_policy)
         reward = np.asarray(reward, dtype=np.float64)
         if estimated_rewards_by_reg_model is None:
-            return float((w * reward).mean())
+            return w * reward
         if estimated_rewards_at_logged_action is None:
             raise OPEInputError("kernelized DR needs estimated_rewards_at_logged_action too")
         q_target = np.asarray(estimated_rewards_by_reg_model, dtype=np.float64)
         q_logged = np.asarray(estimated_rewards_at_logged_action, dtype=np.float64)
-        return float((q_target + w * (reward - q_logged)).mean())
+        return q_target + w * (reward - q_logged)
+
+    def estimate_policy_value(self, reward: np.ndarray, action_by_behavior_policy: np.ndarray, pscore: np.ndarray,
+                              action_by_evaluation_policy: np.ndarray,
+                              estimated_rewards_by_reg_model: np.ndarray | None = None,
+                              estimated_rewards_at_logged_action: np.ndarray | None = None) -> float:
+        return float(self._per_round(reward, action_by_behavior_policy, pscore, action_by_evaluation_policy,
+                                     estimated_rewards_by_reg_model, estimated_rewards_at_logged_action).mean())
+
+    def estimate_interval(self, reward: np.ndarray, action_by_behavior_policy: np.ndarray, pscore: np.ndarray,
+                          action_by_evaluation_policy: np.ndarray,
+                          estimated_rewards_by_reg_model: np.ndarray | None = None,
+                          estimated_rewards_at_logged_action: np.ndarray | None = None, alpha: float = 0.05,
+                          n_bootstrap_samples: int = 1000, random_state: int | None = None) -> dict[str, float]:
+        """Bootstrap interval over rounds, as :meth:`BaseOffPolicyEstimator.estimate_interval`."""
+        per_round = self._per_round(reward, action_by_behavior_policy, pscore, action_by_evaluation_policy,
+                                    estimated_rewards_by_reg_model, estimated_rewards_at_logged_action)
+        values = bootstrap_means((per_round,), n_bootstrap_samples, np.random.default_rng(random_state))[0]
+        level = 100 * (1 - alpha)
+        return {"mean": float(values.mean()),
+                f"{level}% CI (lower)": float(np.percentile(values, 100 * alpha / 2)),
+                f"{level}% CI (upper)": float(np.percentile(values, 100 * (1 - alpha / 2)))}

@@ -16,7 +16,7 @@ from experiments.ope import ESTIMATORS, OPEInputError
 from experiments.oracle import run_policy_rewards
 from experiments.reward_model import cross_fitted_rewards
 from experiments.runs import parse_choices, write_config, write_json
-from experiments.train import CHECKPOINT, TrainError, load_checkpoint
+from experiments.train import CHECKPOINT, PPO_MODEL, TrainError, load_checkpoint
 from recommenders.io import atomic_write_text
 
 
@@ -24,10 +24,17 @@ def parse_estimators(spec: str) -> list[str]:
     return parse_choices(spec, ESTIMATORS, "--estimators", "estimator", OPEInputError)
 
 
+KERNEL_BANDWIDTH = 0.2
+
+
 def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, folds: int = 2, seed: int = 0,
             truth_requests: int | None = None) -> dict:
     """Estimate the value of the policy trained in ``policy_run`` on the log in ``logs``; write
-    ``metrics.json``, ``report.md`` and ``config.yaml`` to ``out``."""
+    ``metrics.json``, ``report.md`` and ``config.yaml`` to ``out``. A PPO run is evaluated with the
+    kernelized estimators (its deterministic action, Gaussian kernel of bandwidth KERNEL_BANDWIDTH) on a
+    log of continuous actions (``simulate --policy uniform-weights``)."""
+    if (policy_run / PPO_MODEL).is_file():
+        return _run_continuous_ope(logs, policy_run, out, folds, seed, truth_requests)
     if not (policy_run / CHECKPOINT).is_file():
         raise TrainError(f"--policy {policy_run} holds no trained bandit policy ({CHECKPOINT} is missing)")
     state = load_checkpoint(policy_run / CHECKPOINT)
@@ -64,19 +71,70 @@ def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, fold
         results[name] = {"estimate": value, "ci_lower": interval["95.0% CI (lower)"],
                          "ci_upper": interval["95.0% CI (upper)"]}
     metrics: dict = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results}
+    return _finish(metrics, log_config, policy, mapper, logs, policy_run, out,
+                   {"estimators": estimators, "folds": folds, "seed": seed, "truth_requests": truth_requests},
+                   truth_requests or len(log))
+
+
+def _finish(metrics: dict, log_config: dict | None, policy, mapper, logs: Path, policy_run: Path, out: Path,
+            args: dict, truth_requests: int) -> dict:
+    """On a simulated log, add the policy's simulated on-policy value and each estimate's relative error;
+    write the run folder."""
     if log_config is not None and "scenario" in log_config:
         scenario = parse_scenario(log_config["scenario"], f"'{logs / 'config.yaml'}'")
         world, arms = make_shop(scenario, base=log_config["args"].get("base"))
-        truth = run_policy_rewards(world, arms, policy, mapper, truth_requests or len(log),
+        truth = run_policy_rewards(world, arms, policy, mapper, truth_requests,
                                    seed=int(log_config["args"]["seed"]), slots=256).mean
         metrics["on_policy_truth"] = truth
-        for result in results.values():
+        for result in metrics["estimators"].values():
             result["relative_error"] = abs(result["estimate"] - truth) / abs(truth)
-    write_config(out, "ope", {"logs": str(logs), "policy": str(policy_run), "estimators": estimators,
-                              "folds": folds, "seed": seed, "truth_requests": truth_requests})
+    write_config(out, "ope", {"logs": str(logs), "policy": str(policy_run), **args})
     write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "report.md", _report(metrics, logs, policy_run))
     return metrics
+
+
+def _run_continuous_ope(logs: Path, policy_run: Path, out: Path, folds: int, seed: int,
+                        truth_requests: int | None) -> dict:
+    from agents.ppo import PPOPolicy
+    from envs.fusion import ActionMapper
+    from experiments.ope import KernelizedInverseProbabilityWeighting
+
+    log = pd.read_parquet(logs / "logs") if (logs / "logs").is_dir() else None
+    if log is None or len(log) == 0:
+        raise OPEInputError(f"--logs {logs} holds no interaction log (expected {logs}/logs/part-*.parquet)")
+    action_columns = [c for c in log.columns if c.startswith("action_")]
+    if not action_columns:
+        raise OPEInputError(f"--logs {logs} holds no continuous actions (action_<arm> columns); log them with "
+                            "simulate --policy uniform-weights to evaluate a PPO policy")
+    policy = PPOPolicy.load(policy_run / PPO_MODEL, deterministic=True)
+    contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float64)
+    logged = log[action_columns].to_numpy(dtype=np.float64)
+    reward = log["reward"].to_numpy(dtype=np.float64)
+    pscore = log["propensity"].to_numpy(dtype=np.float64)
+    target, _ = policy.act(contexts.astype(np.float32))
+    # reward model: ridge on [context, action], cross-fitted; evaluated at the logged and target actions
+    fold = np.random.default_rng(seed).permutation(len(log)) % folds
+    q_logged, q_target = np.empty(len(log)), np.empty(len(log))
+    for f in range(folds):
+        train = fold != f
+        x = np.column_stack([contexts[train], logged[train]])
+        theta = np.linalg.solve(x.T @ x + np.eye(x.shape[1]), x.T @ reward[train])
+        q_logged[~train] = np.column_stack([contexts[~train], logged[~train]]) @ theta
+        q_target[~train] = np.column_stack([contexts[~train], target[~train]]) @ theta
+    estimator = KernelizedInverseProbabilityWeighting(bandwidth=KERNEL_BANDWIDTH)
+    results = {}
+    for name, model in (("kernel-ipw", ()), ("kernel-dr", (q_target, q_logged))):
+        args = (reward, logged, pscore, target, *model)
+        interval = estimator.estimate_interval(*args, random_state=seed)
+        results[name] = {"estimate": estimator.estimate_policy_value(*args),
+                         "ci_lower": interval["95.0% CI (lower)"], "ci_upper": interval["95.0% CI (upper)"]}
+    metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results,
+               "bandwidth": KERNEL_BANDWIDTH}
+    log_config = yaml.safe_load((logs / "config.yaml").read_text()) if (logs / "config.yaml").is_file() else None
+    return _finish(metrics, log_config, policy, ActionMapper("weights", len(action_columns)), logs, policy_run, out,
+                   {"estimators": list(results), "folds": folds, "seed": seed, "truth_requests": truth_requests},
+                   truth_requests or len(log))
 
 
 def _report(metrics: dict, logs: Path, policy_run: Path) -> str:

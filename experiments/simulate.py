@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from agents import FixedBlend, Policy, SingleArm, UniformRandom
+from agents import FixedBlend, Policy, SingleArm, UniformContinuous, UniformRandom
 from envs.fusion import ActionMapper, simplex_grid
 from envs.logs import InteractionLogWriter
 from envs.scenario import Scenario, scenario_to_dict
@@ -24,11 +24,14 @@ class PolicySpecError(ValueError):
 
 def make_static_policy(spec: str, arm_names: list[str], seed: int | None) -> Policy:
     """``uniform`` (uniform random arm), ``uniform-grid`` (uniform random point of the weight grid at
-    resolution 4), an arm name (that arm only) or ``blend:w1,w2,...`` (fixed blend)."""
+    resolution 4), ``uniform-weights`` (uniform continuous actions in [-1, 1]^A), an arm name (that arm
+    only) or ``blend:w1,w2,...`` (fixed blend)."""
     blend_form = "blend:" + ",".join(f"<w{i + 1}>" for i in range(len(arm_names)))
-    allowed = f"uniform, uniform-grid, {', '.join(arm_names)} or {blend_form}"
+    allowed = f"uniform, uniform-grid, uniform-weights, {', '.join(arm_names)} or {blend_form}"
     if spec == "uniform":
         return UniformRandom(len(arm_names), "arm", seed=seed)
+    if spec == "uniform-weights":
+        return UniformContinuous(len(arm_names), seed=seed)
     if spec == "uniform-grid":
         return UniformRandom(len(simplex_grid(len(arm_names), 4)), "grid", seed=seed)
     if spec in arm_names:

@@ -57,7 +57,8 @@ def test_aa_mode_runs_identical_policies(scenario_file, tmp_path):
     (["--split", "50,0"], "Error: --split '50,0': every share must be > 0"),
     (["--split", "30,30,40"], "Error: --split has 3 shares for 2 policies"),
     (["--policies", "popularity,bogus"], "Error: --policies: --policy 'bogus' is not allowed: use uniform, "
-                                         "uniform-grid, popularity, new_arrivals or blend:<w1>,<w2>"),
+                                         "uniform-grid, uniform-weights, popularity, new_arrivals or "
+                                         "blend:<w1>,<w2>"),
 ])
 def test_bad_ab_test_arguments(args, message, scenario_file, tmp_path):
     result = CliRunner().invoke(cli, ["ab-test", "--scenario", scenario_file, "--days", "0.1", "--pre-days", "0.1",

@@ -263,3 +263,34 @@ def test_ope_reads_the_open_bandit_dataset_layout(tmp_path):
                                       "found ['random']")
     neither = runner.invoke(cli, ["ope", "--out", str(tmp_path / "n")])
     assert neither.exit_code == 2 and neither.output.strip() == "Error: give either --logs and --policy, or --obd"
+
+
+def test_ope_evaluates_a_ppo_run_with_kernelized_estimators(tmp_path):
+    import json
+
+    import yaml
+    from click.testing import CliRunner
+
+    from experiments.cli import cli
+    from tests.conftest import small_scenario
+
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(small_scenario().model_dump(mode="json")))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["train", "--scenario", str(path), "--agent", "ppo", "--requests", "2560",
+                               "--slots", "64", "--log-every", "2560", "--checkpoint-every", "2560",
+                               "--oracle-requests", "0", "--out", str(tmp_path / "ppo")]).exit_code == 0
+    assert runner.invoke(cli, ["simulate", "--scenario", str(path), "--policy", "uniform-weights",
+                               "--requests", "8192", "--slots", "256", "--out", str(tmp_path / "log")]).exit_code == 0
+    result = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "log"), "--policy", str(tmp_path / "ppo"),
+                                 "--out", str(tmp_path / "ope")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "ope" / "metrics.json").read_text())
+    for r in metrics["estimators"].values():
+        assert r["ci_lower"] <= r["estimate"] <= r["ci_upper"] and r["relative_error"] < 0.5
+    assert runner.invoke(cli, ["simulate", "--scenario", str(path), "--requests", "1024", "--slots", "256",
+                               "--out", str(tmp_path / "discrete")]).exit_code == 0
+    wrong = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "discrete"), "--policy", str(tmp_path / "ppo"),
+                                "--out", str(tmp_path / "w")])
+    assert wrong.exit_code == 2
+    assert "log them with simulate --policy uniform-weights to evaluate a PPO policy" in wrong.output

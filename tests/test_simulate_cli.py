@@ -76,8 +76,8 @@ def test_same_seed_same_log(scenario_file, tmp_path):
 
 
 BAD_ARGS = [
-    (["--policy", "bandit"], "Error: --policy 'bandit' is not allowed: use uniform, uniform-grid, popularity, "
-                             "new_arrivals or blend:<w1>,<w2>"),
+    (["--policy", "bandit"], "Error: --policy 'bandit' is not allowed: use uniform, uniform-grid, uniform-weights, "
+                             "popularity, new_arrivals or blend:<w1>,<w2>"),
     (["--policy", "blend:1,2,3"], "Error: --policy 'blend:1,2,3': needs 2 weights, one per arm (popularity, "
                                   "new_arrivals); got 3"),
     (["--policy", "blend:a,b"], "Error: --policy 'blend:a,b': blend weights must be numbers, e.g. blend:0.7,0.3"),
