@@ -110,7 +110,6 @@ class InteractionLogWriter:
         self.parts: list[Path] = []
         self._buffer: list[pa.Table] = []
         self._buffered = 0
-        self.rows_written = 0
 
     def append(self, result: StepResult, actions: np.ndarray, propensities: np.ndarray,
                limit: int | None = None) -> None:
@@ -129,7 +128,6 @@ class InteractionLogWriter:
         path = self.folder / f"part-{len(self.parts):05d}.parquet"
         atomic_write_parquet(pa.concat_tables(self._buffer), path)
         self.parts.append(path)
-        self.rows_written += self._buffered
         self._buffer, self._buffered = [], 0
 
     def close(self) -> None:

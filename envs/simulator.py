@@ -24,9 +24,8 @@ from envs.response import ShopperModel
 from envs.scenario import DEVICES, SEGMENTS, Scenario
 from envs.world import World
 from recommenders.base import Recommender, RequestBatch
+from recommenders.data import QUERY_WORDS
 
-QUERY_WORDS = 3
-"""Query length: [top-category word, leaf word or -1, attribute word or -1]."""
 
 
 @dataclass

@@ -18,9 +18,7 @@ import pandas as pd
 
 from envs.scenario import SEGMENTS, Scenario
 from recommenders.base import ItemTable
-
-RECENT_ITEMS = 8
-"""How many recent items per shopper the shop remembers (most recent first, -1 = none)."""
+from recommenders.data import RECENT_ITEMS  # how many recent items the shop remembers per shopper
 
 HISTORY_DAYS = 30.0
 """The pre-simulation purchase history spans days [-HISTORY_DAYS, 0)."""

@@ -7,10 +7,6 @@ import pandas as pd
 
 from recommenders.base import ItemTable, Recommender, RequestBatch, check_interactions
 
-QUERY_TOKEN_COLUMNS = (0, 1, 3)
-"""Item word columns a query's [top, leaf, attribute] words can match."""
-
-
 class ContentBased(Recommender):
     """Scores items by their words and price, so it works for items nobody has interacted with yet.
 
