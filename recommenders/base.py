@@ -157,14 +157,22 @@ def atomic_torch_save(obj: object, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def outside(ids: np.ndarray, n: int) -> np.ndarray | None:
+    """Mask of ids not in [0, n) (items a model has never seen), or None when every id is inside. One pass
+    over the ids finds negative and too-large ids alike: negatives are huge as unsigned integers."""
+    ids = np.asarray(ids)
+    unsigned = ids.view(np.uint32) if ids.dtype == np.int32 else ids.astype(np.int64, copy=False).view(np.uint64)
+    if ids.size == 0 or unsigned.max() < n:
+        return None
+    return (ids < 0) | (ids >= n)
+
+
 def lookup(values: np.ndarray, ids: np.ndarray, fallback: float) -> np.ndarray:
     """``values[ids]`` as float32, with ``fallback`` where an id is outside ``values`` (unseen item)."""
     ids = np.asarray(ids)
-    # One pass finds negative and too-large ids alike: negatives are huge as unsigned.
-    unsigned = ids.view(np.uint32) if ids.dtype == np.int32 else ids.astype(np.int64, copy=False).view(np.uint64)
-    if ids.size and unsigned.max() >= len(values):
-        inside = (ids >= 0) & (ids < len(values))
+    unknown = outside(ids, len(values))
+    if unknown is not None:
         out = np.full(ids.shape, fallback, dtype=np.float32)
-        out[inside] = values[ids[inside]]
+        out[~unknown] = values[ids[~unknown]]
         return out
     return np.take(values, ids).astype(np.float32, copy=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recommenders.base import ItemTable, Recommender, RequestBatch, check_interactions
+from recommenders.base import ItemTable, Recommender, RequestBatch, check_interactions, outside
 
 class ContentBased(Recommender):
     """Scores items by their words and price, so it works for items nobody has interacted with yet.
@@ -63,9 +63,8 @@ class ContentBased(Recommender):
         n_items, vocab = len(self.tokens), len(self.idf)
         b = len(requests)
         ids = np.asarray(candidates)
-        unknown = None
-        if ids.size and ids.astype(np.int64, copy=False).view(np.uint64).max() >= n_items:
-            unknown = (ids < 0) | (ids >= n_items)
+        unknown = outside(ids, n_items)
+        if unknown is not None:
             ids = np.where(unknown, 0, ids)
         row_offset = (np.arange(b, dtype=np.int32) * np.int32(vocab))[:, None]
 

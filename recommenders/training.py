@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recommenders.base import outside
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -141,9 +143,8 @@ def dot_scores(queries: torch.Tensor, table: torch.Tensor, candidates: np.ndarra
     """
     ids = np.ascontiguousarray(candidates)
     n = table.shape[0]
-    unknown = None
-    if ids.size and ids.astype(np.int64, copy=False).view(np.uint64).max() >= n:
-        unknown = (ids < 0) | (ids >= n)
+    unknown = outside(ids, n)
+    if unknown is not None:
         ids = np.where(unknown, 0, ids)
     index = torch.from_numpy(ids.astype(np.int64, copy=False)).to(table.device)
     if n <= 64 * index.shape[1]:
