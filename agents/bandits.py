@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.base import Policy, check_batch
+from agents.base import Policy, check_batch, epsilon_greedy, epsilon_greedy_distribution
 from agents.checkpoint import load_arrays, save_arrays
 
 
@@ -63,21 +63,15 @@ class EpsilonGreedy(_MeanBandit):
             raise ValueError(f"epsilon must be in [0, 1]; got {epsilon}")
         self.epsilon = float(epsilon)
 
-    def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
+    def _greedy(self, contexts: np.ndarray) -> np.ndarray:
         check_batch(contexts)
-        greedy = int(np.argmax(np.where(self.counts > 0, self.means, np.inf)))
-        out = np.full((len(contexts), self.n_actions), self.epsilon / self.n_actions)
-        out[:, greedy] += 1.0 - self.epsilon
-        return out
+        return np.full(len(contexts), int(np.argmax(np.where(self.counts > 0, self.means, np.inf))))
+
+    def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
+        return epsilon_greedy_distribution(self._greedy(contexts), self.n_actions, self.epsilon)
 
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        check_batch(contexts)
-        b, k = len(contexts), self.n_actions
-        greedy = int(np.argmax(np.where(self.counts > 0, self.means, np.inf)))
-        explore = self.rng.random(b) < self.epsilon
-        actions = np.where(explore, self.rng.integers(0, k, b), greedy)
-        propensity = np.where(actions == greedy, 1 - self.epsilon + self.epsilon / k, self.epsilon / k)
-        return actions, propensity
+        return epsilon_greedy(self.rng, self._greedy(contexts), self.n_actions, self.epsilon)
 
     def config(self) -> dict:
         return {"n_actions": self.n_actions, "epsilon": self.epsilon, "seed": self.seed,

@@ -68,3 +68,23 @@ def check_batch(contexts: np.ndarray, width: int | None = None, rewards: np.ndar
         if not np.isfinite(rewards.sum()) and not np.isfinite(rewards).all():  # the sum is the fast check
             bad = int(np.flatnonzero(~np.isfinite(rewards))[0])
             raise ValueError(f"rewards must be finite; got {rewards[bad]} at row {bad}")
+
+
+def epsilon_greedy(rng: np.random.Generator, greedy: np.ndarray, n_actions: int,
+                   epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each round takes its ``greedy`` (B,) action, or with probability ``epsilon`` a uniform one; returns the
+    actions (B,) and their exact propensities: 1 - epsilon + epsilon / K for the greedy action, epsilon / K
+    for any other. With epsilon 0 no random numbers are drawn."""
+    b = len(greedy)
+    if epsilon == 0.0:
+        return greedy, np.ones(b)
+    explore = rng.random(b) < epsilon
+    actions = np.where(explore, rng.integers(0, n_actions, b), greedy)
+    return actions, np.where(actions == greedy, 1 - epsilon + epsilon / n_actions, epsilon / n_actions)
+
+
+def epsilon_greedy_distribution(greedy: np.ndarray, n_actions: int, epsilon: float) -> np.ndarray:
+    """The action probabilities (B, K) of :func:`epsilon_greedy` for ``greedy`` (B,)."""
+    out = np.full((len(greedy), n_actions), epsilon / n_actions)
+    out[np.arange(len(greedy)), greedy] += 1.0 - epsilon
+    return out

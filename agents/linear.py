@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.base import Policy, check_batch
+from agents.base import Policy, check_batch, epsilon_greedy, epsilon_greedy_distribution
 from agents.checkpoint import load_arrays, save_arrays
 
 
@@ -177,24 +177,15 @@ class LinUCB(_LinearBandit):
             mean, width = stats_x[:, -1], np.sqrt(np.maximum(stats_x[:, :-1] @ x, 0.0))
             return (mean + self.alpha * width)[None, :]
         mean = contexts @ self.theta.T
-        width = np.sqrt(np.maximum(np.einsum("bi,aij,bj->ba", contexts, self.A_inv, contexts), 0.0))
+        # x^T A_a^-1 x for every round and action: one batched matmul, then a row-wise dot
+        width = np.sqrt(np.maximum(np.einsum("kbj,bj->bk", contexts @ self.A_inv, contexts), 0.0))
         return mean + self.alpha * width
 
     def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
-        greedy = np.argmax(self.scores(contexts), axis=1)
-        out = np.full((len(greedy), self.n_actions), self.epsilon / self.n_actions)
-        out[np.arange(len(greedy)), greedy] += 1.0 - self.epsilon
-        return out
+        return epsilon_greedy_distribution(np.argmax(self.scores(contexts), axis=1), self.n_actions, self.epsilon)
 
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        greedy = np.argmax(self.scores(contexts), axis=1)
-        if self.epsilon == 0.0:
-            return greedy, np.ones(len(greedy))
-        b, k = len(greedy), self.n_actions
-        explore = self.rng.random(b) < self.epsilon
-        actions = np.where(explore, self.rng.integers(0, k, b), greedy)
-        propensity = np.where(actions == greedy, 1 - self.epsilon + self.epsilon / k, self.epsilon / k)
-        return actions, propensity
+        return epsilon_greedy(self.rng, np.argmax(self.scores(contexts), axis=1), self.n_actions, self.epsilon)
 
     def config(self) -> dict:
         return {**self._base_config(), "alpha": self.alpha, "epsilon": self.epsilon}
