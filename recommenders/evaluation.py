@@ -49,3 +49,15 @@ def grouped(values: np.ndarray, codes: np.ndarray, names: tuple[str, ...]) -> di
         if mask.any():
             out[name] = float(values[mask].mean())
     return out
+
+
+def ndcg_validator(model: Recommender, validation: EvalRequests | None, items: ItemTable, k: int = 10):
+    """The early-stopping score of a trained arm: mean NDCG@k on ``validation`` after forgetting serving
+    state; None (train without early stopping) when there is nothing to validate on."""
+    if validation is None or len(validation) == 0:
+        return None
+
+    def validate() -> float:
+        model.reset_state()
+        return float(ranking_metrics(model, validation, items, k)[1].mean())
+    return validate

@@ -9,7 +9,7 @@ from torch import nn
 
 from recommenders.base import ItemTable, Recommender, RequestBatch, check_interactions
 from recommenders.data import EvalRequests
-from recommenders.evaluation import ranking_metrics
+from recommenders.evaluation import ndcg_validator
 from recommenders.training import TrainConfig, TrainReport, dot_scores, pick_device, train
 
 
@@ -80,14 +80,9 @@ class MatrixFactorization(Recommender):
             l2 = m.user(u).pow(2).sum(-1) + m.item(i).pow(2).sum(-1) + m.item(j).pow(2).sum(-1)
             return (-w * nn.functional.logsigmoid(diff)).mean() + self.reg * l2.mean()
 
-        self.report = train(self.module, batches, loss, self._validator(validation, items), self.train_config,
+        self.report = train(self.module, batches, loss, ndcg_validator(self, validation, items), self.train_config,
                             name=self.name)
         return self
-
-    def _validator(self, validation: EvalRequests | None, items: ItemTable):
-        if validation is None or len(validation) == 0:
-            return None
-        return lambda: float(ranking_metrics(self, validation, items)[1].mean())
 
     def _fitted(self) -> BPRModule:
         if self.module is None:

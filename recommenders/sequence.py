@@ -9,7 +9,7 @@ from torch import nn
 
 from recommenders.base import ItemTable, Recommender, RequestBatch, check_interactions
 from recommenders.data import EvalRequests
-from recommenders.evaluation import ranking_metrics
+from recommenders.evaluation import ndcg_validator
 from recommenders.training import TrainConfig, TrainReport, dot_scores, pick_device, train
 
 
@@ -119,19 +119,10 @@ class SequenceModel(Recommender):
                                                                         device=logits.device))
             return ce
 
-        self.report = train(self.module, batches, loss, self._validator(validation, items), self.train_config,
+        self.report = train(self.module, batches, loss, ndcg_validator(self, validation, items), self.train_config,
                             name=self.name)
         self.reset_state()
         return self
-
-    def _validator(self, validation: EvalRequests | None, items: ItemTable):
-        if validation is None or len(validation) == 0:
-            return None
-
-        def validate() -> float:
-            self.reset_state()
-            return float(ranking_metrics(self, validation, items)[1].mean())
-        return validate
 
     # ----------------------------------------------------------------------------------------- serving
     def reset_state(self) -> None:
