@@ -53,6 +53,15 @@ class _ShopEnv(gym.Env):
         self.observation_space = gym.spaces.Box(CONTEXT_LOW, CONTEXT_HIGH, dtype=np.float32)
         self._started = False
 
+    def _start(self, seed: int | None) -> bool:
+        """Seed ``np_random``; a seeded (or the first) reset restarts the shop. True if it restarted."""
+        super().reset(seed=seed)
+        if seed is not None or not self._started:
+            self.sim.reset(rng=self.np_random)
+            self._started = True
+            return True
+        return False
+
     def _serve(self, action: Any) -> StepResult:
         if not self._started:
             raise gym.error.ResetNeeded("call reset() before step()")
@@ -112,10 +121,7 @@ class FusionEnv(_ShopEnv):
         self._steps = 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        super().reset(seed=seed)
-        if seed is not None or not self._started:
-            self.sim.reset(rng=self.np_random)
-            self._started = True
+        self._start(seed)
         self._steps = 0
         return self.sim.contexts[0].copy(), {}
 
@@ -168,11 +174,7 @@ class FusionSessionEnv(_ShopEnv):
         super().__init__(scenario, action_mode, grid_resolution, temperature, arms, base)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        super().reset(seed=seed)
-        if seed is not None or not self._started:
-            self.sim.reset(rng=self.np_random)
-            self._started = True
-        elif self.sim.step_in_session[0] > 0:  # reset in the middle of a session: a new shopper arrives
+        if not self._start(seed) and self.sim.step_in_session[0] > 0:  # mid-session: a new shopper arrives
             self.sim.start_sessions(np.array([0]))
             self.sim.prepare_requests()
         return self.sim.contexts[0].copy(), {}
