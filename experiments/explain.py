@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from envs.context import CELL_NAMES, N_CELLS, context_cell  # noqa: E402
-from experiments.runs import write_json  # noqa: E402
+from experiments.runs import save_figure, write_json  # noqa: E402
 from experiments.train import CHECKPOINT, PPO_MODEL, PPO_STATE, TrainError, load_checkpoint  # noqa: E402
-from recommenders.io import atomic_target, atomic_write_text  # noqa: E402
+from recommenders.io import atomic_write_text  # noqa: E402
 
 
 def explain(run: Path, requests: int = 50_000) -> dict:
@@ -63,7 +63,5 @@ def explain(run: Path, requests: int = 50_000) -> dict:
     ax.set_title("mean arm weight per context cell")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    with atomic_target(run / "explain.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, run / "explain.png")
     return table

@@ -27,6 +27,17 @@ def parse_estimators(spec: str) -> list[str]:
 KERNEL_BANDWIDTH = 0.2
 
 
+def _read_simulated_log(logs: Path) -> tuple[pd.DataFrame, np.ndarray, dict | None]:
+    """The request log of a ``fusionsim simulate`` run folder, its context matrix (n, CONTEXT_DIM) and
+    its config (None when the folder has no config.yaml)."""
+    log = pd.read_parquet(logs / "logs") if (logs / "logs").is_dir() else None
+    if log is None or len(log) == 0:
+        raise OPEInputError(f"--logs {logs} holds no interaction log (expected {logs}/logs/part-*.parquet)")
+    contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float64)
+    config = yaml.safe_load((logs / "config.yaml").read_text()) if (logs / "config.yaml").is_file() else None
+    return log, contexts, config
+
+
 def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, folds: int = 2, seed: int = 0,
             truth_requests: int | None = None) -> dict:
     """Estimate the value of the policy trained in ``policy_run`` on the log in ``logs``; write
@@ -39,14 +50,11 @@ def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, fold
         raise TrainError(f"--policy {policy_run} holds no trained bandit policy ({CHECKPOINT} is missing)")
     state = load_checkpoint(policy_run / CHECKPOINT)
     policy, mapper = state.policy, state.mapper
-    log = pd.read_parquet(logs / "logs") if (logs / "logs").is_dir() else None
-    if log is None or len(log) == 0:
-        raise OPEInputError(f"--logs {logs} holds no interaction log (expected {logs}/logs/part-*.parquet)")
+    log, contexts, log_config = _read_simulated_log(logs)
     arm_columns = [c for c in log.columns if c.startswith("weights_")]
     if (log["action"] < 0).any():
         raise OPEInputError(f"--logs {logs}: the logging policy chose continuous weights (action -1); "
                             "discrete-action estimators need arm or grid actions")
-    log_config = yaml.safe_load((logs / "config.yaml").read_text()) if (logs / "config.yaml").is_file() else None
     logged_policy = (log_config or {}).get("policy", {}).get("config", {})
     log_mode = logged_policy.get("action_mode", "arm")
     n_log_actions = int(logged_policy.get("n_actions", len(arm_columns)))
@@ -55,7 +63,6 @@ def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, fold
                             f"log's actions are {n_log_actions} {log_mode} actions; log with simulate --policy "
                             f"{'uniform' if mapper.mode == 'arm' else 'uniform-grid'} or train with "
                             f"--actions {log_mode}")
-    contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float64)
     action = log["action"].to_numpy()
     reward = log["reward"].to_numpy(dtype=np.float64)
     pscore = log["propensity"].to_numpy(dtype=np.float64)
@@ -100,15 +107,12 @@ def _run_continuous_ope(logs: Path, policy_run: Path, out: Path, folds: int, see
     from envs.fusion import ActionMapper
     from experiments.ope import KernelizedInverseProbabilityWeighting
 
-    log = pd.read_parquet(logs / "logs") if (logs / "logs").is_dir() else None
-    if log is None or len(log) == 0:
-        raise OPEInputError(f"--logs {logs} holds no interaction log (expected {logs}/logs/part-*.parquet)")
+    log, contexts, log_config = _read_simulated_log(logs)
     action_columns = [c for c in log.columns if c.startswith("action_")]
     if not action_columns:
         raise OPEInputError(f"--logs {logs} holds no continuous actions (action_<arm> columns); log them with "
                             "simulate --policy uniform-weights to evaluate a PPO policy")
     policy = PPOPolicy.load(policy_run / PPO_MODEL, deterministic=True)
-    contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float64)
     logged = log[action_columns].to_numpy(dtype=np.float64)
     reward = log["reward"].to_numpy(dtype=np.float64)
     pscore = log["propensity"].to_numpy(dtype=np.float64)
@@ -131,7 +135,6 @@ def _run_continuous_ope(logs: Path, policy_run: Path, out: Path, folds: int, see
                          "ci_lower": interval["95.0% CI (lower)"], "ci_upper": interval["95.0% CI (upper)"]}
     metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results,
                "bandwidth": KERNEL_BANDWIDTH}
-    log_config = yaml.safe_load((logs / "config.yaml").read_text()) if (logs / "config.yaml").is_file() else None
     return _finish(metrics, log_config, policy, ActionMapper("weights", len(action_columns)), logs, policy_run, out,
                    {"estimators": list(results), "folds": folds, "seed": seed, "truth_requests": truth_requests},
                    truth_requests or len(log))

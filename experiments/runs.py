@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from recommenders.io import atomic_write_text
+from recommenders.io import atomic_target, atomic_write_text
 
 
 class RunFolderError(ValueError):
@@ -51,3 +51,12 @@ def parse_choices(spec: str, allowed, option: str, kind: str, error: type[ValueE
         raise error(f"{option} {spec!r}: unknown {kind} {unknown[0] if unknown else '(none)'}; "
                     f"choose from {', '.join(allowed)}")
     return names
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
