@@ -19,8 +19,7 @@ import pandas as pd
 
 from envs.scenario import load_scenario
 from envs.shop import make_shop
-from experiments.ab_test import METRICS, _GridAdapter, _run, analyse, assign_buckets, true_means
-from experiments.oracle import grid_search
+from experiments.ab_test import METRICS, analyse, assign_buckets, run_buckets, true_means
 from experiments.simulate import make_static_policy
 
 
@@ -40,14 +39,13 @@ def main() -> None:
     scenario = load_scenario("default")
     world, arms = make_shop(scenario)
     names = [a.name for a in arms]
-    search = grid_search(world, arms, 4, 5_000, seed=1, slots=256)
     users = np.arange(world.population.n_users)
 
     def policy(name: str, seed: int):
-        return _GridAdapter(make_static_policy(name, names, seed), search.grid)
+        return make_static_policy(name, names, seed)
 
-    pre = _run(world, arms, [policy("uniform", 0)], np.zeros(len(users), dtype=np.int64), 0.5, seed=99)
-    one = _run(world, arms, [policy("popularity", 0)], np.zeros(len(users), dtype=np.int64), args.days, seed=5)
+    pre = run_buckets(world, arms, [policy("uniform", 0)], np.zeros(len(users), dtype=np.int64), 0.5, seed=99)
+    one = run_buckets(world, arms, [policy("popularity", 0)], np.zeros(len(users), dtype=np.int64), args.days, seed=5)
     active = one.totals[:, METRICS.index("requests")] > 0
     rejections: dict[str, list[bool]] = {}
     for salt in range(args.aa):
@@ -66,7 +64,7 @@ def main() -> None:
     covered: dict[str, list[bool]] = {}
     for salt in range(args.ab):
         buckets = assign_buckets(users, [0.5, 0.5], salt=f"ab-{salt}")
-        test = _run(world, arms, [policy("popularity", 0), policy("new_arrivals", 1)], buckets, args.days,
+        test = run_buckets(world, arms, [policy("popularity", 0), policy("new_arrivals", 1)], buckets, args.days,
                     seed=7 + salt)
         active = test.totals[:, METRICS.index("requests")] > 0
         rows = next(iter(analyse(_table(test, pre, buckets)[active], ["popularity", "new_arrivals"],

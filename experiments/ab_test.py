@@ -2,7 +2,7 @@
 
 Shoppers (not requests) are assigned to buckets by a salted hash of their id. A pre-period under the
 uniform policy gives each shopper's pre-period metrics (for CUPED). Then all buckets run concurrently
-over the same simulated days, each as its own shop front over the shared world (see :func:`_run`):
+over the same simulated days, each as its own shop front over the shared world (see :func:`run_buckets`):
 every request is served by the policy of its shopper's bucket (learning policies learn only from their
 own bucket). Because it is a simulation, the true lift is also
 measured: the whole population is replayed under each policy alone, on the same seed (common random
@@ -32,10 +32,10 @@ from envs.simulator import BatchedSimulator  # noqa: E402
 from envs.world import World  # noqa: E402
 from experiments import stats  # noqa: E402
 from experiments.oracle import ConstantAction, grid_search  # noqa: E402
-from experiments.runs import write_config, write_json  # noqa: E402
+from experiments.runs import save_figure, write_config, write_json  # noqa: E402
 from experiments.simulate import PolicySpecError, make_static_policy  # noqa: E402
 from envs.logs import atomic_write_parquet  # noqa: E402
-from recommenders.io import atomic_target, atomic_write_text  # noqa: E402
+from recommenders.io import atomic_write_text  # noqa: E402
 
 METRICS = ("revenue", "clicks", "purchases", "requests", "sessions")
 """Per-shopper totals; the tests compare their means per shopper, and CTR/conversion as ratios."""
@@ -86,8 +86,7 @@ def _make_policies(names: list[str], arm_names: list[str], search, seed: int) ->
                 policy = make_static_policy(name, arm_names, seed=seed + i)
             except PolicySpecError as exc:
                 raise ABTestError(f"--policies: {exc}") from None
-            grid_policy = _GridAdapter(policy, search.grid)
-            policies.append(grid_policy)
+            policies.append(policy)
     return policies
 
 
@@ -102,25 +101,7 @@ def _load_ppo(name: str) -> Policy:
         raise ABTestError(f"--policies {name}: {exc}") from None
 
 
-class _GridAdapter(Policy):
-    """A static policy of arm or simplex actions expressed as weights directly (grid mode uses weights)."""
-
-    name = "adapter"
-    action_mode = "simplex"
-
-    def __init__(self, policy: Policy, grid: np.ndarray) -> None:
-        self.policy, self.grid = policy, grid
-        self.mapper = ActionMapper(policy.action_mode, grid.shape[1])
-
-    def act(self, contexts):
-        actions, propensities = self.policy.act(contexts)
-        return self.mapper.to_weights(actions), propensities
-
-    def config(self) -> dict:
-        return {}
-
-
-def _run(world: World, arms, policies: list[Policy], bucket_of_user: np.ndarray, days: float, seed: int,
+def run_buckets(world: World, arms, policies: list[Policy], bucket_of_user: np.ndarray, days: float, seed: int,
          slots: int = 512) -> Bucketed:
     """Serve ``days`` of traffic. Each bucket is its own shop front: a simulator whose arrivals are the
     bucket's shoppers, with the bucket's share of the slots and of the requests per day, so a policy that
@@ -129,8 +110,7 @@ def _run(world: World, arms, policies: list[Policy], bucket_of_user: np.ndarray,
     n_users, n_buckets = world.population.n_users, len(policies)
     share = np.bincount(bucket_of_user, weights=world.population.activity, minlength=n_buckets)
     share = share / share.sum()
-    grid = ActionMapper("grid", len(arms), GRID_RESOLUTION)
-    continuous = ActionMapper("weights", len(arms))
+    mappers = {mode: ActionMapper(mode, len(arms), GRID_RESOLUTION) for mode in ("arm", "grid", "weights", "simplex")}
     sims = []
     for b in range(n_buckets):
         traffic = world.scenario.traffic.model_copy(
@@ -151,10 +131,7 @@ def _run(world: World, arms, policies: list[Policy], bucket_of_user: np.ndarray,
                 continue
             contexts, users, day = sim.contexts, sim.user.copy(), int(sim.day)
             actions, _ = policy.act(contexts)
-            weights = (grid.to_weights(actions) if policy.action_mode == "grid" else
-                       continuous.to_weights(actions) if policy.action_mode == "weights" else
-                       np.asarray(actions, np.float32))
-            result = sim.step(weights)
+            result = sim.step(mappers[policy.action_mode].to_weights(actions))
             if isinstance(policy, LinUCB):
                 policy.update(contexts, actions, result.reward)
             daily[min(day, n_days - 1), b] += (result.reward.sum(), len(users))
@@ -194,10 +171,10 @@ def run_ab_test(scenario: Scenario, policy_names: list[str], split: list[float],
                                   "seed": seed, "aa": aa, "base": None if base is None else str(base)},
                  scenario=scenario_to_dict(scenario))
     # pre-period: everyone under the uniform policy (CUPED covariates)
-    pre = _run(world, arms, [_GridAdapter(make_static_policy("uniform", arm_names, seed), search.grid)],
+    pre = run_buckets(world, arms, [make_static_policy("uniform", arm_names, seed)],
                np.zeros_like(bucket_of_user), pre_days, seed + 7)
     policies = _make_policies(policy_names, arm_names, search, seed)
-    test = _run(world, arms, policies, bucket_of_user, days, seed)
+    test = run_buckets(world, arms, policies, bucket_of_user, days, seed)
     active = test.totals[:, METRICS.index("requests")] > 0
     table = pd.DataFrame({"user_id": users, "bucket": bucket_of_user,
                           "policy": np.array(policy_names, dtype=object)[bucket_of_user],
@@ -257,7 +234,7 @@ def true_means(world, arms, policy: Policy, days: float, seed: int, replays: int
     users = np.zeros(world.population.n_users, dtype=np.int64)
     means = []
     for r in range(replays):
-        run = _run(world, arms, [copy.deepcopy(policy)], users, days, seed + r)
+        run = run_buckets(world, arms, [copy.deepcopy(policy)], users, days, seed + r)
         means.append(run.totals[run.totals[:, METRICS.index("requests")] > 0].mean(axis=0))
     return np.mean(means, axis=0)
 
@@ -281,9 +258,7 @@ def _plots(out: Path, daily: np.ndarray, policy_names: list[str], result: dict) 
     ax.set_ylabel("reward per request")
     ax.legend()
     fig.tight_layout()
-    with atomic_target(out / "daily.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "daily.png")
     labels, lifts, lows, highs, truths = [], [], [], [], []
     for label, rows in result["comparisons"].items():
         r = rows["revenue"]
@@ -301,9 +276,7 @@ def _plots(out: Path, daily: np.ndarray, policy_names: list[str], result: dict) 
     ax.set_xlabel(f"revenue per shopper, lift vs {policy_names[0]}")
     ax.legend()
     fig.tight_layout()
-    with atomic_target(out / "lift.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "lift.png")
 
 
 def _report(result: dict, policy_names: list[str]) -> str:
