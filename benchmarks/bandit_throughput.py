@@ -17,6 +17,7 @@ import numpy as np
 from agents.linear import LinUCB
 
 D, K, ALPHA = 16, 8, 0.5
+REPEATS = 3
 
 
 def stream(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,19 +55,22 @@ def main() -> None:
     x, p = stream(rng, args.rounds)
     uniforms = rng.random(args.rounds)
 
-    policy = LinUCB(K, D, alpha=ALPHA)
-    chosen = np.empty(args.rounds, dtype=np.int64)
-    reward = np.zeros(1)
-    start = time.perf_counter()
-    for t in range(args.rounds):
-        context = x[t:t + 1]
-        action, _ = policy.act(context)
-        reward[0] = uniforms[t] < p[t, action[0]]
-        policy.update(context, action, reward)
-        chosen[t] = action[0]
-    exact_rate = args.rounds / (time.perf_counter() - start)
-    print(f"LinUCB exact per round: {exact_rate:,.0f} rounds/s (target >= 50,000); mean reward "
-          f"{p[np.arange(args.rounds), chosen].mean():.4f} vs best arm {p.max(axis=1).mean():.4f}")
+    rates = []
+    for _ in range(REPEATS):  # the machine is shared: report the median of a few identical runs
+        policy = LinUCB(K, D, alpha=ALPHA)
+        chosen = np.empty(args.rounds, dtype=np.int64)
+        reward = np.zeros(1)
+        start = time.perf_counter()
+        for t in range(args.rounds):
+            context = x[t:t + 1]
+            action, _ = policy.act(context)
+            reward[0] = uniforms[t] < p[t, action[0]]
+            policy.update(context, action, reward)
+            chosen[t] = action[0]
+        rates.append(args.rounds / (time.perf_counter() - start))
+    exact_rate = float(np.median(rates))
+    print(f"LinUCB exact per round: {exact_rate:,.0f} rounds/s, median of {REPEATS} runs (target >= 50,000); "
+          f"mean reward {p[np.arange(args.rounds), chosen].mean():.4f} vs best arm {p.max(axis=1).mean():.4f}")
 
     n_check = min(2000, args.rounds)
     same = (textbook_linucb(x[:n_check], uniforms[:n_check], p[:n_check]) == chosen[:n_check]).mean()
