@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs.allocator import reuse_freed_memory
 from envs.candidates import CandidateStage
 from envs.context import CONTEXT_DIM, build_contexts, static_context
 from envs.fusion import blend, select_slate
@@ -95,6 +96,7 @@ class BatchedSimulator:
         self._activity_cdf = np.cumsum(activity, dtype=np.float64)
         self._trend_shifts = self._plan_trend_shifts()
         self.rng: np.random.Generator | None = None
+        reuse_freed_memory()
 
     @property
     def n_arms(self) -> int:

@@ -33,7 +33,7 @@ class ContentBased(Recommender):
         self.query_weight, self.price_weight, self.recency_decay = query_weight, price_weight, recency_decay
         self.tokens = np.zeros((0, 4), dtype=np.int32)
         self.token_weight = np.zeros((0, 4), dtype=np.float32)
-        self._packed = np.zeros((0, 9), dtype=np.int32)
+        self.inv_norm = np.zeros(0, dtype=np.float32)
         self.idf = np.zeros(0, dtype=np.float32)
         self.log_price = np.zeros(0, dtype=np.float32)
         self.user_log_price = np.zeros(0, dtype=np.float32)
@@ -74,25 +74,33 @@ class ContentBased(Recommender):
         valid = (recent >= 0) & (recent < n_items)
         rec = np.where(valid, recent, 0)
         decay = (self.recency_decay ** np.arange(recent.shape[1], dtype=np.float32)) * valid
-        profile = np.zeros(b * vocab, dtype=np.float32)
-        np.add.at(profile, (self.tokens[rec] + row_offset[:, :, None]).ravel(),
-                  (self.token_weight[rec] * decay[:, :, None]).ravel())
-        profile = profile.reshape(b, vocab)
-        profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+        profile = np.bincount((self.tokens[rec] + row_offset[:, :, None]).ravel(),
+                              (self.token_weight[rec] * decay[:, :, None]).ravel(),
+                              minlength=b * vocab).astype(np.float32).reshape(b, vocab)
+        profile /= np.maximum(np.sqrt(np.einsum("bv,bv->b", profile, profile)), 1e-12)[:, None]
         query = requests.query
-        rows, cols = np.nonzero(query >= 0)
-        if len(rows):
-            query_vector = np.zeros((b, vocab), dtype=np.float32)
-            query_vector[rows, query[rows, cols]] = self.idf[query[rows, cols]]
-            query_vector *= self.query_weight / np.maximum(np.linalg.norm(query_vector, axis=1, keepdims=True),
-                                                           1e-12)
-            profile += query_vector
+        if (query >= 0).any():
+            # the query's distinct words, each with weight idf, normalised, added in place
+            use = query >= 0
+            for j in range(1, query.shape[1]):
+                use[:, j] &= (query[:, :j] != query[:, j:j + 1]).all(axis=1)
+            weight = np.where(use, self.idf[np.where(use, query, 0)], np.float32(0.0))
+            weight *= self.query_weight / np.maximum(np.sqrt(np.einsum("bq,bq->b", weight, weight)), 1e-12)[:, None]
+            rows, cols = np.nonzero(use)
+            profile.reshape(-1)[rows * vocab + query[rows, cols]] += weight[rows, cols]
 
-        item = self._packed[ids]  # (B, C, 9): 4 word ids, 4 word weights, log price
-        words = item[:, :, :4] + row_offset[:, :, None]
-        scores = np.einsum("bct,bct->bc", np.take(profile.reshape(-1), words), item[:, :, 4:8].view(np.float32))
+        # An item's weight for word t is idf[t] / norm(item), so its score is
+        # (sum over its words of profile * idf) / norm(item): one gather per word, then one scale.
+        profile *= self.idf
+        words = np.take(self.tokens, ids, axis=0)  # (B, C, 4)
+        words += row_offset[:, :, None]
+        terms = np.take(profile.reshape(-1), words)
+        scores = terms[:, :, 0] + terms[:, :, 1]
+        for t in range(2, terms.shape[2]):  # explicit sums: numpy reduces a short last axis slowly
+            scores += terms[:, :, t]
+        scores *= np.take(self.inv_norm, ids)
         usual = self._usual_log_price(requests.user_id, rec, valid)
-        scores -= self.price_weight * np.abs(item[:, :, 8].view(np.float32) - usual[:, None])
+        scores -= self.price_weight * np.abs(np.take(self.log_price, ids) - usual[:, None])
         if unknown is not None:
             scores[unknown] = scores.min(initial=0.0) - 1.0
         return scores
@@ -120,8 +128,7 @@ class ContentBased(Recommender):
         self.log_price = state["log_price"].astype(np.float32)
         self.user_log_price = state["user_log_price"].astype(np.float32)
         weight = self.idf[self.tokens]
-        self.token_weight = (weight / np.linalg.norm(weight, axis=1, keepdims=True)).astype(np.float32)
-        # per item in one row, so scoring gathers once: word ids, word weights and log price (as int32 bits)
-        self._packed = np.concatenate([self.tokens, self.token_weight.view(np.int32),
-                                       self.log_price[:, None].view(np.int32)], axis=1)
+        norm = np.linalg.norm(weight, axis=1, keepdims=True)
+        self.token_weight = (weight / norm).astype(np.float32)
+        self.inv_norm = (1.0 / norm[:, 0]).astype(np.float32)
         self.mean_log_price = float(self.log_price.mean()) if len(self.log_price) else 0.0

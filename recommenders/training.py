@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -139,20 +140,31 @@ def dot_scores(queries: torch.Tensor, table: torch.Tensor, candidates: np.ndarra
     """``queries[b] . table[candidates[b, c]] (+ bias[candidates[b, c]])`` as (B, C) float32 numpy;
     ``fallback`` for candidate ids outside ``table`` (items the model has never seen).
 
-    Small catalogs: one (B, d) x (d, n) matmul then a gather; large ones: gather the candidates' rows.
+    On CPU only the B x C needed dot products are computed (``torch.sparse.sampled_addmm`` over a CSR
+    pattern with C entries per row), whatever the catalog size. On GPU, small catalogs take one (B, d) x
+    (d, n) matmul then a gather, large ones a gather of the candidates' rows.
     """
     ids = np.ascontiguousarray(candidates)
+    b, c = ids.shape
     n = table.shape[0]
     unknown = outside(ids, n)
     if unknown is not None:
         ids = np.where(unknown, 0, ids)
     index = torch.from_numpy(ids.astype(np.int64, copy=False)).to(table.device)
-    if n <= 64 * index.shape[1]:
-        scores = torch.gather(queries @ table.T, 1, index)
+    if table.device.type == "cpu":
+        values = bias.take(index.reshape(-1)) if bias is not None else torch.zeros(b * c, dtype=table.dtype)
+        with warnings.catch_warnings():  # the CSR layout is flagged as beta at its first use
+            warnings.simplefilter("ignore", UserWarning)
+            pattern = torch.sparse_csr_tensor(torch.arange(0, b * c + 1, c), index.reshape(-1), values,
+                                              size=(b, n), check_invariants=False)
+        scores = torch.sparse.sampled_addmm(pattern, queries, table.T).values().view(b, c)
     else:
-        scores = torch.bmm(table[index], queries[:, :, None])[:, :, 0]
-    if bias is not None:
-        scores = scores + bias[index]
+        if n <= 64 * c:
+            scores = torch.gather(queries @ table.T, 1, index)
+        else:
+            scores = torch.bmm(table[index], queries[:, :, None])[:, :, 0]
+        if bias is not None:
+            scores = scores + bias[index]
     out = scores.float().cpu().numpy()
     if unknown is not None:
         out[unknown] = fallback

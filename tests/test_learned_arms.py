@@ -97,6 +97,56 @@ def test_content_ranks_by_query_history_and_price():
     assert cheap[0] > cheap[1]  # a shopper of cheap items gets the cheap one first
 
 
+def test_content_scores_equal_hand_computed_cosines():
+    from recommenders.base import ItemTable
+    tokens = np.array([[0, 10, 20, 30], [0, 10, 21, 31], [1, 11, 21, 30], [1, 11, 21, 31]], dtype=np.int32)
+    items = ItemTable(item_id=np.arange(4, dtype=np.int32), top=tokens[:, 0], leaf=tokens[:, 1] - 10,
+                      brand=tokens[:, 2] - 20, price=np.array([10, 100, 10, 100], np.float32), tokens=tokens,
+                      launch_day=np.zeros(4, np.float32), vocab_size=32)
+    # idf = log(4 / (1 + df)) + 1: words in two items -> a, brand 20 (one item) -> c, brand 21 (three) -> 1
+    a, c = np.log(4 / 3) + 1, np.log(2) + 1
+    norm0, norm_other = np.sqrt(3 * a * a + c * c), np.sqrt(3 * a * a + 1)
+    model = ContentBased(price_weight=0.0).fit(None, items)
+    history = model.score(_requests([0], [[0] + [-1] * 7]), np.array([[0, 1, 2]], dtype=np.int32))[0]
+    np.testing.assert_allclose(history, [1.0, 2 * a * a / (norm0 * norm_other), a * a / (norm0 * norm_other)],
+                               rtol=1e-6)
+    search = _requests([0, 0], [[-1] * 8, [-1] * 8])
+    search.query = np.array([[1, 11, -1], [1, 1, 11]], dtype=np.int32)  # a repeated word counts once
+    query = model.score(search, np.array([[2, 0], [2, 0]], dtype=np.int32))
+    np.testing.assert_allclose(query, [[2 * np.sqrt(2) * a / norm_other, 0.0]] * 2, rtol=1e-6, atol=1e-7)
+    priced = ContentBased(price_weight=1.0).fit(None, items)
+    cheap = priced.score(_requests([0], [[2] + [-1] * 7]), np.array([[1]], dtype=np.int32))[0, 0]
+    np.testing.assert_allclose(cheap, 1 / norm_other**2 - np.log(10), rtol=1e-6)
+
+
+def test_dot_scores_equal_direct_dot_products_with_fallback():
+    from recommenders.training import dot_scores
+    rng = np.random.default_rng(0)
+    queries, table, bias = rng.normal(size=(5, 8)), rng.normal(size=(30, 8)), rng.normal(size=30)
+    ids = rng.integers(0, 30, (5, 7)).astype(np.int32)
+    ids[0, :3] = 4  # repeated candidates
+    ids[1, 0], ids[2, 6] = -1, 30  # unknown items
+    known = (ids >= 0) & (ids < 30)
+    safe = np.where(known, ids, 0)
+    expected = np.where(known, np.einsum("bd,bcd->bc", queries, table[safe]) + bias[safe], -9.0)
+    q, t, b = (torch.tensor(x, dtype=torch.float32) for x in (queries, table, bias))
+    got = dot_scores(q, t, ids, b, fallback=-9.0)
+    assert got.dtype == np.float32 and got.shape == (5, 7)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    no_bias = dot_scores(q, t, safe)
+    np.testing.assert_allclose(no_bias, np.einsum("bd,bcd->bc", queries, table[safe]), rtol=1e-5, atol=1e-5)
+
+
+def test_gru_serving_step_equals_the_training_gru():
+    from recommenders.sequence import GRUModule
+    torch.manual_seed(0)
+    module = GRUModule(50, 16).eval()
+    items, h = torch.randint(0, 51, (7,)), torch.randn(7, 16)
+    with torch.no_grad():
+        reference = module.gru(module.item(items)[:, None, :], h[None])[1][0]
+        assert torch.equal(module.step(items, h), reference)
+
+
 @pytest.mark.parametrize("make", [lambda: MatrixFactorization(train=FAST), lambda: ContentBased(),
                                   lambda: SequenceModel(train=FAST)], ids=["mf", "content", "sequence"])
 def test_round_trip_determinism_and_unknown_ids(make, logged, tmp_path):
