@@ -49,6 +49,16 @@ def _requests(users, recent):
                         t=np.zeros(b, np.float32), session_step=np.zeros(b, np.int32))
 
 
+def _four_items():
+    """Items 0, 1 in leaf word 10 (top word 0); 2, 3 in leaf word 11 (top word 1); brands 20-21, attributes
+    30-31; prices 10, 100, 10, 100."""
+    from recommenders.base import ItemTable
+    tokens = np.array([[0, 10, 20, 30], [0, 10, 21, 31], [1, 11, 21, 30], [1, 11, 21, 31]], dtype=np.int32)
+    return ItemTable(item_id=np.arange(4, dtype=np.int32), top=tokens[:, 0], leaf=tokens[:, 1] - 10,
+                     brand=tokens[:, 2] - 20, price=np.array([10, 100, 10, 100], np.float32), tokens=tokens,
+                     launch_day=np.zeros(4, np.float32), vocab_size=32)
+
+
 def test_clicks_and_recent_items_from_a_log():
     log = pd.DataFrame({"user_id": [4, 4, 7], "t": [1.0, 2.0, 2.0], "segment": ["new"] * 3,
                         "surface": ["feed"] * 3, "device": ["app"] * 3, "query": [[-1, -1, -1]] * 3,
@@ -79,12 +89,7 @@ def test_mf_and_sequence_beat_popularity_on_a_small_shop(logged):
 
 
 def test_content_ranks_by_query_history_and_price():
-    from recommenders.base import ItemTable
-    # items: 0, 1 in leaf word 10 (top word 0); 2, 3 in leaf word 11 (top word 1); brands 20-21, attributes 30-31
-    tokens = np.array([[0, 10, 20, 30], [0, 10, 21, 31], [1, 11, 21, 30], [1, 11, 21, 31]], dtype=np.int32)
-    items = ItemTable(item_id=np.arange(4, dtype=np.int32), top=tokens[:, 0], leaf=tokens[:, 1] - 10,
-                      brand=tokens[:, 2] - 20, price=np.array([10, 100, 10, 100], np.float32), tokens=tokens,
-                      launch_day=np.zeros(4, np.float32), vocab_size=32)
+    items = _four_items()
     model = ContentBased(price_weight=0.0).fit(None, items)
     search = _requests([0], [[-1] * 8])
     search.query = np.array([[1, 11, -1]], dtype=np.int32)
@@ -98,11 +103,7 @@ def test_content_ranks_by_query_history_and_price():
 
 
 def test_content_scores_equal_hand_computed_cosines():
-    from recommenders.base import ItemTable
-    tokens = np.array([[0, 10, 20, 30], [0, 10, 21, 31], [1, 11, 21, 30], [1, 11, 21, 31]], dtype=np.int32)
-    items = ItemTable(item_id=np.arange(4, dtype=np.int32), top=tokens[:, 0], leaf=tokens[:, 1] - 10,
-                      brand=tokens[:, 2] - 20, price=np.array([10, 100, 10, 100], np.float32), tokens=tokens,
-                      launch_day=np.zeros(4, np.float32), vocab_size=32)
+    items = _four_items()
     # idf = log(4 / (1 + df)) + 1: words in two items -> a, brand 20 (one item) -> c, brand 21 (three) -> 1
     a, c = np.log(4 / 3) + 1, np.log(2) + 1
     norm0, norm_other = np.sqrt(3 * a * a + c * c), np.sqrt(3 * a * a + 1)
