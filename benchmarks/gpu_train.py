@@ -5,19 +5,21 @@ Needs only torch, numpy and pandas (no network, no gymnasium). Run through bench
 
 At scale 1: BPR matrix factorisation with 1,000,000 users, 200,000 items, dim 64, batch 262,144
 (target >= 25,000,000 samples/s on one H100) and the GRU sequence model on sequences of 50 items over
-200,000 items, dim 128 (target >= 60,000 sequences/s). Smaller --scale shrinks every size (for a CPU
-dry run).
+200,000 items, dim 128 (target >= 60,000 sequences/s). After each, the trained model scores 1,024
+requests x 200 candidates on the training device (requests/s) and is checked against the same weights
+scoring on the CPU. Smaller --scale shrinks every size (for a CPU dry run).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 import pandas as pd
 import torch
 
-from recommenders.base import ItemTable
+from recommenders.base import ItemTable, Recommender, RequestBatch
 from recommenders.mf import MatrixFactorization
 from recommenders.sequence import SequenceModel
 
@@ -34,6 +36,26 @@ def synthetic_interactions(rng: np.random.Generator, n_users: int, n_items: int,
     items = np.minimum(rng.zipf(1.2, n) - 1, n_items - 1)
     return pd.DataFrame({"user_id": rng.integers(0, n_users, n), "item_id": rng.permutation(n_items)[items],
                          "t": rng.random(n), "purchase": rng.random(n) < 0.1})
+
+
+def scoring_check(model: Recommender, cpu_model: Recommender, n_users: int, n_items: int,
+                  rng: np.random.Generator, batch: int = 1024, n_candidates: int = 200) -> str:
+    """Requests/s of ``model.score`` on (batch, n_candidates) candidate batches, and the largest score
+    difference against ``cpu_model`` (the same weights on the CPU)."""
+    requests = RequestBatch(user_id=rng.integers(0, n_users, batch).astype(np.int32),
+                            segment=np.zeros(batch, np.int8), surface=np.zeros(batch, np.int8),
+                            device=np.zeros(batch, np.int8), query=np.full((batch, 3), -1, np.int32),
+                            recent_items=rng.integers(0, n_items, (batch, 8)).astype(np.int32),
+                            t=np.zeros(batch, np.float32), session_step=np.zeros(batch, np.int32))
+    candidates = rng.integers(0, n_items, (batch, n_candidates)).astype(np.int32)
+    scores = model.score(requests, candidates)  # warm-up; returns numpy, so every call is synchronised
+    difference = float(np.abs(scores - cpu_model.score(requests, candidates)).max())
+    repeats = 20
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model.score(requests, candidates)
+    rate = repeats * batch / (time.perf_counter() - start)
+    return f"scoring {batch:,} x {n_candidates}: {rate:,.0f} requests/s, max |score - CPU score| {difference:.2e}"
 
 
 def main() -> None:
@@ -53,6 +75,9 @@ def main() -> None:
     mf.fit(clicks, synthetic_items(n_items))
     print(f"BPR mf: {n_users:,} users x {n_items:,} items, dim 64, batch {mf.train_config.batch_size:,}: "
           f"{mf.report.samples_per_second:,.0f} samples/s on {mf.report.device} (target >= 25,000,000 on an H100)")
+    mf_cpu = MatrixFactorization(dim=64, train={"device": "cpu"})
+    mf_cpu.load_state(mf.state())
+    print(f"  {scoring_check(mf, mf_cpu, n_users, n_items, rng)}")
 
     length = 50
     n_sequences = int(400_000 * args.scale)
@@ -65,6 +90,9 @@ def main() -> None:
     gru.fit(sequences, synthetic_items(n_items))
     print(f"GRU sequence: sequences of {length} over {n_items:,} items, dim 128: "
           f"{gru.report.samples_per_second:,.0f} sequences/s on {gru.report.device} (target >= 60,000 on an H100)")
+    gru_cpu = SequenceModel(dim=128, window=length, train={"device": "cpu"})
+    gru_cpu.load_state(gru.state())
+    print(f"  {scoring_check(gru, gru_cpu, n_sequences, n_items, rng)}")
 
 
 if __name__ == "__main__":
