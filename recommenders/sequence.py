@@ -189,8 +189,12 @@ class SequenceModel(Recommender):
                 grown[:len(self._cache_recent)] = self._cache_recent
                 grown_h[:len(self._cache_h)] = self._cache_h
             self._cache_recent, self._cache_h = grown, grown_h
-        self._cache_recent[user_id] = recent
-        self._cache_h[torch.from_numpy(user_id.astype(np.int64)).to(self.device)] = h
+        # A shopper may appear in several rows (concurrent sessions, several test requests): store the
+        # last row's items and state together (a tensor write to repeated indices keeps an arbitrary one).
+        last = len(user_id) - 1 - np.unique(user_id[::-1], return_index=True)[1]
+        self._cache_recent[user_id[last]] = recent[last]
+        self._cache_h[torch.from_numpy(user_id[last].astype(np.int64)).to(self.device)] = h[
+            torch.from_numpy(last).to(self.device)]
 
     @torch.no_grad()
     def score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:

@@ -186,6 +186,24 @@ def test_sequence_serving_is_incremental_and_matches_a_full_pass(logged):
     assert model._cache_recent[1, 0] == 40  # the cached state follows the latest click
 
 
+def test_sequence_cache_keeps_the_last_request_of_a_repeated_shopper():
+    from recommenders.sequence import GRUModule
+    torch.manual_seed(0)
+    model = SequenceModel(dim=64, train=FAST)
+    model.load_state({k: v.numpy() for k, v in GRUModule(200, 64).state_dict().items()})
+    rng = np.random.default_rng(0)
+    for _ in range(5):  # a write that keeps an arbitrary row shows up in some batches, not in every one
+        users = rng.integers(0, 40, 4096)  # every shopper in about 100 rows, each with other recent items
+        recent = rng.integers(0, 200, (4096, 8))
+        recent[:, 5:] = -1
+        with torch.no_grad():
+            h = model.states(_requests(users, recent))
+        last = {user: row for row, user in enumerate(users)}
+        for user, row in last.items():
+            assert (model._cache_recent[user] == recent[row]).all()
+            assert torch.equal(model._cache_h[user], h[row])
+
+
 BAD_LOGS = [
     (lambda log: log.iloc[:0], "request log is empty: nothing to train on"),
     (lambda log: log.drop(columns="clicks"), "request log has no column 'clicks'"),
