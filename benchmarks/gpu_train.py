@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recommenders.base import ItemTable, Recommender, RequestBatch
+from recommenders.base import RECENT_ITEMS, ItemTable, Recommender, RequestBatch
 from recommenders.mf import MatrixFactorization
 from recommenders.sequence import SequenceModel
 
@@ -42,11 +42,7 @@ def scoring_check(model: Recommender, cpu_model: Recommender, n_users: int, n_it
                   rng: np.random.Generator, batch: int = 1024, n_candidates: int = 200) -> str:
     """Requests/s of ``model.score`` on (batch, n_candidates) candidate batches, and the largest score
     difference against ``cpu_model`` (the same weights on the CPU)."""
-    requests = RequestBatch(user_id=rng.integers(0, n_users, batch).astype(np.int32),
-                            segment=np.zeros(batch, np.int8), surface=np.zeros(batch, np.int8),
-                            device=np.zeros(batch, np.int8), query=np.full((batch, 3), -1, np.int32),
-                            recent_items=rng.integers(0, n_items, (batch, 8)).astype(np.int32),
-                            t=np.zeros(batch, np.float32), session_step=np.zeros(batch, np.int32))
+    requests = RequestBatch.feed(rng.integers(0, n_users, batch), rng.integers(0, n_items, (batch, RECENT_ITEMS)))
     candidates = rng.integers(0, n_items, (batch, n_candidates)).astype(np.int32)
     scores = model.score(requests, candidates)  # warm-up; returns numpy, so every call is synchronised
     difference = float(np.abs(scores - cpu_model.score(requests, candidates)).max())

@@ -83,6 +83,13 @@ class ItemTable:
         return len(self.item_id)
 
 
+RECENT_ITEMS = 8
+"""Recent items rebuilt per request (most recent first, -1 = none)."""
+
+QUERY_WORDS = 3
+"""Query layout: [top-category word, leaf word, attribute word], -1 where absent."""
+
+
 @dataclass
 class RequestBatch:
     """What the shop knows about B requests when it ranks (all arrays have first axis B).
@@ -104,6 +111,16 @@ class RequestBatch:
 
     def __len__(self) -> int:
         return len(self.user_id)
+
+    @classmethod
+    def feed(cls, user_id: np.ndarray, recent_items: np.ndarray, t: float = 0.0) -> "RequestBatch":
+        """First-step home-feed requests (segment 0, device 0, no query) at day ``t`` for shoppers
+        ``user_id`` (B,) with ``recent_items`` (B, R), for scoring outside the simulator."""
+        b = len(user_id)
+        return cls(user_id=np.asarray(user_id, np.int32), segment=np.zeros(b, np.int8), surface=np.zeros(b, np.int8),
+                   device=np.zeros(b, np.int8), query=np.full((b, QUERY_WORDS), -1, np.int32),
+                   recent_items=np.asarray(recent_items, np.int32), t=np.full(b, t, np.float32),
+                   session_step=np.zeros(b, np.int32))
 
 
 class Recommender(abc.ABC):

@@ -17,18 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recommenders.base import InteractionTableError, RequestBatch, check_interactions
+from recommenders.base import QUERY_WORDS, RECENT_ITEMS, InteractionTableError, RequestBatch, check_interactions
 
 LOG_COLUMNS = ("user_id", "t", "segment", "surface", "device", "query", "session_step", "slate", "clicks",
                "purchased")
 """Columns of a request log that training and evaluation read."""
-
-RECENT_ITEMS = 8
-"""Recent items rebuilt per request (most recent first, -1 = none)."""
-
-QUERY_WORDS = 3
-"""Query layout: [top-category word, leaf word, attribute word], -1 where absent."""
-
 
 def check_log(log: pd.DataFrame) -> None:
     """Raise :class:`InteractionTableError` naming the first missing column of a request log."""

@@ -42,11 +42,7 @@ def logged(tmp_path_factory):
 
 
 def _requests(users, recent):
-    b = len(users)
-    return RequestBatch(user_id=np.asarray(users, np.int32), segment=np.zeros(b, np.int8),
-                        surface=np.zeros(b, np.int8), device=np.zeros(b, np.int8),
-                        query=np.full((b, 3), -1, np.int32), recent_items=np.asarray(recent, np.int32),
-                        t=np.zeros(b, np.float32), session_step=np.zeros(b, np.int32))
+    return RequestBatch.feed(np.asarray(users), np.asarray(recent))
 
 
 def _four_items():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from recommenders import InteractionTableError, NewArrivals, Popularity, RequestBatch, check_interactions
-from recommenders.base import ItemTable
+from recommenders.base import RECENT_ITEMS, ItemTable
 
 
 def _items(n):
@@ -14,10 +14,7 @@ def _items(n):
 
 
 def _requests(b):
-    z = np.zeros(b, np.int32)
-    return RequestBatch(user_id=z, segment=z.astype(np.int8), surface=z.astype(np.int8), device=z.astype(np.int8),
-                        query=np.full((b, 3), -1, np.int32), recent_items=np.full((b, 8), -1, np.int32),
-                        t=np.zeros(b, np.float32), session_step=z)
+    return RequestBatch.feed(np.zeros(b), np.full((b, RECENT_ITEMS), -1))
 
 
 TABLE = pd.DataFrame({"user_id": [0, 1, 2, 0], "item_id": [1, 1, 2, 3], "t": [-7.0, 0.0, 0.0, -14.0],
