@@ -44,14 +44,20 @@ def test_linucb_hand_computed_scores():
     np.testing.assert_allclose(policy.A[0], [[2.0, 2.0], [2.0, 5.0]])
 
 
-def test_batched_updates_reach_the_same_statistics():
-    x, p, u = _stream(1, 512)
-    actions = np.arange(512) % K
-    rewards = (u < p[np.arange(512), actions]).astype(float)
-    one, batch = LinUCB(K, D), LinUCB(K, D)
-    for t in range(512):
+def _updated_round_by_round_and_in_one_batch(seed: int, n: int, **kwargs) -> tuple[LinUCB, LinUCB]:
+    """Two LinUCB(K, D, **kwargs) fed the same n rounds (arms in turn): one round per update, then all at once."""
+    x, p, u = _stream(seed, n)
+    actions = np.arange(n) % K
+    rewards = (u < p[np.arange(n), actions]).astype(float)
+    one, batch = LinUCB(K, D, **kwargs), LinUCB(K, D, **kwargs)
+    for t in range(n):
         one.update(x[t:t + 1], actions[t:t + 1], rewards[t:t + 1])
     batch.update(x, actions, rewards)
+    return one, batch
+
+
+def test_batched_updates_reach_the_same_statistics():
+    one, batch = _updated_round_by_round_and_in_one_batch(1, 512)
     np.testing.assert_allclose(one.A_inv, batch.A_inv, atol=1e-9)
     np.testing.assert_allclose(one.theta, batch.theta, atol=1e-9)
 
@@ -167,13 +173,7 @@ def test_bad_hyperparameters(kwargs, message):
 
 
 def test_discounted_batch_update_equals_rounds_one_by_one():
-    x, p, u = _stream(6, 64)
-    actions = np.arange(64) % K
-    rewards = (u < p[np.arange(64), actions]).astype(float)
-    one, batch = LinUCB(K, D, discount=0.97, ridge=2.0), LinUCB(K, D, discount=0.97, ridge=2.0)
-    for t in range(64):
-        one.update(x[t:t + 1], actions[t:t + 1], rewards[t:t + 1])
-    batch.update(x, actions, rewards)
+    one, batch = _updated_round_by_round_and_in_one_batch(6, 64, discount=0.97, ridge=2.0)
     np.testing.assert_allclose(one.A, batch.A, atol=1e-9)
     np.testing.assert_allclose(one.theta, batch.theta, atol=1e-9)
 
