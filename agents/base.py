@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from recommenders.io import atomic_write_text
+from fusionsim.recommenders.io import atomic_write_text
 
 
 class Policy(abc.ABC):

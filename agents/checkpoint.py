@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recommenders.io import atomic_target
+from fusionsim.recommenders.io import atomic_target
 
 
 def save_arrays(path: str | Path, name: str, config: dict, arrays: dict[str, np.ndarray]) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.base import Policy, check_batch, epsilon_greedy, epsilon_greedy_distribution
-from agents.checkpoint import load_arrays, save_arrays
+from fusionsim.agents.base import Policy, check_batch, epsilon_greedy, epsilon_greedy_distribution
+from fusionsim.agents.checkpoint import load_arrays, save_arrays
 
 
 class _LinearBandit(Policy):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.base import Policy, check_batch
+from fusionsim.agents.base import Policy, check_batch
 
 
 class PPOPolicy(Policy):

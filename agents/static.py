@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.base import Policy, check_batch
+from fusionsim.agents.base import Policy, check_batch
 
 
 class UniformRandom(Policy):

@@ -17,10 +17,10 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from envs.scenario import load_scenario
-from envs.shop import make_shop
-from experiments.ab_test import METRICS, analyse, assign_buckets, run_buckets, true_means
-from experiments.simulate import make_static_policy
+from fusionsim.envs.scenario import load_scenario
+from fusionsim.envs.shop import make_shop
+from fusionsim.experiments.ab_test import METRICS, analyse, assign_buckets, run_buckets, true_means
+from fusionsim.experiments.simulate import make_static_policy
 
 
 def _table(run, pre, buckets) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from agents.linear import LinUCB
+from fusionsim.agents.linear import LinUCB
 
 D, K, ALPHA = 16, 8, 0.5
 REPEATS = 3

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.scenario import load_scenario
-from experiments.simulate import run_policy
-from experiments.train import train
-from experiments.train_base import MODELS, train_base
+from fusionsim.envs.scenario import load_scenario
+from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.train import train
+from fusionsim.experiments.train_base import MODELS, train_base
 
 
 def main() -> None:

@@ -15,13 +15,13 @@ import argparse
 
 import numpy as np
 
-from envs.logs import SURFACES
-from envs.scenario import SEGMENTS, load_scenario
-from envs.shop import make_shop
-from envs.simulator import BatchedSimulator
-from experiments.metrics import TrafficMetrics
-from experiments.simulate import make_static_policy
-from envs.fusion import ActionMapper
+from fusionsim.envs.logs import SURFACES
+from fusionsim.envs.scenario import SEGMENTS, load_scenario
+from fusionsim.envs.shop import make_shop
+from fusionsim.envs.simulator import BatchedSimulator
+from fusionsim.experiments.metrics import TrafficMetrics
+from fusionsim.experiments.simulate import make_static_policy
+from fusionsim.envs.fusion import ActionMapper
 
 
 def main() -> None:

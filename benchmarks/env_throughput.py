@@ -14,10 +14,10 @@ import time
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401  (registers the environments)
-from envs.scenario import load_scenario
-from envs.shop import make_shop
-from envs.simulator import BatchedSimulator
+import fusionsim.envs  # noqa: F401  (registers the environments)
+from fusionsim.envs.scenario import load_scenario
+from fusionsim.envs.shop import make_shop
+from fusionsim.envs.simulator import BatchedSimulator
 
 
 REPEATS = 5

@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 
-from envs.fusion import ActionMapper
-from envs.scenario import load_scenario
-from envs.shop import make_shop
-from experiments.oracle import CellTablePolicy, ConstantAction, grid_search, run_policy_rewards
-from experiments.simulate import run_policy
-from experiments.train import train
-from experiments.train_base import MODELS, train_base
+from fusionsim.envs.fusion import ActionMapper
+from fusionsim.envs.scenario import load_scenario
+from fusionsim.envs.shop import make_shop
+from fusionsim.experiments.oracle import CellTablePolicy, ConstantAction, grid_search, run_policy_rewards
+from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.train import train
+from fusionsim.experiments.train_base import MODELS, train_base
 
 
 def main() -> None:

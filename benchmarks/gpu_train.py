@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recommenders.base import RECENT_ITEMS, ItemTable, Recommender, RequestBatch
-from recommenders.mf import MatrixFactorization
-from recommenders.sequence import SequenceModel
+from fusionsim.recommenders.base import RECENT_ITEMS, ItemTable, Recommender, RequestBatch
+from fusionsim.recommenders.mf import MatrixFactorization
+from fusionsim.recommenders.sequence import SequenceModel
 
 
 def synthetic_items(n_items: int) -> ItemTable:

@@ -15,13 +15,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from agents.linear import LinUCB
-from agents.ppo import PPOPolicy
-from envs.fusion import ActionMapper
-from envs.scenario import load_scenario
-from envs.shop import make_shop
-from experiments.oracle import ConstantAction, grid_search, run_policy_rewards
-from experiments.train import train
+from fusionsim.agents.linear import LinUCB
+from fusionsim.agents.ppo import PPOPolicy
+from fusionsim.envs.fusion import ActionMapper
+from fusionsim.envs.scenario import load_scenario
+from fusionsim.envs.shop import make_shop
+from fusionsim.experiments.oracle import ConstantAction, grid_search, run_policy_rewards
+from fusionsim.experiments.train import train
 
 
 def main() -> None:

@@ -13,11 +13,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from envs.scenario import load_scenario
-from experiments.ope import ESTIMATORS
-from experiments.ope_run import run_ope
-from experiments.simulate import run_policy
-from experiments.train import train
+from fusionsim.envs.scenario import load_scenario
+from fusionsim.experiments.ope import ESTIMATORS
+from fusionsim.experiments.ope_run import run_ope
+from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.train import train
 
 
 def main() -> None:

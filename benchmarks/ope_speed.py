@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from experiments.ope import ESTIMATORS
+from fusionsim.experiments.ope import ESTIMATORS
 
 
 def main() -> None:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.scenario import load_scenario
-from envs.shop import make_shop
-from envs.simulator import BatchedSimulator
-from experiments.simulate import run_policy
-from experiments.train_base import MODELS, train_base
-from recommenders import load_arms
+from fusionsim.envs.scenario import load_scenario
+from fusionsim.envs.shop import make_shop
+from fusionsim.envs.simulator import BatchedSimulator
+from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.train_base import MODELS, train_base
+from fusionsim.recommenders import load_arms
 
 
 def main() -> None:

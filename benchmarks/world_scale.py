@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from envs.scenario import load_scenario
-from envs.shop import make_shop
-from envs.simulator import BatchedSimulator
+from fusionsim.envs.scenario import load_scenario
+from fusionsim.envs.shop import make_shop
+from fusionsim.envs.simulator import BatchedSimulator
 
 
 def peak_rss_gib() -> float:

@@ -5,12 +5,12 @@ Importing this package registers ``fusionsim/Fusion-v0`` and ``fusionsim/FusionS
 
 from gymnasium.envs.registration import register, registry
 
-from envs.scenario import Scenario, ScenarioError, load_scenario, scenario_names
-from envs.simulator import BatchedSimulator, StepResult
-from envs.world import World, build_world
+from fusionsim.envs.scenario import Scenario, ScenarioError, load_scenario, scenario_names
+from fusionsim.envs.simulator import BatchedSimulator, StepResult
+from fusionsim.envs.world import World, build_world
 
-for _id, _entry in (("fusionsim/Fusion-v0", "envs.gym_envs:FusionEnv"),
-                    ("fusionsim/FusionSession-v0", "envs.gym_envs:FusionSessionEnv")):
+for _id, _entry in (("fusionsim/Fusion-v0", "fusionsim.envs.gym_envs:FusionEnv"),
+                    ("fusionsim/FusionSession-v0", "fusionsim.envs.gym_envs:FusionSessionEnv")):
     if _id not in registry:
         register(id=_id, entry_point=_entry)
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.scenario import Scenario
-from envs.world import Catalog
+from fusionsim.envs.scenario import Scenario
+from fusionsim.envs.world import Catalog
 
 N_PERMUTATIONS = 4
 """Random orders kept per pool; each request picks one per block."""

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from envs.scenario import DEVICES, SEGMENTS
+from fusionsim.envs.scenario import DEVICES, SEGMENTS
 
 CONTEXT_FEATURES: tuple[tuple[str, float, float, str], ...] = (
     ("bias", 0.0, 1.0, "always 1 (intercept for linear policies)"),

@@ -7,12 +7,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.context import CONTEXT_HIGH, CONTEXT_LOW
-from envs.fusion import ActionMapper
-from envs.scenario import Scenario
-from envs.shop import make_shop
-from envs.simulator import BatchedSimulator, StepResult
-from recommenders import Recommender
+from fusionsim.envs.context import CONTEXT_HIGH, CONTEXT_LOW
+from fusionsim.envs.fusion import ActionMapper
+from fusionsim.envs.scenario import Scenario
+from fusionsim.envs.shop import make_shop
+from fusionsim.envs.simulator import BatchedSimulator, StepResult
+from fusionsim.recommenders import Recommender
 
 _OBSERVATION_TABLE = """
     | index | feature          | range   | meaning                                                  |

@@ -34,10 +34,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from envs.context import CONTEXT_NAMES
-from envs.scenario import DEVICES, SEGMENTS
-from envs.simulator import StepResult
-from recommenders.io import atomic_target
+from fusionsim.envs.context import CONTEXT_NAMES
+from fusionsim.envs.scenario import DEVICES, SEGMENTS
+from fusionsim.envs.simulator import StepResult
+from fusionsim.recommenders.io import atomic_target
 
 SURFACES = ("feed", "search")
 

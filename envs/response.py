@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.scenario import DEVICES, BehaviourParams
-from envs.world import Catalog
+from fusionsim.envs.scenario import DEVICES, BehaviourParams
+from fusionsim.envs.world import Catalog
 
 MOBILE = DEVICES.index("mobile")
 

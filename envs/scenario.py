@@ -284,7 +284,7 @@ def parse_scenario(raw: object, source: str = "<dict>") -> Scenario:
 
 def scenario_names() -> list[str]:
     """Names of the scenarios shipped in ``envs/scenarios/``."""
-    folder = resources.files("envs.scenarios")
+    folder = resources.files("fusionsim.envs.scenarios")
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -304,7 +304,7 @@ def load_scenario(name_or_path: str | Path, **overrides: object) -> Scenario:
             raise ScenarioError(f"scenario '{text_source}' is unknown: use one of {scenario_names()} or a path "
                                 "to a .yaml file")
         source = f"'{text_source}'"
-        text = resources.files("envs.scenarios").joinpath(f"{text_source}.yaml").read_text()
+        text = resources.files("fusionsim.envs.scenarios").joinpath(f"{text_source}.yaml").read_text()
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

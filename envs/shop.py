@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from envs.scenario import Scenario, load_scenario
-from envs.world import World, build_world
-from recommenders import ArmsFolderError, NewArrivals, Popularity, Recommender, load_arms
+from fusionsim.envs.scenario import Scenario, load_scenario
+from fusionsim.envs.world import World, build_world
+from fusionsim.recommenders import ArmsFolderError, NewArrivals, Popularity, Recommender, load_arms
 
 
 def default_arms(world: World) -> list[Recommender]:

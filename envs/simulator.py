@@ -17,15 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.allocator import reuse_freed_memory
-from envs.candidates import CandidateStage
-from envs.context import CONTEXT_DIM, build_contexts, static_context
-from envs.fusion import blend, select_slate
-from envs.response import ShopperModel
-from envs.scenario import DEVICES, SEGMENTS, Scenario
-from envs.world import World
-from recommenders.base import Recommender, RequestBatch
-from recommenders.data import QUERY_WORDS
+from fusionsim.envs.allocator import reuse_freed_memory
+from fusionsim.envs.candidates import CandidateStage
+from fusionsim.envs.context import CONTEXT_DIM, build_contexts, static_context
+from fusionsim.envs.fusion import blend, select_slate
+from fusionsim.envs.response import ShopperModel
+from fusionsim.envs.scenario import DEVICES, SEGMENTS, Scenario
+from fusionsim.envs.world import World
+from fusionsim.recommenders.base import Recommender, RequestBatch
+from fusionsim.recommenders.data import QUERY_WORDS
 
 
 

@@ -8,12 +8,12 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.context import CONTEXT_HIGH, CONTEXT_LOW
-from envs.fusion import ActionMapper
-from envs.scenario import Scenario
-from envs.shop import make_shop
-from envs.simulator import BatchedSimulator, StepResult
-from recommenders import Recommender
+from fusionsim.envs.context import CONTEXT_HIGH, CONTEXT_LOW
+from fusionsim.envs.fusion import ActionMapper
+from fusionsim.envs.scenario import Scenario
+from fusionsim.envs.shop import make_shop
+from fusionsim.envs.simulator import BatchedSimulator, StepResult
+from fusionsim.recommenders import Recommender
 
 
 class FusionVecEnv(VecEnv):

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from envs.scenario import SEGMENTS, Scenario
-from recommenders.base import ItemTable
-from recommenders.data import RECENT_ITEMS  # how many recent items the shop remembers per shopper
+from fusionsim.envs.scenario import SEGMENTS, Scenario
+from fusionsim.recommenders.base import ItemTable
+from fusionsim.recommenders.data import RECENT_ITEMS  # how many recent items the shop remembers per shopper
 
 HISTORY_DAYS = 30.0
 """The pre-simulation purchase history spans days [-HISTORY_DAYS, 0)."""

@@ -23,19 +23,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from agents import LinUCB, Policy  # noqa: E402
-from envs.context import CONTEXT_DIM  # noqa: E402
-from envs.fusion import ActionMapper  # noqa: E402
-from envs.scenario import Scenario, scenario_to_dict  # noqa: E402
-from envs.shop import make_shop  # noqa: E402
-from envs.simulator import BatchedSimulator  # noqa: E402
-from envs.world import World  # noqa: E402
-from experiments import stats  # noqa: E402
-from experiments.oracle import ConstantAction, grid_search  # noqa: E402
-from experiments.runs import save_figure, write_config, write_json  # noqa: E402
-from experiments.simulate import PolicySpecError, make_static_policy  # noqa: E402
-from envs.logs import atomic_write_parquet  # noqa: E402
-from recommenders.io import atomic_write_text  # noqa: E402
+from fusionsim.agents import LinUCB, Policy  # noqa: E402
+from fusionsim.envs.context import CONTEXT_DIM  # noqa: E402
+from fusionsim.envs.fusion import ActionMapper  # noqa: E402
+from fusionsim.envs.scenario import Scenario, scenario_to_dict  # noqa: E402
+from fusionsim.envs.shop import make_shop  # noqa: E402
+from fusionsim.envs.simulator import BatchedSimulator  # noqa: E402
+from fusionsim.envs.world import World  # noqa: E402
+from fusionsim.experiments import stats  # noqa: E402
+from fusionsim.experiments.oracle import ConstantAction, grid_search  # noqa: E402
+from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
+from fusionsim.experiments.simulate import PolicySpecError, make_static_policy  # noqa: E402
+from fusionsim.envs.logs import atomic_write_parquet  # noqa: E402
+from fusionsim.recommenders.io import atomic_write_text  # noqa: E402
 
 METRICS = ("revenue", "clicks", "purchases", "requests", "sessions")
 """Per-shopper totals; the tests compare their means per shopper, and CTR/conversion as ratios."""
@@ -92,7 +92,7 @@ def _make_policies(names: list[str], arm_names: list[str], search, seed: int) ->
 
 def _load_ppo(name: str) -> Policy:
     """``ppo:<run folder>``: the frozen PPO policy trained by ``fusionsim train --agent ppo``."""
-    from agents.ppo import PPOPolicy
+    from fusionsim.agents.ppo import PPOPolicy
 
     path = Path(name[len("ppo:"):]) / "ppo.zip"
     try:

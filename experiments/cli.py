@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from envs.scenario import ScenarioError, load_scenario
-from experiments.runs import RunFolderError, prepare_run_folder
-from experiments.simulate import PolicySpecError, run_policy
-from experiments.train import AGENTS, TrainError, train
-from experiments.train_base import MODELS, TrainBaseError, parse_models, train_base
-from recommenders import ArmsFolderError, InteractionTableError
+from fusionsim.envs.scenario import ScenarioError, load_scenario
+from fusionsim.experiments.runs import RunFolderError, prepare_run_folder
+from fusionsim.experiments.simulate import PolicySpecError, run_policy
+from fusionsim.experiments.train import AGENTS, TrainError, train
+from fusionsim.experiments.train_base import MODELS, TrainBaseError, parse_models, train_base
+from fusionsim.recommenders import ArmsFolderError, InteractionTableError
 
 
 class UsageFailure(click.ClickException):
@@ -145,7 +145,7 @@ def train_command(scenario: str, base: Path | None, agent: str, requests: int, o
               help="Requests replayed to average the weights per cell.")
 def explain_command(run: Path, requests: int) -> None:
     """Show the learned arm weights per context cell of a trained run (table + heat map PNG)."""
-    from experiments.explain import explain
+    from fusionsim.experiments.explain import explain
     try:
         table = explain(run, requests)
     except TrainError as exc:
@@ -175,8 +175,8 @@ def explain_command(run: Path, requests: int) -> None:
 def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, campaign: str | None,
                 evaluation: str, estimators: str, out: Path, folds: int, seed: int, overwrite: bool) -> None:
     """Off-policy estimates (with bootstrap CIs) of a trained policy on logged traffic."""
-    from experiments.ope import OPEInputError
-    from experiments.ope_run import parse_estimators, run_obd_ope, run_ope
+    from fusionsim.experiments.ope import OPEInputError
+    from fusionsim.experiments.ope_run import parse_estimators, run_obd_ope, run_ope
     try:
         names = parse_estimators(estimators)
         if (obd is None) == (logs is None or policy_run is None):
@@ -217,7 +217,7 @@ def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, ca
 def ab_test_command(scenario: str, base: Path | None, policies: str, users: int | None, split: str, days: float,
                     pre_days: float, aa: bool, out: Path, seed: int, overwrite: bool) -> None:
     """Simulated A/B test of fusion policies: estimates with CIs, CUPED, SRM, MDE, and the true lift."""
-    from experiments.ab_test import ABTestError, run_ab_test
+    from fusionsim.experiments.ab_test import ABTestError, run_ab_test
     try:
         overrides = {} if users is None else {"world.n_users": users}
         resolved = load_scenario(scenario, **overrides)
@@ -250,7 +250,7 @@ def ab_test_command(scenario: str, base: Path | None, policies: str, users: int 
 @click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
 def demo_command(out: Path, scale: float, overwrite: bool) -> None:
     """The whole product on the default shop: logs, arms, LinUCB, an A/B test and off-policy evaluation."""
-    from experiments.demo import run_demo
+    from fusionsim.experiments.demo import run_demo
     try:
         run_demo(out, overwrite=overwrite, scale=scale)
     except RunFolderError as exc:

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import click
 
-from envs.scenario import load_scenario
-from experiments.ab_test import run_ab_test
-from experiments.ope import ESTIMATORS
-from experiments.ope_run import run_ope
-from experiments.runs import prepare_run_folder, write_config
-from experiments.simulate import run_policy
-from experiments.train import train
-from experiments.train_base import MODELS, train_base
-from recommenders.io import atomic_write_text
+from fusionsim.envs.scenario import load_scenario
+from fusionsim.experiments.ab_test import run_ab_test
+from fusionsim.experiments.ope import ESTIMATORS
+from fusionsim.experiments.ope_run import run_ope
+from fusionsim.experiments.runs import prepare_run_folder, write_config
+from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.train import train
+from fusionsim.experiments.train_base import MODELS, train_base
+from fusionsim.recommenders.io import atomic_write_text
 
 
 def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:

@@ -11,10 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from envs.context import CELL_NAMES, N_CELLS, context_cell  # noqa: E402
-from experiments.runs import save_figure, write_json  # noqa: E402
-from experiments.train import CHECKPOINT, PPO_MODEL, PPO_STATE, TrainError, load_checkpoint  # noqa: E402
-from recommenders.io import atomic_write_text  # noqa: E402
+from fusionsim.envs.context import CELL_NAMES, N_CELLS, context_cell  # noqa: E402
+from fusionsim.experiments.runs import save_figure, write_json  # noqa: E402
+from fusionsim.experiments.train import CHECKPOINT, PPO_MODEL, PPO_STATE, TrainError, load_checkpoint  # noqa: E402
+from fusionsim.recommenders.io import atomic_write_text  # noqa: E402
 
 
 def explain(run: Path, requests: int = 50_000) -> dict:
@@ -22,7 +22,7 @@ def explain(run: Path, requests: int = 50_000) -> dict:
     requests and average the arm weights it chose per context cell. Writes ``explain.md``,
     ``explain.json`` and ``explain.png`` into ``run``."""
     if (run / PPO_MODEL).is_file():
-        from agents.ppo import PPOPolicy
+        from fusionsim.agents.ppo import PPOPolicy
 
         state, policy = load_checkpoint(run / PPO_STATE), PPOPolicy.load(run / PPO_MODEL)
     elif (run / CHECKPOINT).is_file():

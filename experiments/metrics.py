@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.logs import SURFACES
-from envs.scenario import SEGMENTS
-from envs.simulator import StepResult
+from fusionsim.envs.logs import SURFACES
+from fusionsim.envs.scenario import SEGMENTS
+from fusionsim.envs.simulator import StepResult
 
 
 class TrafficMetrics:

@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from envs.context import CONTEXT_NAMES
-from envs.scenario import parse_scenario
-from envs.shop import make_shop
-from experiments.ope import ESTIMATORS, OPEInputError
-from experiments.oracle import run_policy_rewards
-from experiments.reward_model import cross_fitted_rewards
-from experiments.runs import parse_choices, write_config, write_json
-from experiments.train import CHECKPOINT, PPO_MODEL, TrainError, load_checkpoint
-from recommenders.io import atomic_write_text
+from fusionsim.envs.context import CONTEXT_NAMES
+from fusionsim.envs.scenario import parse_scenario
+from fusionsim.envs.shop import make_shop
+from fusionsim.experiments.ope import ESTIMATORS, OPEInputError
+from fusionsim.experiments.oracle import run_policy_rewards
+from fusionsim.experiments.reward_model import cross_fitted_rewards
+from fusionsim.experiments.runs import parse_choices, write_config, write_json
+from fusionsim.experiments.train import CHECKPOINT, PPO_MODEL, TrainError, load_checkpoint
+from fusionsim.recommenders.io import atomic_write_text
 
 
 def parse_estimators(spec: str) -> list[str]:
@@ -103,9 +103,9 @@ def _finish(metrics: dict, log_config: dict | None, policy, mapper, logs: Path, 
 
 def _run_continuous_ope(logs: Path, policy_run: Path, out: Path, folds: int, seed: int,
                         truth_requests: int | None) -> dict:
-    from agents.ppo import PPOPolicy
-    from envs.fusion import ActionMapper
-    from experiments.ope import KernelizedInverseProbabilityWeighting
+    from fusionsim.agents.ppo import PPOPolicy
+    from fusionsim.envs.fusion import ActionMapper
+    from fusionsim.experiments.ope import KernelizedInverseProbabilityWeighting
 
     log, contexts, log_config = _read_simulated_log(logs)
     action_columns = [c for c in log.columns if c.startswith("action_")]

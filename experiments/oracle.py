@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.base import Policy, check_batch
-from envs.context import CELL_NAMES, N_CELLS, context_cell
-from envs.fusion import ActionMapper
-from envs.simulator import BatchedSimulator
-from envs.world import World
-from recommenders import Recommender
+from fusionsim.agents.base import Policy, check_batch
+from fusionsim.envs.context import CELL_NAMES, N_CELLS, context_cell
+from fusionsim.envs.fusion import ActionMapper
+from fusionsim.envs.simulator import BatchedSimulator
+from fusionsim.envs.world import World
+from fusionsim.recommenders import Recommender
 
 
 class CellTablePolicy(Policy):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from recommenders.io import atomic_target, atomic_write_text
+from fusionsim.recommenders.io import atomic_target, atomic_write_text
 
 
 class RunFolderError(ValueError):

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from agents import FixedBlend, Policy, SingleArm, UniformContinuous, UniformRandom
-from envs.fusion import ActionMapper, simplex_grid
-from envs.logs import InteractionLogWriter
-from envs.scenario import Scenario, scenario_to_dict
-from envs.shop import make_shop
-from envs.simulator import BatchedSimulator
-from experiments.metrics import TrafficMetrics
-from experiments.runs import write_config, write_json
+from fusionsim.agents import FixedBlend, Policy, SingleArm, UniformContinuous, UniformRandom
+from fusionsim.envs.fusion import ActionMapper, simplex_grid
+from fusionsim.envs.logs import InteractionLogWriter
+from fusionsim.envs.scenario import Scenario, scenario_to_dict
+from fusionsim.envs.shop import make_shop
+from fusionsim.envs.simulator import BatchedSimulator
+from fusionsim.experiments.metrics import TrafficMetrics
+from fusionsim.experiments.runs import write_config, write_json
 
 
 class PolicySpecError(ValueError):

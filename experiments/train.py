@@ -12,16 +12,16 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents import UCB1, EpsilonGreedy, GaussianThompson, LinTS, LinUCB, Policy
-from envs.context import CONTEXT_DIM, context_cell
-from envs.fusion import ActionMapper
-from envs.scenario import SEGMENTS, Scenario, scenario_to_dict
-from envs.shop import make_shop
-from envs.simulator import BatchedSimulator
-from experiments import tags
-from experiments.oracle import grid_search
-from experiments.runs import write_config, write_json
-from recommenders.io import atomic_target
+from fusionsim.agents import UCB1, EpsilonGreedy, GaussianThompson, LinTS, LinUCB, Policy
+from fusionsim.envs.context import CONTEXT_DIM, context_cell
+from fusionsim.envs.fusion import ActionMapper
+from fusionsim.envs.scenario import SEGMENTS, Scenario, scenario_to_dict
+from fusionsim.envs.shop import make_shop
+from fusionsim.envs.simulator import BatchedSimulator
+from fusionsim.experiments import tags
+from fusionsim.experiments.oracle import grid_search
+from fusionsim.experiments.runs import write_config, write_json
+from fusionsim.recommenders.io import atomic_target
 
 AGENTS = ("linucb", "lints", "eps", "ucb", "ts", "ppo")
 CHECKPOINT = "checkpoint.pkl"
@@ -247,7 +247,7 @@ def train_ppo(scenario: Scenario, requests: int, out: Path, base: Path | None = 
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from envs.vec_env import FusionVecEnv
+    from fusionsim.envs.vec_env import FusionVecEnv
 
     sim_seed, policy_seed, oracle_seed = np.random.SeedSequence(seed).generate_state(3)
     venv = FusionVecEnv(scenario, n_envs=slots, action_mode="weights", base=base, seed=int(sim_seed))

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from envs.logs import SURFACES
-from envs.scenario import DEVICES, SEGMENTS, Scenario, scenario_to_dict
-from envs.shop import world_signature
-from envs.world import build_world
-from experiments.runs import parse_choices, write_config, write_json
-from recommenders import ARMS_FILE, ContentBased, MatrixFactorization, Popularity, Recommender, SequenceModel
-from recommenders.data import EvalRequests, clicks_from_log, eval_requests_from_log
-from recommenders.evaluation import grouped, ranking_metrics
-from recommenders.io import atomic_write_text
+from fusionsim.envs.logs import SURFACES
+from fusionsim.envs.scenario import DEVICES, SEGMENTS, Scenario, scenario_to_dict
+from fusionsim.envs.shop import world_signature
+from fusionsim.envs.world import build_world
+from fusionsim.experiments.runs import parse_choices, write_config, write_json
+from fusionsim.recommenders import ARMS_FILE, ContentBased, MatrixFactorization, Popularity, Recommender, SequenceModel
+from fusionsim.recommenders.data import EvalRequests, clicks_from_log, eval_requests_from_log
+from fusionsim.recommenders.evaluation import grouped, ranking_metrics
+from fusionsim.recommenders.io import atomic_write_text
 
 MODELS = ("popularity", "mf", "content", "sequence")
 K = 10

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from recommenders.base import (INTERACTION_COLUMNS, InteractionTableError, ItemTable, Recommender, RequestBatch,
+from fusionsim.recommenders.base import (INTERACTION_COLUMNS, InteractionTableError, ItemTable, Recommender, RequestBatch,
                                check_interactions)
-from recommenders.content import ContentBased
-from recommenders.mf import MatrixFactorization
-from recommenders.new_arrivals import NewArrivals
-from recommenders.popularity import Popularity
-from recommenders.sequence import SequenceModel
+from fusionsim.recommenders.content import ContentBased
+from fusionsim.recommenders.mf import MatrixFactorization
+from fusionsim.recommenders.new_arrivals import NewArrivals
+from fusionsim.recommenders.popularity import Popularity
+from fusionsim.recommenders.sequence import SequenceModel
 
 REGISTRY: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, NewArrivals, MatrixFactorization,
                                                                     ContentBased, SequenceModel)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recommenders.base import ItemTable, Recommender, RequestBatch, check_interactions, outside
+from fusionsim.recommenders.base import ItemTable, Recommender, RequestBatch, check_interactions, outside
 
 class ContentBased(Recommender):
     """Scores items by their words and price, so it works for items nobody has interacted with yet.

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recommenders.base import ItemTable, Recommender
-from recommenders.data import EvalRequests
+from fusionsim.recommenders.base import ItemTable, Recommender
+from fusionsim.recommenders.data import EvalRequests
 
 
 def ranking_metrics(model: Recommender, data: EvalRequests, items: ItemTable, k: int = 10,

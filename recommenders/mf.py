@@ -7,10 +7,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from recommenders.base import ItemTable, Recommender, RequestBatch, check_interactions
-from recommenders.data import EvalRequests
-from recommenders.evaluation import ndcg_validator
-from recommenders.training import TrainConfig, TrainReport, dot_scores, pick_device, train
+from fusionsim.recommenders.base import ItemTable, Recommender, RequestBatch, check_interactions
+from fusionsim.recommenders.data import EvalRequests
+from fusionsim.recommenders.evaluation import ndcg_validator
+from fusionsim.recommenders.training import TrainConfig, TrainReport, dot_scores, pick_device, train
 
 
 class BPRModule(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recommenders.base import ItemTable, Recommender, RequestBatch, lookup
+from fusionsim.recommenders.base import ItemTable, Recommender, RequestBatch, lookup
 
 
 class NewArrivals(Recommender):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from recommenders.base import outside
+from fusionsim.recommenders.base import outside
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from envs.scenario import Scenario, load_scenario
-from envs.shop import make_shop
+from fusionsim.envs.scenario import Scenario, load_scenario
+from fusionsim.envs.shop import make_shop
 
 SMALL = {"world.n_items": 1200, "world.n_users": 3000, "world.n_top_categories": 2, "world.n_leaf_per_top": 3,
          "world.n_brands": 40, "candidates.trending_size": 300, "traffic.requests_per_day": 20000}

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from experiments.ab_test import assign_buckets
-from experiments.cli import cli
+from fusionsim.experiments.ab_test import assign_buckets
+from fusionsim.experiments.cli import cli
 from tests.conftest import small_scenario
 
 

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from envs.allocator import reuse_freed_memory
+from fusionsim.envs.allocator import reuse_freed_memory
 
 
 def _page_faults() -> int:

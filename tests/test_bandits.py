@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from agents import UCB1, EpsilonGreedy, GaussianThompson, LinTS, LinUCB
+from fusionsim.agents import UCB1, EpsilonGreedy, GaussianThompson, LinTS, LinUCB
 from benchmarks.bandit_throughput import textbook_linucb
 
 D, K = 16, 8
@@ -179,7 +179,7 @@ def test_discounted_batch_update_equals_rounds_one_by_one():
 
 
 def test_action_distributions_match_the_logged_propensities():
-    from agents import SingleArm, UniformRandom
+    from fusionsim.agents import SingleArm, UniformRandom
     x, p, u = _stream(7, 200)
     policy = LinUCB(K, D, epsilon=0.3, seed=2)
     _run_per_round(policy, x[:100], p, u)

@@ -7,8 +7,8 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs  # noqa: F401  (registers the environments)
-from envs.vec_env import FusionVecEnv
+import fusionsim.envs  # noqa: F401  (registers the environments)
+from fusionsim.envs.vec_env import FusionVecEnv
 
 CASES = [("fusionsim/Fusion-v0", {"action_mode": "arm"}), ("fusionsim/Fusion-v0", {"action_mode": "grid"}),
          ("fusionsim/Fusion-v0", {"action_mode": "weights"}), ("fusionsim/FusionSession-v0", {}),

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from envs.shop import make_shop
-from envs.simulator import BatchedSimulator
+from fusionsim.envs.shop import make_shop
+from fusionsim.envs.simulator import BatchedSimulator
 from tests.conftest import small_scenario
 
 

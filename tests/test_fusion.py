@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from envs.fusion import ActionMapper, blend, select_slate, simplex_grid, weights_from_continuous
+from fusionsim.envs.fusion import ActionMapper, blend, select_slate, simplex_grid, weights_from_continuous
 
 
 def test_simplex_grid_exact():

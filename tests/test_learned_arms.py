@@ -8,15 +8,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from envs.logs import SURFACES
-from envs.scenario import DEVICES, SEGMENTS
-from envs.shop import make_shop
-from envs.simulator import BatchedSimulator
-from experiments.cli import cli
-from experiments.simulate import run_policy
-from recommenders import ContentBased, InteractionTableError, MatrixFactorization, RequestBatch, SequenceModel
-from recommenders.data import clicks_from_log, eval_requests_from_log, recent_items_before
-from recommenders.evaluation import ranking_metrics
+from fusionsim.envs.logs import SURFACES
+from fusionsim.envs.scenario import DEVICES, SEGMENTS
+from fusionsim.envs.shop import make_shop
+from fusionsim.envs.simulator import BatchedSimulator
+from fusionsim.experiments.cli import cli
+from fusionsim.experiments.simulate import run_policy
+from fusionsim.recommenders import ContentBased, InteractionTableError, MatrixFactorization, RequestBatch, SequenceModel
+from fusionsim.recommenders.data import clicks_from_log, eval_requests_from_log, recent_items_before
+from fusionsim.recommenders.evaluation import ranking_metrics
 from tests.conftest import small_scenario
 
 FAST = {"epochs": 3, "progress": False, "device": "cpu", "batch_size": 2048}
@@ -48,7 +48,7 @@ def _requests(users, recent):
 def _four_items():
     """Items 0, 1 in leaf word 10 (top word 0); 2, 3 in leaf word 11 (top word 1); brands 20-21, attributes
     30-31; prices 10, 100, 10, 100."""
-    from recommenders.base import ItemTable
+    from fusionsim.recommenders.base import ItemTable
     tokens = np.array([[0, 10, 20, 30], [0, 10, 21, 31], [1, 11, 21, 30], [1, 11, 21, 31]], dtype=np.int32)
     return ItemTable(item_id=np.arange(4, dtype=np.int32), top=tokens[:, 0], leaf=tokens[:, 1] - 10,
                      brand=tokens[:, 2] - 20, price=np.array([10, 100, 10, 100], np.float32), tokens=tokens,
@@ -73,7 +73,7 @@ def test_clicks_and_recent_items_from_a_log():
 def test_mf_and_sequence_beat_popularity_on_a_small_shop(logged):
     _, _, world, train, test, validation = logged
     items = world.catalog.public()
-    from recommenders import Popularity
+    from fusionsim.recommenders import Popularity
     fast = {**FAST, "batch_size": 1024, "lr": 1e-2}
     ndcg = {}
     for model in (Popularity(), MatrixFactorization(train={**fast, "epochs": 3}),
@@ -117,7 +117,7 @@ def test_content_scores_equal_hand_computed_cosines():
 
 
 def test_dot_scores_equal_direct_dot_products_with_fallback():
-    from recommenders.training import dot_scores
+    from fusionsim.recommenders.training import dot_scores
     rng = np.random.default_rng(0)
     queries, table, bias = rng.normal(size=(5, 8)), rng.normal(size=(30, 8)), rng.normal(size=30)
     ids = rng.integers(0, 30, (5, 7)).astype(np.int32)
@@ -135,7 +135,7 @@ def test_dot_scores_equal_direct_dot_products_with_fallback():
 
 
 def test_gru_serving_step_equals_the_training_gru():
-    from recommenders.sequence import GRUModule
+    from fusionsim.recommenders.sequence import GRUModule
     torch.manual_seed(0)
     module = GRUModule(50, 16).eval()
     items, h = torch.randint(0, 51, (7,)), torch.randn(7, 16)
@@ -183,7 +183,7 @@ def test_sequence_serving_is_incremental_and_matches_a_full_pass(logged):
 
 
 def test_sequence_cache_keeps_the_last_request_of_a_repeated_shopper():
-    from recommenders.sequence import GRUModule
+    from fusionsim.recommenders.sequence import GRUModule
     torch.manual_seed(0)
     model = SequenceModel(dim=64, train=FAST)
     model.load_state({k: v.numpy() for k, v in GRUModule(200, 64).state_dict().items()})

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from experiments.ope import (ESTIMATORS, DirectMethod, DoublyRobust, DoublyRobustWithShrinkage,
+from fusionsim.experiments.ope import (ESTIMATORS, DirectMethod, DoublyRobust, DoublyRobustWithShrinkage,
                              InverseProbabilityWeighting, OPEInputError, SelfNormalizedDoublyRobust,
                              SelfNormalizedInverseProbabilityWeighting, SwitchDoublyRobust)
 
@@ -119,8 +119,8 @@ def test_ope_command_on_a_simulated_log(tmp_path):
     import yaml
     from click.testing import CliRunner
 
-    from experiments.cli import cli
-    from experiments.reward_model import cross_fitted_rewards
+    from fusionsim.experiments.cli import cli
+    from fusionsim.experiments.reward_model import cross_fitted_rewards
     from tests.conftest import small_scenario
 
     path = tmp_path / "small.yaml"
@@ -195,7 +195,7 @@ def test_ips_is_unbiased_on_simulated_bandit_feedback():
 
 
 def test_kernelized_estimators_recover_a_continuous_policy_value():
-    from experiments.ope import KernelizedInverseProbabilityWeighting
+    from fusionsim.experiments.ope import KernelizedInverseProbabilityWeighting
 
     rng = np.random.default_rng(5)
     n = 200_000
@@ -240,7 +240,7 @@ def test_ope_reads_the_open_bandit_dataset_layout(tmp_path):
 
     from click.testing import CliRunner
 
-    from experiments.cli import cli
+    from fusionsim.experiments.cli import cli
 
     table = _write_obd_fixture(tmp_path / "obd")
     runner = CliRunner()
@@ -271,7 +271,7 @@ def test_ope_evaluates_a_ppo_run_with_kernelized_estimators(tmp_path):
     import yaml
     from click.testing import CliRunner
 
-    from experiments.cli import cli
+    from fusionsim.experiments.cli import cli
     from tests.conftest import small_scenario
 
     path = tmp_path / "small.yaml"

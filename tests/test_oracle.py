@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from envs.context import CELL_NAMES, CONTEXT_DIM, N_CELLS, context_cell
-from envs.shop import make_shop
-from experiments.cli import cli
-from experiments.oracle import CellTablePolicy, GridSearch, grid_search
+from fusionsim.envs.context import CELL_NAMES, CONTEXT_DIM, N_CELLS, context_cell
+from fusionsim.envs.shop import make_shop
+from fusionsim.experiments.cli import cli
+from fusionsim.experiments.oracle import CellTablePolicy, GridSearch, grid_search
 from tests.conftest import small_scenario
 
 

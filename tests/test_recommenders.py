@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from recommenders import InteractionTableError, NewArrivals, Popularity, RequestBatch, check_interactions
-from recommenders.base import RECENT_ITEMS, ItemTable
+from fusionsim.recommenders import InteractionTableError, NewArrivals, Popularity, RequestBatch, check_interactions
+from fusionsim.recommenders.base import RECENT_ITEMS, ItemTable
 
 
 def _items(n):

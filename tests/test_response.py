@@ -5,10 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from envs.response import ShopperModel, sigmoid
-from envs.scenario import DEVICES
-from envs.simulator import BatchedSimulator
-from envs.world import build_world
+from fusionsim.envs.response import ShopperModel, sigmoid
+from fusionsim.envs.scenario import DEVICES
+from fusionsim.envs.simulator import BatchedSimulator
+from fusionsim.envs.world import build_world
 
 DESKTOP = DEVICES.index("desktop")
 

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from envs.scenario import ScenarioError, load_scenario, parse_scenario, scenario_names
+from fusionsim.envs.scenario import ScenarioError, load_scenario, parse_scenario, scenario_names
 
 
 def test_shipped_scenarios_load():
@@ -86,7 +86,7 @@ def test_cli_rejects_bad_scenario_file_with_exit_code_2(tmp_path):
         world:
           n_users: -3
     """))
-    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "simulate", "--scenario", str(path),
+    proc = subprocess.run([sys.executable, "-m", "fusionsim.experiments.cli", "simulate", "--scenario", str(path),
                            "--requests", "10", "--out", str(tmp_path / "run")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "Error: scenario 'neg.yaml': world.n_users = -3 is not allowed: must be >= 1"

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from envs.context import CONTEXT_NAMES
-from experiments.cli import cli
+from fusionsim.envs.context import CONTEXT_NAMES
+from fusionsim.experiments.cli import cli
 from tests.conftest import SMALL
 
 
@@ -111,7 +111,7 @@ def test_existing_run_is_not_overwritten(scenario_file, tmp_path):
 
 
 def test_console_command_is_installed(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "--help"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "fusionsim.experiments.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "simulate" in proc.stdout
 
 

@@ -7,8 +7,8 @@ import yaml
 from click.testing import CliRunner
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from experiments import tags
-from experiments.cli import cli
+from fusionsim.experiments import tags
+from fusionsim.experiments.cli import cli
 from tests.conftest import small_scenario
 
 
@@ -81,11 +81,11 @@ def test_linucb_ends_closer_to_the_oracle_than_static_blends(tmp_path):
     """Default scenario, fixed seeds: over the last 20% of 102,400 requests, LinUCB learning online earns
     more than the best single arm and the best global static blend (found by grid search with common
     random numbers), and at least 95% of the oracle (best static blend per context cell)."""
-    from envs.fusion import ActionMapper
-    from envs.scenario import load_scenario
-    from envs.shop import make_shop
-    from experiments.oracle import CellTablePolicy, ConstantAction, grid_search, run_policy_rewards
-    from experiments.train import train
+    from fusionsim.envs.fusion import ActionMapper
+    from fusionsim.envs.scenario import load_scenario
+    from fusionsim.envs.shop import make_shop
+    from fusionsim.experiments.oracle import CellTablePolicy, ConstantAction, grid_search, run_policy_rewards
+    from fusionsim.experiments.train import train
 
     scenario = load_scenario("default")
     world, arms = make_shop(scenario)
@@ -106,7 +106,7 @@ def test_linucb_ends_closer_to_the_oracle_than_static_blends(tmp_path):
 
 
 def test_ppo_trains_on_the_batched_simulator_and_explains(scenario_file, tmp_path):
-    from agents.ppo import PPOPolicy
+    from fusionsim.agents.ppo import PPOPolicy
 
     run = tmp_path / "ppo"
     result = _train(scenario_file, run, "--agent", "ppo", "--requests", "5120")

@@ -1,7 +1,7 @@
 import numpy as np
 
-from envs.candidates import CandidateStage
-from envs.world import RECENT_ITEMS, build_world, on_sale_counts
+from fusionsim.envs.candidates import CandidateStage
+from fusionsim.envs.world import RECENT_ITEMS, build_world, on_sale_counts
 from tests.conftest import small_scenario
 
 
