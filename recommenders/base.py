@@ -152,6 +152,15 @@ class Recommender(abc.ABC):
     def reset_state(self) -> None:
         """Forget serving state kept between requests (none by default; the sequence model caches states)."""
 
+    def serving_state(self) -> dict[str, np.ndarray]:
+        """The serving state kept between requests, as arrays (empty by default), for simulator checkpoints."""
+        return {}
+
+    def load_serving_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`serving_state`; an arm without serving state accepts only an empty dict."""
+        if state:
+            raise ValueError(f"arm '{self.name}' keeps no serving state; got arrays {sorted(state)}")
+
     def save(self, path: str | Path) -> None:
         """Write weights + config atomically; readable with ``torch.load(path, weights_only=True)``."""
         payload = {"name": self.name, "config": self.config(),

@@ -132,6 +132,17 @@ class SequenceModel(Recommender):
         self._cache_h = torch.zeros((0, self.dim), device=self.device)
         self._cache_recent = np.zeros((0, 0), dtype=np.int32)
 
+    def serving_state(self) -> dict[str, np.ndarray]:
+        """The cached states: ``h`` (n_cached, dim) float32 and ``recent`` (n_cached, window) int32."""
+        return {"h": self._cache_h.detach().cpu().numpy(), "recent": self._cache_recent.copy()}
+
+    def load_serving_state(self, state: dict[str, np.ndarray]) -> None:
+        h, recent = np.asarray(state["h"], dtype=np.float32), np.asarray(state["recent"], dtype=np.int32)
+        if h.ndim != 2 or recent.ndim != 2 or len(h) != len(recent) or (len(h) and h.shape[1] != self.dim):
+            raise ValueError(f"sequence serving state does not fit dim {self.dim}: h {h.shape}, recent {recent.shape}")
+        self._cache_h = torch.from_numpy(h.copy()).to(self.device)
+        self._cache_recent = recent.copy()
+
     def _fitted(self) -> GRUModule:
         if self.module is None:
             raise RuntimeError(f"{self.name} is not fitted: call fit() or load()")
