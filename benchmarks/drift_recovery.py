@@ -19,7 +19,7 @@ import numpy as np
 
 from fusionsim.envs.scenario import load_scenario
 from fusionsim.experiments.simulate import run_policy
-from fusionsim.experiments.train import train
+from fusionsim.experiments.train import TrainConfig, train
 from fusionsim.experiments.train_base import MODELS, train_base
 
 
@@ -39,9 +39,10 @@ def main() -> None:
             run_policy(scenario, "uniform", 2 * per_day, Path(tmp) / "logs", seed=0, progress=False)
             train_base(scenario, Path(tmp) / "logs", list(MODELS), base, progress=False)
         for label, discount in (("plain", 1.0), (f"discount {args.discount}", args.discount)):
-            metrics = train(scenario, "linucb", args.requests, Path(tmp) / label.replace(" ", "_"), base=base, seed=3,
-                            slots=256, log_every=per_day // 2, checkpoint_every=per_day // 2 * 100,
-                            oracle_requests=0, discount=discount, progress=False)
+            config = TrainConfig(agent="linucb", requests=args.requests, base=None if base is None else str(base),
+                                 seed=3, slots=256, log_every=per_day // 2, checkpoint_every=per_day // 2 * 100,
+                                 oracle_requests=0, discount=discount)
+            metrics = train(config, scenario, Path(tmp) / label.replace(" ", "_"), progress=False)
             curves[label] = np.array(metrics["curve"])
     print("clicks per request per half day (the trend shifts at day 2):")
     labels = list(curves)

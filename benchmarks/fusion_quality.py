@@ -24,7 +24,7 @@ from fusionsim.envs.scenario import load_scenario
 from fusionsim.envs.shop import make_shop
 from fusionsim.experiments.oracle import CellTablePolicy, ConstantAction, grid_search, run_policy_rewards
 from fusionsim.experiments.simulate import run_policy
-from fusionsim.experiments.train import train
+from fusionsim.experiments.train import TrainConfig, train
 from fusionsim.experiments.train_base import MODELS, train_base
 
 
@@ -54,9 +54,10 @@ def main() -> None:
                               ("best static blend", ConstantAction(search.best_global)),
                               ("best single arm", ConstantAction(search.best_single_arm))):
             results[label] = run_policy_rewards(world, arms, policy, mapper, args.requests, seed, slots=256).last_20pct
-        metrics = train(scenario, "linucb", args.requests, run, base=arms_dir, seed=seed, slots=256,
-                        grid_resolution=args.resolution, log_every=args.requests // 20,
-                        checkpoint_every=args.requests // 20 * 20, progress=False)
+        config = TrainConfig(agent="linucb", requests=args.requests, base=str(arms_dir), seed=seed, slots=256,
+                             grid_resolution=args.resolution, log_every=args.requests // 20,
+                             checkpoint_every=args.requests // 20 * 20)
+        metrics = train(config, scenario, run, progress=False)
         linucb = metrics["reward_per_request_last_20pct"]
     print(f"reward (clicks) per request over the last 20% of {args.requests:,} requests:")
     for label, value in results.items():

@@ -21,7 +21,7 @@ from fusionsim.envs.fusion import ActionMapper
 from fusionsim.envs.scenario import load_scenario
 from fusionsim.envs.shop import make_shop
 from fusionsim.experiments.oracle import ConstantAction, grid_search, run_policy_rewards
-from fusionsim.experiments.train import train
+from fusionsim.experiments.train import TrainConfig, train
 
 
 def main() -> None:
@@ -38,9 +38,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log_every = args.requests // 20 // 256 * 256
         for agent in ("ppo", "linucb"):
-            train(scenario, agent, args.requests, Path(tmp) / agent, seed=1, slots=256 if agent == "linucb" else 64,
-                  log_every=log_every, checkpoint_every=log_every * 20, oracle_requests=0, progress=False)
-        ppo = PPOPolicy.load(Path(tmp) / "ppo" / "ppo.zip")
+            config = TrainConfig(agent=agent, requests=args.requests, seed=1, slots=256 if agent == "linucb" else 64,
+                                 log_every=log_every, checkpoint_every=log_every * 20, oracle_requests=0)
+            train(config, scenario, Path(tmp) / agent, progress=False)
+        ppo = PPOPolicy.load(Path(tmp) / "ppo")
         linucb = LinUCB.load(Path(tmp) / "linucb" / "policy.npz")
         results["PPO"] = run_policy_rewards(world, arms, ppo, ActionMapper("weights", len(arms)),
                                             args.eval_requests, seed=99, slots=256)

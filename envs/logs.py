@@ -31,13 +31,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionsim.envs.context import CONTEXT_NAMES
 from fusionsim.envs.scenario import DEVICES, SEGMENTS
 from fusionsim.envs.simulator import StepResult
-from fusionsim.recommenders.io import atomic_target
+from fusionsim.recommenders.io import atomic_target, check_complete
 
 SURFACES = ("feed", "search")
 
@@ -132,3 +133,51 @@ class InteractionLogWriter:
 
     def close(self) -> None:
         self.flush()
+
+
+REQUIRED_COLUMNS = ("request_id", "t", "user_id", "segment", "surface", "action", "propensity", "slate", "clicks",
+                    "purchases", "revenue", "reward")
+"""Columns every reader of a log relies on."""
+
+
+class LogReadError(ValueError):
+    """A log folder that cannot be read: incomplete, corrupt, or missing a column."""
+
+
+def read_interaction_log(folder: str | Path, option: str, accept_partial: bool = False) -> pd.DataFrame:
+    """The log of the complete ``fusionsim simulate`` run in ``folder`` as one table; a
+    :class:`LogReadError` naming ``option``, the part file and the problem when a part is corrupt, empty,
+    not Parquet or lacks a column. ``accept_partial`` reads the parts of an interrupted run too."""
+    folder = Path(folder)
+    if not accept_partial:
+        try:
+            check_complete(folder, option, ("simulate",), subfolder="logs")
+        except ValueError as exc:
+            raise LogReadError(str(exc)) from None
+    parts = sorted((folder / "logs").glob("part-*.parquet"))
+    if not parts:
+        raise LogReadError(f"{option} {folder} holds no interaction log (expected {folder}/logs/part-*.parquet from "
+                           "fusionsim simulate)")
+    tables = []
+    for part in parts:
+        try:
+            table = pq.read_table(part)
+        except (OSError, pa.ArrowException) as exc:
+            raise LogReadError(f"{option} {folder}: {part.name} is corrupt or not a Parquet file "
+                               f"({type(exc).__name__})") from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+        if missing:
+            raise LogReadError(f"{option} {folder}: {part.name} has no column '{missing[0]}'; not a fusionsim log")
+        if tables and table.schema != tables[0].schema:
+            raise LogReadError(f"{option} {folder}: {part.name} has other columns than {parts[0].name}; "
+                               "the parts come from different runs")
+        tables.append(table)
+    log = pa.concat_tables(tables).to_pandas()
+    if len(log) == 0:
+        raise LogReadError(f"{option} {folder}: the log holds no rows")
+    propensity = log["propensity"].to_numpy(dtype=np.float64)
+    bad = ~(np.isfinite(propensity) & (propensity > 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise LogReadError(f"{option} {folder}: propensity must be finite and > 0; got {propensity[row]} at row {row}")
+    return log

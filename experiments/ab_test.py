@@ -34,8 +34,9 @@ from fusionsim.experiments import stats  # noqa: E402
 from fusionsim.experiments.oracle import ConstantAction, grid_search  # noqa: E402
 from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
 from fusionsim.experiments.simulate import PolicySpecError, make_static_policy  # noqa: E402
+from fusionsim.experiments.train import read_trained_run  # noqa: E402
 from fusionsim.envs.logs import atomic_write_parquet  # noqa: E402
-from fusionsim.recommenders.io import atomic_write_text  # noqa: E402
+from fusionsim.recommenders.io import atomic_write_text, mark_complete  # noqa: E402
 
 METRICS = ("revenue", "clicks", "purchases", "requests", "sessions")
 """Per-shopper totals; the tests compare their means per shopper, and CTR/conversion as ratios."""
@@ -80,7 +81,7 @@ def _make_policies(names: list[str], arm_names: list[str], search, seed: int) ->
         elif name == "linucb":
             policies.append(LinUCB(len(search.grid), CONTEXT_DIM, alpha=0.5, seed=seed + i, action_mode="grid"))
         elif name.startswith("ppo:"):
-            policies.append(_load_ppo(name))
+            policies.append(_load_ppo(name, arm_names))
         else:
             try:
                 policy = make_static_policy(name, arm_names, seed=seed + i)
@@ -90,15 +91,20 @@ def _make_policies(names: list[str], arm_names: list[str], search, seed: int) ->
     return policies
 
 
-def _load_ppo(name: str) -> Policy:
-    """``ppo:<run folder>``: the frozen PPO policy trained by ``fusionsim train --agent ppo``."""
-    from fusionsim.agents.ppo import PPOPolicy
-
-    path = Path(name[len("ppo:"):]) / "ppo.zip"
+def _load_ppo(name: str, arm_names: list[str]) -> Policy:
+    """``ppo:<run folder>``: the frozen PPO policy of a complete ``fusionsim train --agent ppo`` run over the
+    same arms."""
+    option = f"--policies {name}"
     try:
-        return PPOPolicy.load(path)
+        trained = read_trained_run(Path(name[len("ppo:"):]), option)
     except ValueError as exc:
-        raise ABTestError(f"--policies {name}: {exc}") from None
+        raise ABTestError(str(exc)) from None
+    if trained.config.agent != "ppo":
+        raise ABTestError(f"{option}: the run trained {trained.config.agent}, not ppo")
+    if trained.arm_names != arm_names:
+        raise ABTestError(f"{option}: the run blends the arms [{', '.join(trained.arm_names)}] but this test's arms "
+                          f"are [{', '.join(arm_names)}] (names and order must match)")
+    return trained.policy
 
 
 def run_buckets(world: World, arms, policies: list[Policy], bucket_of_user: np.ndarray, days: float, seed: int,
@@ -158,7 +164,7 @@ def run_ab_test(scenario: Scenario, policy_names: list[str], split: list[float],
         if name == "ppo":
             raise ABTestError("--policies ppo: name a trained PPO run as ppo:runs/<run> (fusionsim train --agent ppo)")
         if name.startswith("ppo:"):
-            _load_ppo(name)
+            _load_ppo(name, arm_names)
         elif name not in ("best-arm", "static", "linucb"):
             try:
                 make_static_policy(name, arm_names, seed)
@@ -189,6 +195,7 @@ def run_ab_test(scenario: Scenario, policy_names: list[str], split: list[float],
     write_json(out / "metrics.json", result)
     _plots(out, test.daily, policy_names, result)
     atomic_write_text(out / "report.md", _report(result, policy_names))
+    mark_complete(out, "ab-test")
     return result
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import math
 import sys
+import traceback
 from pathlib import Path
 
 import click
 
-from fusionsim.envs.scenario import ScenarioError, load_scenario
-from fusionsim.experiments.runs import RunFolderError, prepare_run_folder
-from fusionsim.experiments.simulate import PolicySpecError, run_policy
-from fusionsim.experiments.train import AGENTS, TrainError, train
+from fusionsim.envs.scenario import load_scenario
+from fusionsim.experiments.runs import new_run
+from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.train import AGENTS, PPOConfig, TrainConfig, TrainError, train
 from fusionsim.experiments.train_base import MODELS, TrainBaseError, parse_models, train_base
-from fusionsim.recommenders import ArmsFolderError, InteractionTableError
 
 
 class UsageFailure(click.ClickException):
@@ -21,7 +23,90 @@ class UsageFailure(click.ClickException):
     exit_code = 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+MAX_REQUESTS = 1_000_000_000
+"""Upper bound of ``--requests``: about 19 GB of Parquet log and 2 hours of simulation on 2 cores."""
+BYTES_PER_LOGGED_REQUEST = 19
+"""Parquet bytes per request of a simulate log (measured: 10M requests, 189 MB)."""
+
+
+def _expected_failure(exc: BaseException) -> str | None:
+    """The one-line message for a failure that bad input or the machine caused (None: a bug, re-raised).
+
+    Errors raised by fusionsim's own checks (a ValueError raised in fusionsim code), a full disk, a path
+    that is not a folder, missing permissions and memory exhaustion are expected."""
+    if isinstance(exc, MemoryError):
+        return ("out of memory: the asked size does not fit in this machine's memory; ask for fewer requests, "
+                "slots or items")
+    if isinstance(exc, OSError):
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        if exc.errno == errno.ENOSPC:
+            return f"no space left on the device{where}; free some space and rerun (nothing complete was written)"
+        if exc.filename:
+            return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+        return f"{exc.strerror or exc}"
+    if isinstance(exc, ValueError):
+        if type(exc).__module__.startswith("fusionsim"):
+            return str(exc)
+        frames = traceback.extract_tb(exc.__traceback__)
+        raised_by_us = frames and _in_package(frames[-1].filename) and (frames[-1].line or "").startswith("raise ")
+        return str(exc) if raised_by_us else None
+    return None
+
+
+PACKAGE_FOLDERS = tuple(Path(__file__).resolve().parents[1] / part
+                        for part in ("envs", "agents", "recommenders", "experiments"))
+
+
+def _in_package(filename: str) -> bool:
+    """True for a source file of fusionsim itself (a ValueError that fusionsim raises on purpose)."""
+    path = Path(filename).resolve()
+    return any(path.is_relative_to(folder) for folder in PACKAGE_FOLDERS)
+
+
+class _Commands(click.Group):
+    """The one error boundary: every expected failure of any command becomes one ``Error:`` line, exit 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - sorted into expected failures and bugs below
+            message = _expected_failure(exc)
+            if message is None:
+                raise
+            raise UsageFailure(message) from None
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float within [low, high] (``min_open``: low excluded); NaN and infinity are refused."""
+
+    name = "float"
+
+    def __init__(self, low: float | None = None, high: float | None = None, min_open: bool = False) -> None:
+        self.low, self.high, self.min_open = low, high, min_open
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        too_low = self.low is not None and (number <= self.low if self.min_open else number < self.low)
+        if too_low or (self.high is not None and number > self.high):
+            low = "-inf" if self.low is None else f"{self.low:g}"
+            high = "inf" if self.high is None else f"{self.high:g}"
+            self.fail(f"{number:g} is not in the range {'(' if self.min_open else '['}{low}, {high}]", param, ctx)
+        return number
+
+
+REQUESTS = click.IntRange(min=1, max=MAX_REQUESTS)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """fusionsim: simulate a shop, blend its recommenders, and learn how to blend them per context."""
 
@@ -32,8 +117,8 @@ def cli() -> None:
 @click.option("--policy", default="uniform", show_default=True,
               help="uniform | uniform-grid | uniform-weights | an arm name (popularity, new_arrivals) | "
                    "blend:<w1>,<w2>")
-@click.option("--requests", type=click.IntRange(min=1), default=100_000, show_default=True,
-              help="Requests to simulate.")
+@click.option("--requests", type=REQUESTS, default=100_000, show_default=True,
+              help=f"Requests to simulate (at most {MAX_REQUESTS:,}: about {BYTES_PER_LOGGED_REQUEST} bytes of log each).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/simulate"), show_default=True,
               help="Run folder to write (config.yaml, metrics.json, logs/).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
@@ -43,17 +128,16 @@ def cli() -> None:
               help="Rows per Parquet part file.")
 @click.option("--base", type=click.Path(path_type=Path), default=None,
               help="Folder of trained arms from fusionsim train-base (default: popularity and new arrivals).")
-@click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
+@click.option("--grid-resolution", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Resolution of the weight grid that --policy uniform-grid draws from.")
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def simulate(scenario: str, policy: str, requests: int, out: Path, seed: int, slots: int, chunk_rows: int,
-             base: Path | None, overwrite: bool) -> None:
+             base: Path | None, grid_resolution: int, overwrite: bool) -> None:
     """Simulate traffic under a static policy; write the Parquet log (with propensities) and metrics."""
-    try:
-        resolved = load_scenario(scenario)
-        folder = prepare_run_folder(out, overwrite)
+    resolved = load_scenario(scenario)
+    with new_run(out, overwrite) as folder:
         summary = run_policy(resolved, policy, requests, folder, seed=seed, slots=slots, chunk_rows=chunk_rows,
-                             base=base)
-    except (ScenarioError, PolicySpecError, RunFolderError, ArmsFolderError) as exc:
-        raise UsageFailure(str(exc)) from None
+                             base=base, grid_resolution=grid_resolution)
     m = summary.metrics
     click.echo(f"requests {m['requests']:,}  CTR {m['ctr']:.4f}  clicks/request {m['clicks_per_request']:.4f}  "
                f"purchases/request {m['purchases_per_request']:.4f}  revenue/request {m['revenue_per_request']:.3f}  "
@@ -72,24 +156,21 @@ def simulate(scenario: str, policy: str, requests: int, out: Path, seed: int, sl
               help="Training device for the PyTorch arms (auto: cuda when present).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Cap on training epochs.")
-@click.option("--test-fraction", type=click.FloatRange(0.01, 0.9), default=0.2, show_default=True,
+@click.option("--test-fraction", type=FiniteFloat(0.01, 0.9), default=0.2, show_default=True,
               help="Share of the log (by time) held out for testing.")
-@click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def train_base_command(scenario: str, logs: Path, models: str, out: Path, device: str, seed: int,
                        epochs: int | None, test_fraction: float, overwrite: bool) -> None:
     """Train base recommenders on a simulated log; write checkpoints, metrics.json and report.md."""
-    try:
-        resolved = load_scenario(scenario)
-        names = parse_models(models)
-        if device == "cuda":
-            import torch
-            if not torch.cuda.is_available():
-                raise TrainBaseError("--device cuda: no CUDA device on this machine; use --device cpu or auto")
-        folder = prepare_run_folder(out, overwrite)
+    resolved = load_scenario(scenario)
+    names = parse_models(models)
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise TrainBaseError("--device cuda: no CUDA device on this machine; use --device cpu or auto")
+    with new_run(out, overwrite) as folder:
         metrics = train_base(resolved, logs, names, folder, device=device, seed=seed, epochs=epochs,
                              test_fraction=test_fraction)
-    except (ScenarioError, TrainBaseError, RunFolderError, InteractionTableError) as exc:
-        raise UsageFailure(str(exc)) from None
     click.echo(f"{'model':<12}{'NDCG@10':>9}{'Recall@10':>11}")
     for name, result in metrics["models"].items():
         click.echo(f"{name:<12}{result['ndcg@10']:>9.4f}{result['recall@10']:>11.4f}")
@@ -101,7 +182,7 @@ def train_base_command(scenario: str, logs: Path, models: str, out: Path, device
 @click.option("--base", type=click.Path(path_type=Path), default=None,
               help="Folder of trained arms from fusionsim train-base (default: popularity and new arrivals).")
 @click.option("--agent", required=True, help=f"One of {', '.join(AGENTS)}.")
-@click.option("--requests", type=click.IntRange(min=1), default=500_000, show_default=True)
+@click.option("--requests", type=REQUESTS, default=500_000, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--slots", type=click.IntRange(min=1), default=256, show_default=True,
@@ -112,31 +193,49 @@ def train_base_command(scenario: str, logs: Path, models: str, out: Path, device
 @click.option("--log-every", type=click.IntRange(min=1), default=20_000, show_default=True,
               help="Requests between TensorBoard points.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100_000, show_default=True)
-@click.option("--oracle-requests", type=click.IntRange(min=0), default=20_000, show_default=True,
+@click.option("--oracle-requests", type=click.IntRange(min=0, max=MAX_REQUESTS), default=20_000, show_default=True,
               help="Requests simulated per grid blend to find the oracle for the regret curve (0: no oracle).")
-@click.option("--discount", type=click.FloatRange(0.0, 1.0, min_open=True), default=1.0, show_default=True,
+@click.option("--discount", type=FiniteFloat(0.0, 1.0, min_open=True), default=1.0, show_default=True,
               help="Per-request forgetting of linucb/lints (e.g. 0.99999 for a window of ~100,000 requests).")
-@click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+@click.option("--epsilon", type=FiniteFloat(0.0, 1.0), default=0.0, show_default=True,
               help="linucb: share of uniformly random actions (a stochastic policy, for off-policy evaluation).")
-@click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
+@click.option("--ppo-n-steps", type=click.IntRange(min=1), default=PPOConfig.n_steps, show_default=True,
+              help="ppo: rollout steps per slot between updates.")
+@click.option("--ppo-batch-size", type=click.IntRange(min=2), default=PPOConfig.batch_size, show_default=True)
+@click.option("--ppo-epochs", type=click.IntRange(min=1), default=PPOConfig.n_epochs, show_default=True)
+@click.option("--ppo-gamma", type=FiniteFloat(0.0, 1.0), default=PPOConfig.gamma, show_default=True)
+@click.option("--ppo-learning-rate", type=FiniteFloat(0.0, 1.0, min_open=True), default=PPOConfig.learning_rate,
+              show_default=True)
+@click.option("--ppo-ent-coef", type=FiniteFloat(0.0, 1.0), default=PPOConfig.ent_coef, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint (same arguments; "
+              "--requests may grow).")
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def train_command(scenario: str, base: Path | None, agent: str, requests: int, out: Path, seed: int, slots: int,
                   actions: str, grid_resolution: int, log_every: int, checkpoint_every: int, oracle_requests: int,
-                  discount: float, epsilon: float, resume: bool, overwrite: bool) -> None:
-    """Train a fusion policy online; TensorBoard curves, checkpoints, policy.npz and metrics.json."""
-    try:
-        resolved = load_scenario(scenario)
-        folder = out if resume else prepare_run_folder(out, overwrite)
-        metrics = train(resolved, agent, requests, folder, base=base, seed=seed, slots=slots, actions=actions,
-                        grid_resolution=grid_resolution, log_every=log_every, checkpoint_every=checkpoint_every,
-                        resume=resume, oracle_requests=oracle_requests, discount=discount, epsilon=epsilon)
-    except (ScenarioError, TrainError, RunFolderError, ArmsFolderError) as exc:
-        raise UsageFailure(str(exc)) from None
+                  discount: float, epsilon: float, ppo_n_steps: int, ppo_batch_size: int, ppo_epochs: int,
+                  ppo_gamma: float, ppo_learning_rate: float, ppo_ent_coef: float, resume: bool,
+                  overwrite: bool) -> None:
+    """Train a fusion policy online; TensorBoard curves, checkpoints, the policy and metrics.json."""
+    if resume and overwrite:
+        raise TrainError("--resume and --overwrite exclude each other: continue the run or start it again")
+    ppo = PPOConfig(n_steps=ppo_n_steps, batch_size=ppo_batch_size, n_epochs=ppo_epochs, gamma=ppo_gamma,
+                    learning_rate=ppo_learning_rate, ent_coef=ppo_ent_coef)
+    config = TrainConfig(agent=agent, scenario=scenario, requests=requests, base=None if base is None else str(base),
+                         seed=seed, slots=slots, actions=actions, grid_resolution=grid_resolution,
+                         log_every=log_every, checkpoint_every=checkpoint_every, oracle_requests=oracle_requests,
+                         discount=discount, epsilon=epsilon, ppo=ppo)
+    resolved = load_scenario(scenario)
+    if resume:
+        metrics = train(config, resolved, out, resume=True)
+        folder = out
+    else:
+        with new_run(out, overwrite, resumable=True) as folder:
+            metrics = train(config, resolved, folder)
     last = metrics["reward_per_request_last_20pct"]
     click.echo(f"{agent}: reward/request {metrics['reward_per_request']:.4f} overall"
                + (f", {last:.4f} over the last 20%" if last is not None else ""))
-    saved = "ppo.zip, ppo_state.pkl" if agent == "ppo" else "policy.npz, checkpoint.pkl"
-    click.echo(f"wrote {folder}/metrics.json, {saved} and TensorBoard events in {folder}/tensorboard/")
+    saved = "ppo_policy.pt, ppo.json" if agent == "ppo" else "policy.npz"
+    click.echo(f"wrote {folder}/metrics.json, {saved}, checkpoints/ and TensorBoard events in {folder}/tensorboard/")
 
 
 @cli.command("explain")
@@ -146,10 +245,7 @@ def train_command(scenario: str, base: Path | None, agent: str, requests: int, o
 def explain_command(run: Path, requests: int) -> None:
     """Show the learned arm weights per context cell of a trained run (table + heat map PNG)."""
     from fusionsim.experiments.explain import explain
-    try:
-        table = explain(run, requests)
-    except TrainError as exc:
-        raise UsageFailure(str(exc)) from None
+    table = explain(run, requests)
     arms = [k for k in next(iter(table.values())) if k != "requests"]
     click.echo(f"{'cell':<22}" + "".join(f"{a:>14}" for a in arms))
     for cell, row in table.items():
@@ -171,23 +267,20 @@ def explain_command(run: Path, requests: int) -> None:
 @click.option("--folds", type=click.IntRange(min=2), default=2, show_default=True,
               help="Cross-fitting folds of the reward model.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, campaign: str | None,
                 evaluation: str, estimators: str, out: Path, folds: int, seed: int, overwrite: bool) -> None:
     """Off-policy estimates (with bootstrap CIs) of a trained policy on logged traffic."""
     from fusionsim.experiments.ope import OPEInputError
     from fusionsim.experiments.ope_run import parse_estimators, run_obd_ope, run_ope
-    try:
-        names = parse_estimators(estimators)
-        if (obd is None) == (logs is None or policy_run is None):
-            raise OPEInputError("give either --logs and --policy, or --obd")
-        folder = prepare_run_folder(out, overwrite)
+    names = parse_estimators(estimators)
+    if (obd is None) == (logs is None or policy_run is None):
+        raise OPEInputError("give either --logs and --policy, or --obd")
+    with new_run(out, overwrite) as folder:
         if obd is not None:
             metrics = run_obd_ope(obd, campaign, evaluation, names, folder, folds=folds, seed=seed)
         else:
             metrics = run_ope(logs, policy_run, names, folder, folds=folds, seed=seed)
-    except (OPEInputError, TrainError, RunFolderError, ScenarioError, ArmsFolderError) as exc:
-        raise UsageFailure(str(exc)) from None
     truth = metrics.get("on_policy_truth")
     click.echo(f"{'estimator':<10}{'estimate':>10}{'95% CI':>22}{'rel. error':>12}")
     for name, r in metrics["estimators"].items():
@@ -207,33 +300,30 @@ def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, ca
 @click.option("--users", type=click.IntRange(min=10), default=None, help="Shoppers in the test (default: the "
               "scenario's population).")
 @click.option("--split", default="50,50", show_default=True, help="Traffic shares of the buckets.")
-@click.option("--days", type=click.FloatRange(min=0.01), default=3.0, show_default=True)
-@click.option("--pre-days", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+@click.option("--days", type=FiniteFloat(0.01, 365.0), default=3.0, show_default=True)
+@click.option("--pre-days", type=FiniteFloat(0.01, 365.0), default=1.0, show_default=True,
               help="Pre-period under the uniform policy, for CUPED.")
 @click.option("--aa", is_flag=True, help="A/A test: every bucket runs the first policy.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/ab"), show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def ab_test_command(scenario: str, base: Path | None, policies: str, users: int | None, split: str, days: float,
                     pre_days: float, aa: bool, out: Path, seed: int, overwrite: bool) -> None:
     """Simulated A/B test of fusion policies: estimates with CIs, CUPED, SRM, MDE, and the true lift."""
     from fusionsim.experiments.ab_test import ABTestError, run_ab_test
+    overrides = {} if users is None else {"world.n_users": users}
+    resolved = load_scenario(scenario, **overrides)
     try:
-        overrides = {} if users is None else {"world.n_users": users}
-        resolved = load_scenario(scenario, **overrides)
-        try:
-            shares = [float(x) for x in split.split(",")]
-        except ValueError:
-            raise ABTestError(f"--split {split!r}: must be comma-separated numbers, e.g. 50,50") from None
-        if any(x <= 0 for x in shares):
-            raise ABTestError(f"--split {split!r}: every share must be > 0")
-        names = [p.strip() for p in policies.split(",") if p.strip()] if not policies.startswith("blend:") \
-            else [policies]
-        folder = prepare_run_folder(out, overwrite)
+        shares = [float(x) for x in split.split(",")]
+    except ValueError:
+        raise ABTestError(f"--split {split!r}: must be comma-separated numbers, e.g. 50,50") from None
+    if any(not (math.isfinite(x) and x > 0) for x in shares):
+        raise ABTestError(f"--split {split!r}: every share must be a finite number > 0")
+    names = [p.strip() for p in policies.split(",") if p.strip()] if not policies.startswith("blend:") \
+        else [policies]
+    with new_run(out, overwrite) as folder:
         result = run_ab_test(resolved, names, shares, folder, days=days, pre_days=pre_days, base=base, seed=seed,
                              aa=aa)
-    except (ScenarioError, RunFolderError, ArmsFolderError, ABTestError) as exc:
-        raise UsageFailure(str(exc)) from None
     for label, rows in result["comparisons"].items():
         r = rows["revenue"]
         click.echo(f"{label}: revenue/shopper {r['mean_a']:.3f} -> {r['mean_b']:.3f}, lift {r['lift']:+.3f} "
@@ -245,16 +335,13 @@ def ab_test_command(scenario: str, base: Path | None, policies: str, users: int 
 
 @cli.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
-@click.option("--scale", type=click.FloatRange(0.001, 10.0), default=1.0, show_default=True,
+@click.option("--scale", type=FiniteFloat(0.001, 10.0), default=1.0, show_default=True,
               help="Multiplies every request count (0.05 for a quick look).")
-@click.option("--overwrite", is_flag=True, help="Allow writing into a folder that already holds a run.")
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def demo_command(out: Path, scale: float, overwrite: bool) -> None:
     """The whole product on the default shop: logs, arms, LinUCB, an A/B test and off-policy evaluation."""
     from fusionsim.experiments.demo import run_demo
-    try:
-        run_demo(out, overwrite=overwrite, scale=scale)
-    except RunFolderError as exc:
-        raise UsageFailure(str(exc)) from None
+    run_demo(out, overwrite=overwrite, scale=scale)
     click.echo((out / "summary.md").read_text())
     click.echo(f"wrote {out}/summary.md; every step's folder is under {out}/")
 

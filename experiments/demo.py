@@ -22,9 +22,9 @@ from fusionsim.experiments.ope import ESTIMATORS
 from fusionsim.experiments.ope_run import run_ope
 from fusionsim.experiments.runs import prepare_run_folder, write_config
 from fusionsim.experiments.simulate import run_policy
-from fusionsim.experiments.train import train
+from fusionsim.experiments.train import TrainConfig, train
 from fusionsim.experiments.train_base import MODELS, train_base
-from fusionsim.recommenders.io import atomic_write_text
+from fusionsim.recommenders.io import atomic_write_text, mark_complete
 
 
 def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
@@ -47,9 +47,9 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
     step("3/6 logging uniform traffic over the trained arms")
     run_policy(scenario, "uniform", n(100_000), folder / "ope_logs", seed=1, progress=False, base=folder / "arms")
     step("4/6 training LinUCB online")
-    linucb = train(scenario, "linucb", n(300_000), folder / "linucb", base=folder / "arms", seed=2, actions="arm",
-                   epsilon=0.1, log_every=n(300_000) // 10, checkpoint_every=n(300_000) // 10 * 10,
-                   oracle_requests=n(10_000), progress=False)
+    linucb = train(TrainConfig(agent="linucb", requests=n(300_000), base=str(folder / "arms"), seed=2, actions="arm",
+                               epsilon=0.1, log_every=n(300_000) // 10, checkpoint_every=n(300_000) // 10 * 10,
+                               oracle_requests=n(10_000)), scenario, folder / "linucb", progress=False)
     step("5/6 A/B test: best arm, best static blend, LinUCB")
     ab = run_ab_test(scenario, ["best-arm", "static", "linucb"], [1, 1, 1], folder / "ab_test", days=max(0.02, scale),
                      pre_days=max(0.01, 0.5 * scale), base=folder / "arms", seed=3, grid_requests=n(20_000),
@@ -67,6 +67,7 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
                "ope": {name: r["estimate"] for name, r in ope["estimators"].items()},
                "ope_on_policy_truth": ope.get("on_policy_truth")}
     atomic_write_text(folder / "summary.md", render_summary(summary, folder))
+    mark_complete(folder, "demo")
     return summary
 
 

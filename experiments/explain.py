@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import matplotlib
@@ -13,24 +12,16 @@ import numpy as np  # noqa: E402
 
 from fusionsim.envs.context import CELL_NAMES, N_CELLS, context_cell  # noqa: E402
 from fusionsim.experiments.runs import save_figure, write_json  # noqa: E402
-from fusionsim.experiments.train import CHECKPOINT, PPO_MODEL, PPO_STATE, TrainError, load_checkpoint  # noqa: E402
+from fusionsim.experiments.train import read_trained_run  # noqa: E402
 from fusionsim.recommenders.io import atomic_write_text  # noqa: E402
 
 
 def explain(run: Path, requests: int = 50_000) -> dict:
-    """Replay the trained policy (greedy, no learning) on a copy of the run's simulator for ``requests``
-    requests and average the arm weights it chose per context cell. Writes ``explain.md``,
-    ``explain.json`` and ``explain.png`` into ``run``."""
-    if (run / PPO_MODEL).is_file():
-        from fusionsim.agents.ppo import PPOPolicy
-
-        state, policy = load_checkpoint(run / PPO_STATE), PPOPolicy.load(run / PPO_MODEL)
-    elif (run / CHECKPOINT).is_file():
-        state = load_checkpoint(run / CHECKPOINT)
-        policy = copy.deepcopy(state.policy)
-    else:
-        raise TrainError(f"{run} holds no trained policy ({CHECKPOINT} is missing): run fusionsim train first")
-    sim, mapper = copy.deepcopy(state.sim), state.mapper
+    """Replay the trained policy (greedy for PPO, no learning) on the run's simulator as it was at the end
+    of training, for ``requests`` requests, and average the arm weights it chose per context cell. Writes
+    ``explain.md``, ``explain.json`` and ``explain.png`` into ``run``."""
+    trained = read_trained_run(run, "explain", deterministic=True)
+    sim, policy, mapper = trained.simulator(), trained.policy, trained.mapper
     arm_names = [a.name for a in sim.arms]
     weight_sum = np.zeros((N_CELLS, len(arm_names)))
     counts = np.zeros(N_CELLS)

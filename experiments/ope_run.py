@@ -7,17 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
-
 from fusionsim.envs.context import CONTEXT_NAMES
-from fusionsim.envs.scenario import parse_scenario
+from fusionsim.envs.logs import read_interaction_log
+from fusionsim.envs.scenario import parse_scenario, scenario_to_dict
 from fusionsim.envs.shop import make_shop
 from fusionsim.experiments.ope import ESTIMATORS, OPEInputError
 from fusionsim.experiments.oracle import run_policy_rewards
 from fusionsim.experiments.reward_model import cross_fitted_rewards
-from fusionsim.experiments.runs import parse_choices, write_config, write_json
-from fusionsim.experiments.train import CHECKPOINT, PPO_MODEL, TrainError, load_checkpoint
-from fusionsim.recommenders.io import atomic_write_text
+from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
+from fusionsim.experiments.train import TrainedRun, read_trained_run
+from fusionsim.recommenders.io import atomic_write_text, mark_complete
 
 
 def parse_estimators(spec: str) -> list[str]:
@@ -27,15 +26,24 @@ def parse_estimators(spec: str) -> list[str]:
 KERNEL_BANDWIDTH = 0.2
 
 
-def _read_simulated_log(logs: Path) -> tuple[pd.DataFrame, np.ndarray, dict | None]:
-    """The request log of a ``fusionsim simulate`` run folder, its context matrix (n, CONTEXT_DIM) and
-    its config (None when the folder has no config.yaml)."""
-    log = pd.read_parquet(logs / "logs") if (logs / "logs").is_dir() else None
-    if log is None or len(log) == 0:
-        raise OPEInputError(f"--logs {logs} holds no interaction log (expected {logs}/logs/part-*.parquet)")
+def _read_simulated_log(logs: Path) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """The request log of a complete ``fusionsim simulate`` run folder, its context matrix
+    (n, CONTEXT_DIM) and its config."""
+    log = read_interaction_log(logs, "--logs")
     contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float64)
-    config = yaml.safe_load((logs / "config.yaml").read_text()) if (logs / "config.yaml").is_file() else None
-    return log, contexts, config
+    return log, contexts, read_config(logs, "--logs")
+
+
+def _check_same_shop(trained: TrainedRun, log_config: dict, logs: Path) -> None:
+    """The log must come from the policy's shop: the same arms in the same order and the same world."""
+    log_arms = [str(a) for a in log_config.get("arms", [])]
+    if log_arms != trained.arm_names:
+        raise OPEInputError(f"--policy {trained.folder} blends the arms [{', '.join(trained.arm_names)}] but the "
+                            f"log's arms are [{', '.join(log_arms)}] (names and order must match)")
+    logged_world = log_config.get("scenario", {}).get("world")
+    if logged_world != scenario_to_dict(trained.scenario)["world"]:
+        raise OPEInputError(f"--policy {trained.folder} was trained on scenario '{trained.scenario.name}', whose "
+                            f"world differs from the log's scenario '{log_config.get('scenario', {}).get('name')}'")
 
 
 def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, folds: int = 2, seed: int = 0,
@@ -44,25 +52,29 @@ def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, fold
     ``metrics.json``, ``report.md`` and ``config.yaml`` to ``out``. A PPO run is evaluated with the
     kernelized estimators (its deterministic action, Gaussian kernel of bandwidth KERNEL_BANDWIDTH) on a
     log of continuous actions (``simulate --policy uniform-weights``)."""
-    if (policy_run / PPO_MODEL).is_file():
-        return _run_continuous_ope(logs, policy_run, out, folds, seed, truth_requests)
-    if not (policy_run / CHECKPOINT).is_file():
-        raise TrainError(f"--policy {policy_run} holds no trained bandit policy ({CHECKPOINT} is missing)")
-    state = load_checkpoint(policy_run / CHECKPOINT)
-    policy, mapper = state.policy, state.mapper
+    trained = read_trained_run(policy_run, "--policy", deterministic=True)
     log, contexts, log_config = _read_simulated_log(logs)
-    arm_columns = [c for c in log.columns if c.startswith("weights_")]
+    _check_same_shop(trained, log_config, logs)
+    if trained.config.agent == "ppo":
+        return _run_continuous_ope(trained, log, contexts, log_config, logs, out, folds, seed, truth_requests)
+    policy, mapper = trained.policy, trained.mapper
     if (log["action"] < 0).any():
         raise OPEInputError(f"--logs {logs}: the logging policy chose continuous weights (action -1); "
                             "discrete-action estimators need arm or grid actions")
-    logged_policy = (log_config or {}).get("policy", {}).get("config", {})
+    logged_policy = log_config.get("policy", {}).get("config", {})
     log_mode = logged_policy.get("action_mode", "arm")
-    n_log_actions = int(logged_policy.get("n_actions", len(arm_columns)))
-    if mapper.mode != log_mode or mapper.n_actions != n_log_actions:
-        raise OPEInputError(f"--policy {policy_run} chooses among {mapper.n_actions} {mapper.mode} actions but the "
-                            f"log's actions are {n_log_actions} {log_mode} actions; log with simulate --policy "
-                            f"{'uniform' if mapper.mode == 'arm' else 'uniform-grid'} or train with "
-                            f"--actions {log_mode}")
+    n_log_actions = int(logged_policy.get("n_actions", len(trained.arm_names)))
+    log_resolution = int(log_config["args"].get("grid_resolution", 4))
+    if mapper.mode != log_mode or mapper.n_actions != n_log_actions or (
+            log_mode == "grid" and trained.config.grid_resolution != log_resolution):
+        logged = f"{n_log_actions} {log_mode} actions" + (f" (grid resolution {log_resolution})"
+                                                          if log_mode == "grid" else "")
+        trained_as = f"{mapper.n_actions} {mapper.mode} actions" + (
+            f" (grid resolution {trained.config.grid_resolution})" if mapper.mode == "grid" else "")
+        hint = "uniform" if mapper.mode == "arm" else \
+            f"uniform-grid --grid-resolution {trained.config.grid_resolution}"
+        raise OPEInputError(f"--policy {policy_run} chooses among {trained_as} but the log's actions are {logged}; "
+                            f"log with simulate --policy {hint} or train with --actions {log_mode}")
     action = log["action"].to_numpy()
     reward = log["reward"].to_numpy(dtype=np.float64)
     pscore = log["propensity"].to_numpy(dtype=np.float64)
@@ -83,11 +95,11 @@ def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, fold
                    truth_requests or len(log))
 
 
-def _finish(metrics: dict, log_config: dict | None, policy, mapper, logs: Path, policy_run: Path, out: Path,
+def _finish(metrics: dict, log_config: dict, policy, mapper, logs: Path, policy_run: Path, out: Path,
             args: dict, truth_requests: int) -> dict:
     """On a simulated log, add the policy's simulated on-policy value and each estimate's relative error;
     write the run folder."""
-    if log_config is not None and "scenario" in log_config:
+    if "scenario" in log_config:
         scenario = parse_scenario(log_config["scenario"], f"'{logs / 'config.yaml'}'")
         world, arms = make_shop(scenario, base=log_config["args"].get("base"))
         truth = run_policy_rewards(world, arms, policy, mapper, truth_requests,
@@ -98,21 +110,19 @@ def _finish(metrics: dict, log_config: dict | None, policy, mapper, logs: Path, 
     write_config(out, "ope", {"logs": str(logs), "policy": str(policy_run), **args})
     write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "report.md", _report(metrics, logs, policy_run))
+    mark_complete(out, "ope")
     return metrics
 
 
-def _run_continuous_ope(logs: Path, policy_run: Path, out: Path, folds: int, seed: int,
-                        truth_requests: int | None) -> dict:
-    from fusionsim.agents.ppo import PPOPolicy
-    from fusionsim.envs.fusion import ActionMapper
+def _run_continuous_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.ndarray, log_config: dict, logs: Path,
+                        out: Path, folds: int, seed: int, truth_requests: int | None) -> dict:
     from fusionsim.experiments.ope import KernelizedInverseProbabilityWeighting
 
-    log, contexts, log_config = _read_simulated_log(logs)
+    policy_run, policy = trained.folder, trained.policy
     action_columns = [c for c in log.columns if c.startswith("action_")]
     if not action_columns:
         raise OPEInputError(f"--logs {logs} holds no continuous actions (action_<arm> columns); log them with "
                             "simulate --policy uniform-weights to evaluate a PPO policy")
-    policy = PPOPolicy.load(policy_run / PPO_MODEL, deterministic=True)
     logged = log[action_columns].to_numpy(dtype=np.float64)
     reward = log["reward"].to_numpy(dtype=np.float64)
     pscore = log["propensity"].to_numpy(dtype=np.float64)
@@ -135,7 +145,7 @@ def _run_continuous_ope(logs: Path, policy_run: Path, out: Path, folds: int, see
                          "ci_lower": interval["95.0% CI (lower)"], "ci_upper": interval["95.0% CI (upper)"]}
     metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results,
                "bandwidth": KERNEL_BANDWIDTH}
-    return _finish(metrics, log_config, policy, ActionMapper("weights", len(action_columns)), logs, policy_run, out,
+    return _finish(metrics, log_config, policy, trained.mapper, logs, policy_run, out,
                    {"estimators": list(results), "folds": folds, "seed": seed, "truth_requests": truth_requests},
                    truth_requests or len(log))
 
@@ -170,13 +180,45 @@ def read_obd(folder: Path, campaign: str | None = None) -> tuple[pd.DataFrame, i
         campaign = campaigns[0]
     if campaign not in campaigns:
         raise OPEInputError(f"--campaign {campaign!r} is not in --obd {folder}; found {campaigns}")
-    log = pd.read_csv(folder / f"{campaign}.csv")
+    log = _read_csv(folder / f"{campaign}.csv")
     for column in ("item_id", "position", "click", "propensity_score"):
         if column not in log.columns:
-            raise OPEInputError(f"{campaign}.csv has no column '{column}' (Open Bandit Dataset layout)")
+            raise OPEInputError(f"{folder / f'{campaign}.csv'} has no column '{column}' (Open Bandit Dataset layout)")
+    if len(log) == 0:
+        raise OPEInputError(f"{folder / f'{campaign}.csv'} holds no rounds")
+    for column in ("item_id", "position", "click", "propensity_score"):
+        values = pd.to_numeric(log[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if column == "position":
+            bad |= ~np.isin(values, (1, 2, 3))
+        elif column == "propensity_score":
+            bad |= ~((values > 0) & (values <= 1))
+        elif column == "click":
+            bad |= ~np.isin(values, (0, 1))
+        else:
+            bad |= (values < 0) | (values != np.floor(values))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            allowed = {"position": "1, 2 or 3", "propensity_score": "in (0, 1]", "click": "0 or 1",
+                       "item_id": "an integer >= 0"}[column]
+            raise OPEInputError(f"{folder / f'{campaign}.csv'}: column '{column}' must be {allowed}; got "
+                                f"{log[column].iloc[row]} at row {row}")
     items_path = folder / "item_context.csv"
-    n_items = len(pd.read_csv(items_path)) if items_path.is_file() else int(log["item_id"].max()) + 1
+    n_items = len(_read_csv(items_path)) if items_path.is_file() else int(log["item_id"].max()) + 1
+    if int(log["item_id"].max()) >= n_items:
+        raise OPEInputError(f"{folder / f'{campaign}.csv'}: item_id {int(log['item_id'].max())} is not in "
+                            f"{items_path} ({n_items} items)")
     return log, n_items, campaign
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file, or an OPEInputError naming it when it is empty, malformed or not text."""
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise OPEInputError(f"{path} is empty (expected a header row and data)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise OPEInputError(f"{path} is not a well-formed CSV file ({type(exc).__name__})") from None
 
 
 def run_obd_ope(folder: Path, campaign: str | None, evaluation: str, estimators: list[str], out: Path,
@@ -222,4 +264,5 @@ def run_obd_ope(folder: Path, campaign: str | None, evaluation: str, estimators:
                               "estimators": estimators, "folds": folds, "seed": seed})
     write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "report.md", _report(metrics, folder / f"{campaign}.csv", Path(evaluation)))
+    mark_complete(out, "ope")
     return metrics

@@ -2,31 +2,77 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import platform
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from fusionsim.recommenders.io import atomic_target, atomic_write_text
+from fusionsim.recommenders.io import (COMPLETE_FILE, IncompleteRunError, atomic_target, atomic_write_json,
+                                       atomic_write_text, clean_json)
 
 
 class RunFolderError(ValueError):
-    """The output folder cannot be used (it holds another run)."""
+    """The output folder cannot be used (it holds another run, or is not a folder)."""
 
 
-def prepare_run_folder(out: str | Path, overwrite: bool = False) -> Path:
-    """Create ``out``; refuse a folder that already holds a run unless ``overwrite`` (nothing is deleted
-    up front: files are replaced one by one as the new run writes them)."""
+CHECKPOINTS = "checkpoints"
+"""Subfolder of a run that may be resumed; a failed run keeps it (and everything else)."""
+
+
+def prepare_run_folder(out: str | Path, overwrite: bool = False, resumable: bool = False) -> Path:
+    """Create ``out`` for a new run and return it.
+
+    A folder that already holds a run is refused unless ``overwrite``, which empties it first, so the new
+    run never mixes with the old one's files. A folder with files but no fusionsim run is never emptied.
+    ``resumable`` only changes the advice for an interrupted run (``--resume``)."""
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise RunFolderError(f"--out {folder} is a file, not a folder")
-    if (folder / "config.yaml").exists() and not overwrite:
-        raise RunFolderError(f"--out {folder} already holds a run (config.yaml); choose another folder "
-                             "or pass --overwrite")
+    for parent in folder.parents:
+        if parent.exists() and not parent.is_dir():
+            raise RunFolderError(f"--out {folder}: {parent} is a file, not a folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        is_run = (folder / "config.yaml").is_file() or (folder / COMPLETE_FILE).is_file()
+        if not is_run:
+            raise RunFolderError(f"--out {folder} holds files but no fusionsim run; choose a new or empty folder")
+        if not overwrite:
+            if (folder / COMPLETE_FILE).is_file():
+                raise RunFolderError(f"--out {folder} already holds a run (config.yaml); choose another folder "
+                                     "or pass --overwrite")
+            advice = "pass --resume to continue it or --overwrite" if resumable else "pass --overwrite"
+            raise RunFolderError(f"--out {folder} holds an incomplete run (interrupted or failed); {advice} to "
+                                 "start again")
+        for child in folder.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@contextlib.contextmanager
+def new_run(out: str | Path, overwrite: bool = False, resumable: bool = False) -> Iterator[Path]:
+    """:func:`prepare_run_folder`, and when the run then fails with an error, remove what it wrote (so a
+    rerun is not blocked) unless it holds a checkpoint to resume from. An interrupt (Ctrl-C, a kill)
+    leaves the folder as it is: incomplete, which readers refuse."""
+    folder = Path(out)
+    existed = folder.is_dir()
+    folder = prepare_run_folder(folder, overwrite, resumable)
+    try:
+        yield folder
+    except Exception:
+        if not (folder / CHECKPOINTS).is_dir() and not (folder / COMPLETE_FILE).is_file():
+            if existed:
+                for child in folder.iterdir():
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def write_config(folder: Path, command: str, args: dict, scenario: dict | None = None, **extra: object) -> None:
@@ -35,11 +81,27 @@ def write_config(folder: Path, command: str, args: dict, scenario: dict | None =
               "numpy": np.__version__}
     if scenario is not None:
         config["scenario"] = scenario
-    atomic_write_text(folder / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(folder / "config.yaml", yaml.safe_dump(clean_json(config), sort_keys=False))
+
+
+def read_config(folder: Path, option: str) -> dict:
+    """The ``config.yaml`` of a run folder; an IncompleteRunError naming ``option`` if it is missing or
+    unreadable."""
+    path = Path(folder) / "config.yaml"
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise IncompleteRunError(f"{option} {folder} holds no config.yaml; give a fusionsim run folder") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise IncompleteRunError(f"{option} {path} cannot be read ({type(exc).__name__}); rerun the run") from None
+    if not isinstance(config, dict) or not isinstance(config.get("args"), dict):
+        raise IncompleteRunError(f"{option} {path} is not a fusionsim run config; rerun the run")
+    return config
 
 
 def write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    """Strict JSON (NaN as null), atomically."""
+    atomic_write_json(path, data)
 
 
 def parse_choices(spec: str, allowed, option: str, kind: str, error: type[ValueError]) -> list[str]:

@@ -1,10 +1,22 @@
 """``fusionsim train``: a fusion policy learns online in the batched simulator, with TensorBoard curves,
-checkpoints every M requests, and ``--resume`` that continues exactly where the last checkpoint was."""
+checkpoints every M requests, and ``--resume`` that continues exactly where the last checkpoint was.
+
+A checkpoint is a folder ``checkpoints/<requests>/`` of arrays and JSON, never a pickle:
+``simulator.npz`` (the simulator's mutable state and its Generator's state), the policy (``policy.npz``
+for bandits; ``ppo_policy.pt`` and ``ppo_optimizer.pt``, torch state dicts, for PPO) and ``progress.json``
+(requests done, running totals, the curve). ``checkpoints/latest.json`` names the newest one. The world
+and the arms are rebuilt from ``config.yaml``.
+"""
 
 from __future__ import annotations
 
-import pickle
+import dataclasses
+import json
+import pickle  # only for the error that torch.load(weights_only=True) raises
+import os
+import shutil
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,152 +27,301 @@ from tqdm import tqdm
 from fusionsim.agents import UCB1, EpsilonGreedy, GaussianThompson, LinTS, LinUCB, Policy
 from fusionsim.envs.context import CONTEXT_DIM, context_cell
 from fusionsim.envs.fusion import ActionMapper
-from fusionsim.envs.scenario import SEGMENTS, Scenario, scenario_to_dict
+from fusionsim.envs.scenario import SEGMENTS, Scenario, parse_scenario, scenario_to_dict
 from fusionsim.envs.shop import make_shop
 from fusionsim.envs.simulator import BatchedSimulator
 from fusionsim.experiments import tags
 from fusionsim.experiments.oracle import grid_search
-from fusionsim.experiments.runs import write_config, write_json
-from fusionsim.recommenders.io import atomic_target
+from fusionsim.experiments.runs import CHECKPOINTS, read_config, write_config, write_json
+from fusionsim.recommenders.io import (COMPLETE_FILE, atomic_target, atomic_write_json, check_complete, mark_complete,
+                                       remove_orphans)
 
-AGENTS = ("linucb", "lints", "eps", "ucb", "ts", "ppo")
-CHECKPOINT = "checkpoint.pkl"
+AGENT_CLASSES: dict[str, type[Policy]] = {"linucb": LinUCB, "lints": LinTS, "eps": EpsilonGreedy, "ucb": UCB1,
+                                          "ts": GaussianThompson}
+AGENTS = (*AGENT_CLASSES, "ppo")
+POLICY_FILE = "policy.npz"
+"""The trained bandit policy of a run (PPO: ``agents.ppo.POLICY_FILE`` and ``SPEC_FILE``)."""
+LATEST = "latest.json"
 
 
 class TrainError(ValueError):
-    """Bad ``train`` input: unknown agent, nothing to resume, a corrupt checkpoint."""
+    """Bad ``train`` input: unknown agent, nothing to resume, a corrupt checkpoint, a resume that differs."""
 
 
-def make_agent(name: str, n_actions: int, action_mode: str, seed: int, discount: float = 1.0,
-               epsilon: float = 0.0) -> Policy:
-    """The agent ``name`` with this project's default hyperparameters; ``discount`` < 1 makes the linear
-    bandits forget (for drift); ``epsilon`` makes LinUCB explore uniformly (for off-policy evaluation)."""
-    if discount != 1.0 and name not in ("linucb", "lints"):
-        raise TrainError(f"--discount applies to linucb and lints, not {name}")
-    if epsilon and name != "linucb":
-        raise TrainError(f"--epsilon applies to linucb, not {name}")
-    if name == "linucb":
-        return LinUCB(n_actions, CONTEXT_DIM, alpha=0.5, discount=discount, epsilon=epsilon, seed=seed,
-                      action_mode=action_mode)
-    if name == "lints":
-        return LinTS(n_actions, CONTEXT_DIM, v=0.2, discount=discount, propensity_draws=16, seed=seed,
-                     action_mode=action_mode)
-    if name == "eps":
-        return EpsilonGreedy(n_actions, epsilon=0.1, seed=seed, action_mode=action_mode)
-    if name == "ucb":
-        return UCB1(n_actions, c=0.5, seed=seed, action_mode=action_mode)
-    if name == "ts":
-        return GaussianThompson(n_actions, sigma=0.5, seed=seed, action_mode=action_mode)
-    raise TrainError(f"--agent {name!r} is not allowed: use one of {', '.join(AGENTS)}")
+@dataclass(frozen=True)
+class PPOConfig:
+    """stable-baselines3 PPO hyperparameters (``--agent ppo``)."""
+
+    n_steps: int = 64
+    """rollout steps per sub-env (slot) between updates; a rollout holds n_steps * slots requests"""
+    batch_size: int = 1024
+    """minibatch size of each gradient step"""
+    n_epochs: int = 4
+    """passes over each rollout"""
+    gamma: float = 0.98
+    """discount of future requests within a session"""
+    learning_rate: float = 3e-4
+    """Adam step size"""
+    ent_coef: float = 0.0
+    """entropy bonus"""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What one ``fusionsim train`` run does: written whole as ``config.yaml``'s ``args`` and compared field
+    by field on ``--resume`` (only ``requests`` may change there, to continue a run further)."""
+
+    agent: str
+    """linucb | lints | eps | ucb | ts | ppo"""
+    scenario: str = "default"
+    """shipped scenario name or YAML path (the resolved scenario is stored in config.yaml beside it)"""
+    requests: int = 500_000
+    """simulated requests to learn from"""
+    base: str | None = None
+    """folder of trained arms from fusionsim train-base (None: popularity and new arrivals)"""
+    seed: int = 0
+    """seed of the simulator, the policy and the oracle's grid search (spawned from it)"""
+    slots: int = 256
+    """concurrent shopper sessions; the policy updates after every step of this many requests"""
+    actions: str = "grid"
+    """bandits: grid (points of the weight simplex) or arm (one arm per request); PPO: continuous weights"""
+    grid_resolution: int = 4
+    """steps per unit of the weight grid (4: weights in multiples of 0.25)"""
+    log_every: int = 20_000
+    """requests between TensorBoard points"""
+    checkpoint_every: int = 100_000
+    """requests between checkpoints (a multiple of log_every)"""
+    oracle_requests: int = 20_000
+    """requests simulated per grid blend to find the oracle of the regret curve (0: no oracle)"""
+    discount: float = 1.0
+    """per-request forgetting of linucb and lints (1: none)"""
+    epsilon: float = 0.0
+    """linucb: share of uniformly random actions (a stochastic policy, for off-policy evaluation)"""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """PPO's hyperparameters"""
+
+    def __post_init__(self) -> None:
+        if self.agent not in AGENTS:
+            raise TrainError(f"--agent {self.agent!r} is not allowed: use one of {', '.join(AGENTS)}")
+        if self.checkpoint_every % self.log_every:
+            raise TrainError(f"--checkpoint-every {self.checkpoint_every} must be a multiple of --log-every "
+                             f"{self.log_every} (a checkpoint then never splits a logging interval)")
+        if self.discount != 1.0 and self.agent not in ("linucb", "lints"):
+            raise TrainError(f"--discount applies to linucb and lints, not {self.agent}")
+        if self.epsilon and self.agent != "linucb":
+            raise TrainError(f"--epsilon applies to linucb, not {self.agent}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, args: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in args.items() if k in known}
+        values["ppo"] = PPOConfig(**values.get("ppo", {}))
+        return cls(**values)
+
+    @property
+    def action_mode(self) -> str:
+        return "weights" if self.agent == "ppo" else self.actions
+
+    def mapper(self, n_arms: int) -> ActionMapper:
+        """How this run's actions become arm weights."""
+        return ActionMapper(self.action_mode, n_arms, self.grid_resolution)
+
+
+def make_agent(config: TrainConfig, n_actions: int, seed: int) -> Policy:
+    """The bandit ``config.agent`` with this project's default hyperparameters; ``discount`` < 1 makes the
+    linear bandits forget (for drift); ``epsilon`` makes LinUCB explore uniformly (for off-policy
+    evaluation)."""
+    mode = config.actions
+    if config.agent == "linucb":
+        return LinUCB(n_actions, CONTEXT_DIM, alpha=0.5, discount=config.discount, epsilon=config.epsilon, seed=seed,
+                      action_mode=mode)
+    if config.agent == "lints":
+        return LinTS(n_actions, CONTEXT_DIM, v=0.2, discount=config.discount, propensity_draws=16, seed=seed,
+                     action_mode=mode)
+    if config.agent == "eps":
+        return EpsilonGreedy(n_actions, epsilon=0.1, seed=seed, action_mode=mode)
+    if config.agent == "ucb":
+        return UCB1(n_actions, c=0.5, seed=seed, action_mode=mode)
+    return GaussianThompson(n_actions, sigma=0.5, seed=seed, action_mode=mode)
 
 
 @dataclass
-class TrainState:
-    """Everything a run needs to continue bit for bit: the simulator (with its Generator and arms), the
-    policy, and the running totals."""
+class Progress:
+    """The running totals of a run, saved in every checkpoint as ``progress.json``."""
 
-    sim: BatchedSimulator
-    policy: Policy
-    mapper: ActionMapper
-    oracle_reward: np.ndarray | None = None
-    """expected reward per request of the oracle in each context cell (None: no regret curve)"""
     requests_done: int = 0
     totals: dict = field(default_factory=lambda: {"reward": 0.0, "clicks": 0.0, "purchases": 0.0,
-                                                  "revenue": 0.0, "requests": 0, "regret": 0.0})
-    curve: list = field(default_factory=list)  # (requests, reward per request in the interval)
+                                                  "revenue": 0.0, "requests": 0, "regret": 0.0, "sessions": 0})
+    curve: list = field(default_factory=list)
+    """(requests, reward per request in the interval) per TensorBoard point"""
+    oracle_reward: list | None = None
+    """expected reward per request of the oracle in each context cell (None: no regret curve)"""
 
 
-def save_checkpoint(state: TrainState, path: Path) -> None:
-    with atomic_target(path) as tmp:
-        with open(tmp, "wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+# --------------------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(out: Path, progress: Progress, sim: BatchedSimulator, write_policy) -> Path:
+    """Write ``checkpoints/<requests>/`` (simulator.npz, progress.json and what ``write_policy(folder)``
+    writes) as a hidden folder renamed into place, point ``latest.json`` at it, and drop older ones."""
+    root = out / CHECKPOINTS
+    name = f"{progress.requests_done:012d}"
+    tmp = root / f".{name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with open(tmp / "simulator.npz", "wb") as f:
+        np.savez(f, **sim.state_dict())
+    write_policy(tmp)
+    atomic_write_json(tmp / "progress.json", dataclasses.asdict(progress))
+    final = root / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_json(root / LATEST, {"checkpoint": name, "requests_done": progress.requests_done})
+    for old in root.iterdir():
+        if old.is_dir() and old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
-def load_checkpoint(path: Path) -> TrainState:
-    if not path.is_file():
-        raise TrainError(f"--resume: {path} does not exist; start without --resume")
+def latest_checkpoint(out: Path, option: str = "--resume") -> Path:
+    """The folder of the newest complete checkpoint of the run in ``out``."""
+    pointer = out / CHECKPOINTS / LATEST
+    if not pointer.is_file():
+        raise TrainError(f"{option}: {out} holds no checkpoint ({CHECKPOINTS}/{LATEST} is missing); "
+                         f"start without {option}" if option == "--resume" else
+                         f"{option}: {out} holds no checkpoint ({CHECKPOINTS}/{LATEST} is missing)")
     try:
-        with open(path, "rb") as f:
-            state = pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
-        raise TrainError(f"--resume: checkpoint {path} is corrupt ({type(exc).__name__})") from None
-    if not isinstance(state, TrainState):
-        raise TrainError(f"--resume: {path} is not a fusionsim train checkpoint")
-    return state
+        name = json.loads(pointer.read_text())["checkpoint"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise TrainError(f"{option}: checkpoint pointer {pointer} is corrupt") from None
+    folder = out / CHECKPOINTS / str(name)
+    if not isinstance(name, str) or not name.isdigit() or not folder.is_dir():
+        raise TrainError(f"{option}: checkpoint pointer {pointer} names no checkpoint folder")
+    return folder
 
 
-def train(scenario: Scenario, agent: str, requests: int, out: Path, base: Path | None = None, seed: int = 0,
-          slots: int = 256, actions: str = "grid", grid_resolution: int = 4, log_every: int = 20_000,
-          checkpoint_every: int = 100_000, resume: bool = False, oracle_requests: int = 20_000,
-          discount: float = 1.0, epsilon: float = 0.0, progress: bool = True) -> dict:
-    """Run ``agent`` online for ``requests`` requests; write TensorBoard events, checkpoints,
-    ``policy.npz``, ``metrics.json`` and ``config.yaml`` to ``out``; return the metrics."""
-    if agent not in AGENTS:
-        raise TrainError(f"--agent {agent!r} is not allowed: use one of {', '.join(AGENTS)}")
-    if checkpoint_every % log_every:
-        raise TrainError(f"--checkpoint-every {checkpoint_every} must be a multiple of --log-every {log_every} "
-                         "(a checkpoint then never splits a logging interval)")
-    if agent == "ppo":
-        return train_ppo(scenario, requests, out, base=base, seed=seed, slots=slots, grid_resolution=grid_resolution,
-                         log_every=log_every, checkpoint_every=checkpoint_every, resume=resume,
-                         oracle_requests=oracle_requests, progress=progress)
+def load_simulator_state(sim: BatchedSimulator, folder: Path, option: str) -> None:
+    path = folder / "simulator.npz"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            state = {k: data[k] for k in data.files}
+        sim.load_state_dict(state)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise TrainError(f"{option}: checkpoint {path} is corrupt or does not fit this run ({exc})") from None
+
+
+def load_progress(folder: Path, option: str) -> Progress:
+    path = folder / "progress.json"
+    try:
+        return Progress(**json.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise TrainError(f"{option}: checkpoint {path} is corrupt ({type(exc).__name__})") from None
+
+
+def check_resume(out: Path, config: TrainConfig, scenario: Scenario) -> dict:
+    """The stored config of the run in ``out``; a TrainError naming the first argument that differs from
+    ``config`` (all but ``requests`` must match), or a scenario that differs."""
+    stored = read_config(out, "--resume")
+    if stored.get("command") != "train":
+        raise TrainError(f"--resume: {out} holds a fusionsim {stored.get('command')} run, not a train run")
+    given, old = config.to_dict(), stored["args"]
+    for key, value in given.items():
+        if key != "requests" and old.get(key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise TrainError(f"--resume: {flag} {_show(value)} differs from the run's {_show(old.get(key))} "
+                             f"({out}/config.yaml); resume with the run's arguments or start a new run")
+    if stored.get("scenario") != scenario_to_dict(scenario):
+        raise TrainError(f"--resume: scenario '{scenario.name}' differs from the scenario stored in {out}/config.yaml "
+                         "(a changed file or override); resume with the run's scenario or start a new run")
+    return stored
+
+
+def _show(value: object) -> str:
+    return "none" if value is None else str(value)
+
+
+# --------------------------------------------------------------------------------------------- training
+def train(config: TrainConfig, scenario: Scenario, out: Path, resume: bool = False, progress: bool = True) -> dict:
+    """Run ``config`` online; write TensorBoard events, checkpoints, the policy, ``metrics.json`` and
+    ``config.yaml`` to ``out``; return the metrics. ``resume`` continues from the last checkpoint."""
     if resume:
-        state = load_checkpoint(out / CHECKPOINT)
+        check_resume(out, config, scenario)
+    if config.agent == "ppo":
+        return train_ppo(config, scenario, out, resume, progress)
+    world, arms = make_shop(scenario, base=config.base)
+    arm_names = [a.name for a in arms]
+    mapper = config.mapper(len(arms))
+    sim = BatchedSimulator(world, arms, n_slots=config.slots)
+    policy_class = AGENT_CLASSES[config.agent]
+    if resume:
+        remove_orphans(out)
+        folder = latest_checkpoint(out)
+        state = load_progress(folder, "--resume")
+        load_simulator_state(sim, folder, "--resume")
+        try:
+            policy = policy_class.load(folder / POLICY_FILE)
+        except ValueError as exc:
+            raise TrainError(f"--resume: {exc}") from None
+        if state.requests_done > config.requests:
+            raise TrainError(f"--resume: the run already served {state.requests_done} requests; --requests "
+                             f"{config.requests} must be at least that")
+        (out / COMPLETE_FILE).unlink(missing_ok=True)  # incomplete again until it finishes
+        write_config(out, "train", config.to_dict(), scenario=scenario_to_dict(scenario), arms=arm_names)
     else:
-        world, arms = make_shop(scenario, base=base)
-        sim = BatchedSimulator(world, arms, n_slots=slots)
-        mapper = ActionMapper(actions, len(arms), grid_resolution)
-        sim_seed, policy_seed, oracle_seed = np.random.SeedSequence(seed).generate_state(3)
-        oracle_reward = None
-        if oracle_requests:
-            search = grid_search(world, arms, grid_resolution, oracle_requests, int(oracle_seed))
-            oracle_reward = search.oracle_cell_reward(min_requests=max(1, oracle_requests // 500))
-            write_json(out / "oracle.json", search.describe([a.name for a in arms]))
-        state = TrainState(sim=sim, policy=make_agent(agent, mapper.n_actions, actions, int(policy_seed), discount,
-                                                          epsilon),
-                           mapper=mapper, oracle_reward=oracle_reward)
+        sim_seed, policy_seed, oracle_seed = np.random.SeedSequence(config.seed).generate_state(3)
+        write_config(out, "train", config.to_dict(), scenario=scenario_to_dict(scenario), arms=arm_names)
+        state = Progress(oracle_reward=_oracle(config, world, arms, int(oracle_seed), out))
+        policy = make_agent(config, mapper.n_actions, int(policy_seed))
         sim.reset(seed=int(sim_seed))
-        write_config(out, "train", {"scenario": scenario.name, "agent": agent, "requests": requests,
-                                    "base": None if base is None else str(base), "seed": seed, "slots": slots,
-                                    "actions": actions, "grid_resolution": grid_resolution,
-                                    "log_every": log_every, "checkpoint_every": checkpoint_every,
-                                    "oracle_requests": oracle_requests, "discount": discount,
-                                    "epsilon": epsilon},
-                     scenario=scenario_to_dict(scenario), arms=[a.name for a in arms])
-    sim, policy, mapper = state.sim, state.policy, state.mapper
-    arm_names = [a.name for a in sim.arms]
+    oracle = None if state.oracle_reward is None else np.asarray(state.oracle_reward)
     writer = SummaryWriter(str(out / "tensorboard"), purge_step=state.requests_done or None)
     interval = _Interval(len(SEGMENTS), len(arm_names))
-    next_log = (state.requests_done // log_every + 1) * log_every
-    next_checkpoint = (state.requests_done // checkpoint_every + 1) * checkpoint_every
+    next_log = (state.requests_done // config.log_every + 1) * config.log_every
+    next_checkpoint = (state.requests_done // config.checkpoint_every + 1) * config.checkpoint_every
     started, started_at = time.perf_counter(), state.requests_done
-    with tqdm(total=requests, initial=state.requests_done, unit="req", disable=not progress, desc=agent) as bar:
-        while state.requests_done < requests:
+
+    def checkpoint() -> None:
+        save_checkpoint(out, state, sim, lambda folder: policy.save(folder / POLICY_FILE))
+
+    with tqdm(total=config.requests, initial=state.requests_done, unit="req", disable=not progress,
+              desc=config.agent) as bar:
+        while state.requests_done < config.requests:
             contexts = sim.contexts
-            actions_, _ = policy.act(contexts)
-            result = sim.step(mapper.to_weights(actions_))
-            policy.update(contexts, actions_, result.reward)
+            actions, _ = policy.act(contexts)
+            result = sim.step(mapper.to_weights(actions))
+            policy.update(contexts, actions, result.reward)
             interval.add(result)
-            if state.oracle_reward is not None:
-                interval.regret += float(state.oracle_reward[context_cell(contexts)].sum() - result.reward.sum())
+            if oracle is not None:
+                interval.regret += float(oracle[context_cell(contexts)].sum() - result.reward.sum())
             state.requests_done += sim.n_slots
             bar.update(sim.n_slots)
             if state.requests_done >= next_log:
                 rate = (state.requests_done - started_at) / (time.perf_counter() - started)
-                reward = interval.flush(writer, state, arm_names, rate)
-                state.curve.append((state.requests_done, reward))
-                next_log += log_every
+                state.curve.append((state.requests_done, interval.flush(writer, state, arm_names, rate)))
+                next_log += config.log_every
             if state.requests_done >= next_checkpoint:
-                save_checkpoint(state, out / CHECKPOINT)
-                next_checkpoint += checkpoint_every
+                checkpoint()
+                next_checkpoint += config.checkpoint_every
     if interval.requests:
         state.curve.append((state.requests_done, interval.flush(writer, state, arm_names, 0.0)))
     writer.close()
-    save_checkpoint(state, out / CHECKPOINT)
-    policy.save(out / "policy.npz")
-    metrics = _summary(state, agent, scenario.name)
+    checkpoint()
+    policy.save(out / POLICY_FILE)
+    metrics = _summary(state, config.agent, scenario.name)
     write_json(out / "metrics.json", metrics)
+    mark_complete(out, "train")
     return metrics
+
+
+def _oracle(config: TrainConfig, world, arms, seed: int, out: Path) -> list | None:
+    """Grid-search every static blend; write ``oracle.json``; the oracle's reward per context cell."""
+    if not config.oracle_requests:
+        return None
+    search = grid_search(world, arms, config.grid_resolution, config.oracle_requests, seed)
+    write_json(out / "oracle.json", search.describe([a.name for a in arms]))
+    reward = search.oracle_cell_reward(min_requests=max(1, config.oracle_requests // 500))
+    return [float(x) for x in reward]
 
 
 class _Interval:
@@ -191,7 +352,7 @@ class _Interval:
         for a in range(self.n_arms):
             self.weight_sum[:, a] += np.bincount(seg, weights=result.weights[:, a], minlength=self.n_segments)
 
-    def flush(self, writer: SummaryWriter, state: TrainState, arm_names: list[str], rate: float) -> float:
+    def flush(self, writer: SummaryWriter, state: Progress, arm_names: list[str], rate: float) -> float:
         step = state.requests_done
         n = max(self.requests, 1)
         reward = self.reward / n
@@ -214,12 +375,12 @@ class _Interval:
         t["purchases"] += self.purchases
         t["revenue"] += self.revenue
         t["requests"] += self.requests
-        t["sessions"] = t.get("sessions", 0) + self.sessions
+        t["sessions"] += self.sessions
         self.reset()
         return reward
 
 
-def _summary(state: TrainState, agent: str, scenario: str) -> dict:
+def _summary(state: Progress, agent: str, scenario: str) -> dict:
     t = state.totals
     n = max(t["requests"], 1)
     curve = np.array(state.curve, dtype=np.float64).reshape(-1, 2)
@@ -227,95 +388,140 @@ def _summary(state: TrainState, agent: str, scenario: str) -> dict:
     return {"agent": agent, "scenario": scenario, "requests": state.requests_done,
             "reward_per_request": t["reward"] / n, "clicks_per_request": t["clicks"] / n,
             "purchases_per_request": t["purchases"] / n, "revenue_per_request": t["revenue"] / n,
-            "revenue_per_session": t["revenue"] / max(t.get("sessions", 0), 1),
+            "revenue_per_session": t["revenue"] / max(t["sessions"], 1),
             "reward_per_request_last_20pct": float(last[:, 1].mean()) if len(last) else None,
             "cumulative_regret": t["regret"] if state.oracle_reward is not None else None,
             "curve": [[int(r), float(v)] for r, v in state.curve]}
 
 
-PPO_MODEL = "ppo.zip"
-PPO_STATE = "ppo_state.pkl"
-
-
-def train_ppo(scenario: Scenario, requests: int, out: Path, base: Path | None = None, seed: int = 0,
-              slots: int = 64, grid_resolution: int = 4, log_every: int = 20_000, checkpoint_every: int = 100_000,
-              resume: bool = False, oracle_requests: int = 20_000, progress: bool = True) -> dict:
+def train_ppo(config: TrainConfig, scenario: Scenario, out: Path, resume: bool = False,
+              progress: bool = True) -> dict:
     """PPO (stable-baselines3) on the batched simulator as a VecEnv of ``slots`` shopper sessions, with
-    continuous weights (softmax onto the simplex) and the same curves as the bandits. ``--resume``
-    continues from the last saved weights and simulator state (PPO's rollout buffer restarts, so a resumed
-    run is close to, not identical with, an uninterrupted one)."""
+    continuous weights (softmax onto the simplex) and the same curves as the bandits; SB3's own ``train/*``
+    figures go to ``tensorboard/sb3``. ``--resume`` continues from the last checkpoint's weights, optimizer
+    and simulator state (PPO's rollout buffer restarts, so a resumed run is close to, not identical with,
+    an uninterrupted one)."""
+    import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import configure
 
+    from fusionsim.agents.ppo import OPTIMIZER_FILE, POLICY_FILE as PPO_POLICY_FILE, PPOPolicy
     from fusionsim.envs.vec_env import FusionVecEnv
 
-    sim_seed, policy_seed, oracle_seed = np.random.SeedSequence(seed).generate_state(3)
-    venv = FusionVecEnv(scenario, n_envs=slots, action_mode="weights", base=base, seed=int(sim_seed))
-    if resume:
-        if not (out / PPO_MODEL).is_file() or not (out / PPO_STATE).is_file():
-            raise TrainError(f"--resume: {out / PPO_MODEL} does not exist; start without --resume")
-        with open(out / PPO_STATE, "rb") as f:
-            state = pickle.load(f)
-        venv.sim = state.sim
-        try:
-            model = PPO.load(str(out / PPO_MODEL), env=venv, device="cpu")
-        except Exception as exc:  # SB3 raises many kinds for a damaged zip
-            raise TrainError(f"--resume: checkpoint {out / PPO_MODEL} is corrupt ({type(exc).__name__})") from None
-    else:
-        oracle_reward = None
-        if oracle_requests:
-            search = grid_search(venv.sim.world, venv.sim.arms, grid_resolution, oracle_requests, int(oracle_seed))
-            oracle_reward = search.oracle_cell_reward(min_requests=max(1, oracle_requests // 500))
-            write_json(out / "oracle.json", search.describe([a.name for a in venv.sim.arms]))
-        model = PPO("MlpPolicy", venv, n_steps=64, batch_size=1024, n_epochs=4, gamma=0.98, learning_rate=3e-4,
-                    ent_coef=0.0, seed=int(policy_seed), device="cpu", verbose=0)
-        state = TrainState(sim=venv.sim, policy=None, mapper=venv.mapper, oracle_reward=oracle_reward)
-        write_config(out, "train", {"scenario": scenario.name, "agent": "ppo", "requests": requests,
-                                    "base": None if base is None else str(base), "seed": seed, "slots": slots,
-                                    "log_every": log_every, "checkpoint_every": checkpoint_every,
-                                    "oracle_requests": oracle_requests},
-                     scenario=scenario_to_dict(scenario), arms=[a.name for a in venv.sim.arms])
+    sim_seed, policy_seed, oracle_seed = np.random.SeedSequence(config.seed).generate_state(3)
+    venv = FusionVecEnv(scenario, n_envs=config.slots, action_mode="weights", base=config.base,
+                        seed=int(sim_seed))
     arm_names = [a.name for a in venv.sim.arms]
+    model = PPO("MlpPolicy", venv, n_steps=config.ppo.n_steps, batch_size=config.ppo.batch_size,
+                n_epochs=config.ppo.n_epochs, gamma=config.ppo.gamma, learning_rate=config.ppo.learning_rate,
+                ent_coef=config.ppo.ent_coef, seed=int(policy_seed), device="cpu", verbose=0)
+    if resume:
+        remove_orphans(out)
+        folder = latest_checkpoint(out)
+        state = load_progress(folder, "--resume")
+        load_simulator_state(venv.sim, folder, "--resume")
+        try:
+            model.policy.load_state_dict(torch.load(folder / PPO_POLICY_FILE, weights_only=True))
+            model.policy.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, weights_only=True))
+        except (OSError, RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+            raise TrainError(f"--resume: checkpoint {folder} is corrupt ({type(exc).__name__})") from None
+        if state.requests_done > config.requests:
+            raise TrainError(f"--resume: the run already served {state.requests_done} requests; --requests "
+                             f"{config.requests} must be at least that")
+        (out / COMPLETE_FILE).unlink(missing_ok=True)  # incomplete again until it finishes
+        model.num_timesteps = state.requests_done
+        model._last_obs = venv.sim.contexts.copy()  # continue the restored sessions instead of a reset
+        model._last_episode_starts = np.zeros(venv.num_envs, dtype=bool)
+    write_config(out, "train", config.to_dict(), scenario=scenario_to_dict(scenario), arms=arm_names)
+    if not resume:
+        state = Progress(oracle_reward=_oracle(config, venv.sim.world, venv.sim.arms, int(oracle_seed), out))
+    model.set_logger(configure(str(out / "tensorboard" / "sb3"), ["tensorboard"]))
+    oracle = None if state.oracle_reward is None else np.asarray(state.oracle_reward)
     writer = SummaryWriter(str(out / "tensorboard"), purge_step=state.requests_done or None)
     interval = _Interval(len(SEGMENTS), len(arm_names))
-    bar = tqdm(total=requests, initial=state.requests_done, unit="req", disable=not progress, desc="ppo")
+    bar = tqdm(total=config.requests, initial=state.requests_done, unit="req", disable=not progress, desc="ppo")
 
-    def checkpoint() -> None:
-        with atomic_target(out / PPO_MODEL) as tmp:
-            with open(tmp, "wb") as f:
-                model.save(f)
-        save_checkpoint(state, out / PPO_STATE)
+    def write_policy(folder: Path) -> None:
+        PPOPolicy(model.policy).save(folder)
+        with atomic_target(folder / OPTIMIZER_FILE) as tmp:
+            torch.save(model.policy.optimizer.state_dict(), tmp)
 
     class Curves(BaseCallback):
         def __init__(self) -> None:
             super().__init__()
-            self.next_log = (state.requests_done // log_every + 1) * log_every
-            self.next_checkpoint = (state.requests_done // checkpoint_every + 1) * checkpoint_every
+            self.next_log = (state.requests_done // config.log_every + 1) * config.log_every
+            self.next_checkpoint = (state.requests_done // config.checkpoint_every + 1) * config.checkpoint_every
 
         def _on_step(self) -> bool:
             result = venv.last_result
             interval.add(result)
-            if state.oracle_reward is not None:
-                interval.regret += float(state.oracle_reward[context_cell(result.contexts)].sum()
-                                         - result.reward.sum())
+            if oracle is not None:
+                interval.regret += float(oracle[context_cell(result.contexts)].sum() - result.reward.sum())
             state.requests_done += venv.num_envs
             bar.update(venv.num_envs)
             if state.requests_done >= self.next_log:
                 state.curve.append((state.requests_done, interval.flush(writer, state, arm_names, 0.0)))
-                self.next_log += log_every
+                self.next_log += config.log_every
             if state.requests_done >= self.next_checkpoint:
-                checkpoint()
-                self.next_checkpoint += checkpoint_every
-            return state.requests_done < requests
+                save_checkpoint(out, state, venv.sim, write_policy)
+                self.next_checkpoint += config.checkpoint_every
+            return state.requests_done < config.requests
 
-    if state.requests_done < requests:
-        model.learn(total_timesteps=requests - state.requests_done, callback=Curves(), reset_num_timesteps=not resume)
+    if state.requests_done < config.requests:
+        model.learn(total_timesteps=config.requests - state.requests_done, callback=Curves(),
+                    reset_num_timesteps=not resume)
     bar.close()
     if interval.requests:
         state.curve.append((state.requests_done, interval.flush(writer, state, arm_names, 0.0)))
     writer.close()
-    checkpoint()  # the trained policy loads with agents.ppo.PPOPolicy.load(out / "ppo.zip")
+    save_checkpoint(out, state, venv.sim, write_policy)
+    PPOPolicy(model.policy).save(out)  # loads with agents.ppo.PPOPolicy.load(out)
     metrics = _summary(state, "ppo", scenario.name)
     write_json(out / "metrics.json", metrics)
+    mark_complete(out, "train")
     return metrics
 
+
+# --------------------------------------------------------------------------------------------- readers
+@dataclass
+class TrainedRun:
+    """A complete ``fusionsim train`` run, read back without unpickling anything."""
+
+    config: TrainConfig
+    scenario: Scenario
+    policy: Policy
+    mapper: ActionMapper
+    arm_names: list[str]
+    folder: Path
+
+    def simulator(self) -> BatchedSimulator:
+        """The run's simulator as it was at the end of training (world and arms rebuilt from config.yaml)."""
+        world, arms = make_shop(self.scenario, base=self.config.base)
+        sim = BatchedSimulator(world, arms, n_slots=self.config.slots)
+        load_simulator_state(sim, latest_checkpoint(self.folder, str(self.folder)), str(self.folder))
+        return sim
+
+
+def read_trained_run(folder: Path, option: str, deterministic: bool = False) -> TrainedRun:
+    """The trained policy of the complete run in ``folder`` (``option`` names it in errors): the bandit's
+    ``policy.npz`` or PPO's state dict (``deterministic``: PPO acts with its mean)."""
+    folder = Path(folder)
+    check_complete(folder, option, ("train",))
+    stored = read_config(folder, option)
+    try:
+        config = TrainConfig.from_dict(stored["args"])
+        scenario = parse_scenario(stored["scenario"], f"'{folder / 'config.yaml'}'")
+        arm_names = [str(a) for a in stored["arms"]]
+    except (KeyError, TypeError) as exc:
+        raise TrainError(f"{option} {folder}/config.yaml is not a train config ({exc})") from None
+    try:
+        if config.agent == "ppo":
+            from fusionsim.agents.ppo import PPOPolicy
+
+            policy: Policy = PPOPolicy.load(folder, deterministic=deterministic)
+        else:
+            policy = AGENT_CLASSES[config.agent].load(folder / POLICY_FILE)
+    except ValueError as exc:
+        raise TrainError(f"{option} {folder}: {exc}") from None
+    return TrainedRun(config, scenario, policy, config.mapper(len(arm_names)), arm_names, folder)

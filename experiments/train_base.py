@@ -8,17 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from fusionsim.envs.logs import SURFACES
+from fusionsim.envs.logs import SURFACES, LogReadError, read_interaction_log
 from fusionsim.envs.scenario import DEVICES, SEGMENTS, Scenario, scenario_to_dict
 from fusionsim.envs.shop import world_signature
 from fusionsim.envs.world import build_world
-from fusionsim.experiments.runs import parse_choices, write_config, write_json
+from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
 from fusionsim.recommenders import ARMS_FILE, ContentBased, MatrixFactorization, Popularity, Recommender, SequenceModel
 from fusionsim.recommenders.data import EvalRequests, clicks_from_log, eval_requests_from_log
 from fusionsim.recommenders.evaluation import grouped, ranking_metrics
-from fusionsim.recommenders.io import atomic_write_text
+from fusionsim.recommenders.io import IncompleteRunError, atomic_write_text, mark_complete
 
 MODELS = ("popularity", "mf", "content", "sequence")
 K = 10
@@ -34,18 +33,15 @@ def parse_models(spec: str) -> list[str]:
 
 
 def read_log(folder: Path, scenario: Scenario) -> pd.DataFrame:
-    """The request log of a ``fusionsim simulate`` run folder, checked against ``scenario``."""
-    logs = folder / "logs"
-    if not logs.is_dir() or not any(logs.glob("part-*.parquet")):
-        raise TrainBaseError(f"--logs {folder} holds no interaction log (expected {logs}/part-*.parquet from "
-                             "fusionsim simulate)")
-    config_path = folder / "config.yaml"
-    if config_path.is_file():
-        logged = yaml.safe_load(config_path.read_text()).get("scenario", {})
+    """The request log of a complete ``fusionsim simulate`` run folder, checked against ``scenario``."""
+    try:
+        logged = read_config(folder, "--logs").get("scenario") or {}
         if logged.get("seed") != scenario.seed or logged.get("world") != scenario_to_dict(scenario)["world"]:
             raise TrainBaseError(f"--logs {folder} was simulated on scenario '{logged.get('name')}', whose world "
                                  f"differs from scenario '{scenario.name}'")
-    return pd.read_parquet(logs)
+        return read_interaction_log(folder, "--logs")
+    except (LogReadError, IncompleteRunError) as exc:
+        raise TrainBaseError(str(exc)) from None
 
 
 def make_model(name: str, device: str, seed: int, epochs: int | None, progress: bool) -> Recommender:
@@ -124,6 +120,7 @@ def train_base(scenario: Scenario, logs: Path, models: list[str], out: Path, dev
     atomic_write_text(out / ARMS_FILE, json.dumps({"arms": entries, "world": world_signature(scenario)}, indent=2))
     write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "report.md", render_report(metrics, scenario.name, logs))
+    mark_complete(out, "train-base")
     return metrics
 
 

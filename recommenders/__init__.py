@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import pickle  # only for the error that torch.load(weights_only=True) raises
 from pathlib import Path
 
 from fusionsim.recommenders.base import (INTERACTION_COLUMNS, InteractionTableError, ItemTable, Recommender, RequestBatch,
                                check_interactions)
 from fusionsim.recommenders.content import ContentBased
+from fusionsim.recommenders.io import IncompleteRunError, check_complete
 from fusionsim.recommenders.mf import MatrixFactorization
 from fusionsim.recommenders.new_arrivals import NewArrivals
 from fusionsim.recommenders.popularity import Popularity
@@ -33,17 +35,34 @@ def load_arms(folder: str | Path) -> tuple[list[Recommender], dict]:
     if not index.is_file():
         raise ArmsFolderError(f"--base {folder} holds no trained arms ({ARMS_FILE} is missing); "
                               "make one with fusionsim train-base")
-    payload = json.loads(index.read_text())
+    try:
+        check_complete(folder, "--base", ("train-base",))
+    except IncompleteRunError as exc:
+        raise ArmsFolderError(str(exc)) from None
+    try:
+        payload = json.loads(index.read_text())
+        entries = [(str(e["name"]), str(e["path"])) for e in payload["arms"]]
+        world = payload["world"]
+        if not entries or not isinstance(world, dict):
+            raise ValueError("no arms")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise ArmsFolderError(f"--base {folder}: {ARMS_FILE} is corrupt (expected {{\"arms\": [{{\"name\", "
+                              f"\"path\"}}, ...], \"world\": {{...}}}}); rerun fusionsim train-base") from None
     arms = []
-    for entry in payload["arms"]:
-        cls = REGISTRY.get(entry["name"])
+    for name, path in entries:
+        cls = REGISTRY.get(name)
         if cls is None:
-            raise ArmsFolderError(f"--base {folder}: unknown arm '{entry['name']}' in {ARMS_FILE}")
+            raise ArmsFolderError(f"--base {folder}: unknown arm '{name}' in {ARMS_FILE}; known arms: "
+                                  f"{', '.join(REGISTRY)}")
+        if Path(path).is_absolute() or ".." in Path(path).parts:
+            raise ArmsFolderError(f"--base {folder}: arm path '{path}' in {ARMS_FILE} must stay inside the folder")
         try:
-            arms.append(cls.load(folder / entry["path"]))
-        except (OSError, RuntimeError, KeyError, ValueError) as exc:
-            raise ArmsFolderError(f"--base {folder}: cannot load {entry['path']}: {exc}") from None
-    return arms, payload["world"]
+            arms.append(cls.load(folder / path))
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            problem = ("it holds objects other than weights, which are never unpickled"
+                       if isinstance(exc, pickle.UnpicklingError) else (str(exc).splitlines() or [type(exc).__name__])[0])
+            raise ArmsFolderError(f"--base {folder}: cannot load {path}: {problem}") from None
+    return arms, world
 
 
 __all__ = ["ARMS_FILE", "ArmsFolderError", "ContentBased", "INTERACTION_COLUMNS", "InteractionTableError",

@@ -168,11 +168,24 @@ class Recommender(abc.ABC):
         atomic_torch_save(payload, Path(path))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recommender":
-        payload = torch.load(Path(path), weights_only=True)
-        if payload.get("name") != cls.name:
-            raise ValueError(f"checkpoint {path} holds a '{payload.get('name')}' model, not '{cls.name}'")
-        model = cls(**payload["config"])
+    def load(cls, path: str | Path, device: str | None = None) -> "Recommender":
+        """The model saved by :meth:`save`. ``device`` ("auto", "cpu", "cuda") overrides the saved training
+        device; with None the saved one is kept, except that a model saved on CUDA loads on a machine
+        without CUDA on the CPU."""
+        payload = torch.load(Path(path), weights_only=True, map_location="cpu")
+        if not isinstance(payload, dict) or payload.get("name") != cls.name:
+            got = payload.get("name") if isinstance(payload, dict) else type(payload).__name__
+            raise ValueError(f"checkpoint {path} holds a '{got}' model, not '{cls.name}'")
+        config = dict(payload["config"])
+        if isinstance(config.get("train"), dict):
+            saved = config["train"].get("device", "auto")
+            if device is None and saved == "cuda" and not torch.cuda.is_available():
+                device = "auto"
+            if device is not None:
+                config["train"] = {**config["train"], "device": device}
+        elif device not in (None, "auto", "cpu"):
+            raise ValueError(f"arm '{cls.name}' runs in numpy on the CPU; device = {device!r} is not allowed")
+        model = cls(**config)
         model.load_state({k: v.numpy() for k, v in payload["state"].items()})
         return model
 

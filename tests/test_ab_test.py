@@ -54,7 +54,7 @@ def test_aa_mode_runs_identical_policies(scenario_file, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--split", "50,x"], "Error: --split '50,x': must be comma-separated numbers, e.g. 50,50"),
-    (["--split", "50,0"], "Error: --split '50,0': every share must be > 0"),
+    (["--split", "50,0"], "Error: --split '50,0': every share must be a finite number > 0"),
     (["--split", "30,30,40"], "Error: --split has 3 shares for 2 policies"),
     (["--policies", "popularity,bogus"], "Error: --policies: --policy 'bogus' is not allowed: use uniform, "
                                          "uniform-grid, uniform-weights, popularity, new_arrivals or "

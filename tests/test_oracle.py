@@ -62,5 +62,5 @@ def test_explain_writes_a_table_and_a_heat_map(tmp_path):
     assert "| new/feed/0 |" in (run / "explain.md").read_text()
     missing = CliRunner().invoke(cli, ["explain", str(tmp_path / "nothing")])
     assert missing.exit_code == 2
-    assert missing.output.strip() == (f"Error: {tmp_path / 'nothing'} holds no trained policy (checkpoint.pkl is "
-                                      "missing): run fusionsim train first")
+    assert missing.output.strip() == (f"Error: explain {tmp_path / 'nothing'} does not exist or is not a folder; give "
+                                      "a fusionsim train run folder")

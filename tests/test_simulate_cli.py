@@ -83,7 +83,10 @@ BAD_ARGS = [
     (["--policy", "blend:a,b"], "Error: --policy 'blend:a,b': blend weights must be numbers, e.g. blend:0.7,0.3"),
     (["--policy", "blend:-1,2"], "Error: --policy 'blend:-1,2': weights must be non-negative numbers, one per arm, "
                                  "not all zero; got [-1.0, 2.0]"),
-    (["--requests", "0"], "Error: Invalid value for '--requests': 0 is not in the range x>=1."),
+    (["--requests", "0"], "Error: Invalid value for '--requests': 0 is not in the range 1<=x<=1000000000."),
+    (["--requests", "1e23"], "Error: Invalid value for '--requests': '1e23' is not a valid integer range."),
+    (["--requests", "100000000000000000000000"], "Error: Invalid value for '--requests': 100000000000000000000000 "
+                                                 "is not in the range 1<=x<=1000000000."),
     (["--requests", "many"], "Error: Invalid value for '--requests': 'many' is not a valid integer range."),
     (["--scenario", "mars"], "Error: scenario 'mars' is unknown: use one of ['cold_start', 'default', 'drift', "
                              "'long_horizon', 'search_heavy'] or a path to a .yaml file"),
