@@ -17,7 +17,7 @@ from fusionsim.experiments.runs import parse_choices, read_config, write_config,
 from fusionsim.recommenders import ARMS_FILE, ContentBased, MatrixFactorization, Popularity, Recommender, SequenceModel
 from fusionsim.recommenders.data import EvalRequests, clicks_from_log, eval_requests_from_log
 from fusionsim.recommenders.evaluation import grouped, ranking_metrics
-from fusionsim.recommenders.io import IncompleteRunError, atomic_write_text, mark_complete
+from fusionsim.recommenders.io import IncompleteRunError, atomic_write_text, check_complete, mark_complete
 
 MODELS = ("popularity", "mf", "content", "sequence")
 K = 10
@@ -35,6 +35,7 @@ def parse_models(spec: str) -> list[str]:
 def read_log(folder: Path, scenario: Scenario) -> pd.DataFrame:
     """The request log of a complete ``fusionsim simulate`` run folder, checked against ``scenario``."""
     try:
+        check_complete(folder, "--logs", ("simulate",))
         logged = read_config(folder, "--logs").get("scenario") or {}
         if logged.get("seed") != scenario.seed or logged.get("world") != scenario_to_dict(scenario)["world"]:
             raise TrainBaseError(f"--logs {folder} was simulated on scenario '{logged.get('name')}', whose world "

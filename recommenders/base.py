@@ -123,6 +123,10 @@ class RequestBatch:
                    session_step=np.zeros(b, np.int32))
 
 
+class NotFittedError(RuntimeError):
+    """An arm asked to score before it was fitted or loaded."""
+
+
 class Recommender(abc.ABC):
     """A base recommender (an arm). Subclasses set ``name`` and implement the four methods."""
 
@@ -132,10 +136,22 @@ class Recommender(abc.ABC):
     def fit(self, interactions: pd.DataFrame, items: ItemTable) -> "Recommender":
         """Fit on an interaction table (see :data:`INTERACTION_COLUMNS`) and the public item table."""
 
-    @abc.abstractmethod
     def score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
         """Scores of ``candidates`` (B, C) int32 item ids for ``requests`` (len B): (B, C) float32,
-        higher = better. Item ids the model has never seen get a defined fallback score, never an error."""
+        higher = better. Item ids the model has never seen get a defined fallback score, never an error.
+        A model that was neither fitted nor loaded raises :class:`NotFittedError`."""
+        if not self.fitted:
+            raise NotFittedError(f"arm '{self.name}' is not fitted: call fit() or load() before score()")
+        return self._score(requests, candidates)
+
+    @abc.abstractmethod
+    def _score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
+        """:meth:`score` of a fitted model."""
+
+    @property
+    @abc.abstractmethod
+    def fitted(self) -> bool:
+        """True once :meth:`fit` or :meth:`load_state` has run."""
 
     @abc.abstractmethod
     def config(self) -> dict:

@@ -57,9 +57,11 @@ class ContentBased(Recommender):
                          "user_log_price": user_log_price})
         return self
 
-    def score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
-        if len(self.tokens) == 0:
-            raise RuntimeError("content is not fitted: call fit() or load()")
+    @property
+    def fitted(self) -> bool:
+        return len(self.tokens) > 0
+
+    def _score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
         n_items, vocab = len(self.tokens), len(self.idf)
         b = len(requests)
         ids = np.asarray(candidates)

@@ -89,8 +89,12 @@ class MatrixFactorization(Recommender):
             raise RuntimeError(f"{self.name} is not fitted: call fit() or load()")
         return self.module
 
+    @property
+    def fitted(self) -> bool:
+        return self.module is not None
+
     @torch.no_grad()
-    def score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
+    def _score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
         m = self._fitted()
         user = torch.from_numpy(requests.user_id.astype(np.int64)).to(self.device)
         known = user < m.user.num_embeddings

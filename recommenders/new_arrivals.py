@@ -25,7 +25,11 @@ class NewArrivals(Recommender):
         self.load_state({"launch_day": items.launch_day})
         return self
 
-    def score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
+    @property
+    def fitted(self) -> bool:
+        return len(self.launch_day) > 0
+
+    def _score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
         return lookup(self.launch_day, candidates, fallback=self.newest)
 
     def config(self) -> dict:

@@ -42,7 +42,11 @@ class Popularity(Recommender):
         self.item_score = np.log1p(counts).astype(np.float32)
         return self
 
-    def score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
+    @property
+    def fitted(self) -> bool:
+        return len(self.item_score) > 0
+
+    def _score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
         return lookup(self.item_score, candidates, fallback=0.0)
 
     def config(self) -> dict:

@@ -207,8 +207,12 @@ class SequenceModel(Recommender):
         self._cache_h[torch.from_numpy(user_id[last].astype(np.int64)).to(self.device)] = h[
             torch.from_numpy(last).to(self.device)]
 
+    @property
+    def fitted(self) -> bool:
+        return self.module is not None
+
     @torch.no_grad()
-    def score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
+    def _score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
         m = self._fitted()
         h = self.states(requests)
         bias = m.bias.weight[:m.n_items, 0]

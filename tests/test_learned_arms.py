@@ -242,8 +242,8 @@ def test_train_base_cli_writes_arms_that_plug_into_the_env(logged, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--models", "mf,knn"], "Error: --models 'mf,knn': unknown model knn; choose from popularity, mf, content, "
                              "sequence"),
-    (["--logs", "nowhere"], "Error: --logs nowhere holds no interaction log (expected nowhere/logs/part-*.parquet "
-                            "from fusionsim simulate)"),
+    (["--logs", "nowhere"], "Error: --logs nowhere does not exist or is not a folder; give a fusionsim simulate run "
+                            "folder"),
 ])
 def test_train_base_bad_arguments(args, message, tmp_path):
     base_args = ["train-base", "--logs", "nowhere", "--out", str(tmp_path / "a")]
