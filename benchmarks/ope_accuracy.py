@@ -1,6 +1,7 @@
 """How close is each off-policy estimator to the truth? A trained epsilon-greedy LinUCB is evaluated on
 100,000 uniform-policy requests of the default scenario and compared with its simulated on-policy value.
-Prints figures; asserts nothing.
+Each estimator runs as ``fusionsim ope`` runs it (experiments/ope_run.py: obp's hyperparameter defaults
+unless the command sets one). Prints figures; asserts nothing.
 
     python benchmarks/ope_accuracy.py [--requests 100000] [--epsilon 0.1]
 
@@ -17,7 +18,7 @@ from fusionsim.envs.scenario import load_scenario
 from fusionsim.experiments.ope import ESTIMATORS
 from fusionsim.experiments.ope_run import run_ope
 from fusionsim.experiments.simulate import run_policy
-from fusionsim.experiments.train import train
+from fusionsim.experiments.train import TrainConfig, train
 
 
 def main() -> None:
@@ -29,8 +30,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         logs, policy = Path(tmp) / "logs", Path(tmp) / "policy"
         run_policy(scenario, "uniform", args.requests, logs, seed=4, progress=False)
-        train(scenario, "linucb", 200_000, policy, seed=5, actions="arm", log_every=20_000,
-              checkpoint_every=200_000, oracle_requests=0, epsilon=args.epsilon, progress=False)
+        train(TrainConfig(agent="linucb", requests=200_000, seed=5, actions="arm", log_every=20_000,
+                          checkpoint_every=200_000, oracle_requests=0, epsilon=args.epsilon), scenario, policy,
+              progress=False)
         metrics = run_ope(logs, policy, list(ESTIMATORS), Path(tmp) / "ope")
     print(f"LinUCB (epsilon {args.epsilon}, trained on 200,000 requests) on {args.requests:,} uniform-logged "
           f"requests; simulated on-policy value {metrics['on_policy_truth']:.4f}")

@@ -24,6 +24,11 @@ def parse_estimators(spec: str) -> list[str]:
 
 
 KERNEL_BANDWIDTH = 0.2
+ESTIMATOR_ARGS = {"dr-os": {"lambda_": np.inf}}
+"""Hyperparameters the ope command gives the estimators (the rest keep obp's defaults; DRos at obp's default
+lambda_ = 0 would be DM)."""
+BOOTSTRAP_SAMPLES = 1000
+"""Bootstrap resamples of each interval."""
 
 
 def _read_simulated_log(logs: Path) -> tuple[pd.DataFrame, np.ndarray, dict]:
@@ -82,11 +87,11 @@ def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, fold
     q = cross_fitted_rewards(contexts, action, reward, n_log_actions, folds, seed=seed)[:, :, None]
     results = {}
     for name in estimators:
-        estimator = ESTIMATORS[name]()
-        value = estimator.estimate_policy_value(reward, action, pscore, action_dist,
-                                                estimated_rewards_by_reg_model=q)
-        interval = estimator.estimate_interval(reward, action, pscore, action_dist,
-                                               estimated_rewards_by_reg_model=q, random_state=seed)
+        estimator = ESTIMATORS[name](**ESTIMATOR_ARGS.get(name, {}))
+        arrays = {"reward": reward, "action": action, "pscore": pscore, "action_dist": action_dist,
+                  "estimated_rewards_by_reg_model": q}
+        value = estimator.estimate_policy_value(**arrays)
+        interval = estimator.estimate_interval(**arrays, n_bootstrap_samples=BOOTSTRAP_SAMPLES, random_state=seed)
         results[name] = {"estimate": value, "ci_lower": interval["95.0% CI (lower)"],
                          "ci_upper": interval["95.0% CI (upper)"]}
     metrics: dict = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results}
@@ -252,10 +257,11 @@ def run_obd_ope(folder: Path, campaign: str | None, evaluation: str, estimators:
     q = np.repeat(q[:, :, None], len_list, axis=2)
     results = {}
     for name in estimators:
-        estimator = ESTIMATORS[name]()
-        args = (reward, action, pscore, action_dist, position, q)
-        value = estimator.estimate_policy_value(*args)
-        interval = estimator.estimate_interval(*args, random_state=seed)
+        estimator = ESTIMATORS[name](**ESTIMATOR_ARGS.get(name, {}))
+        arrays = {"reward": reward, "action": action, "pscore": pscore, "action_dist": action_dist,
+                  "position": position, "estimated_rewards_by_reg_model": q}
+        value = estimator.estimate_policy_value(**arrays)
+        interval = estimator.estimate_interval(**arrays, n_bootstrap_samples=BOOTSTRAP_SAMPLES, random_state=seed)
         results[name] = {"estimate": value, "ci_lower": interval["95.0% CI (lower)"],
                          "ci_upper": interval["95.0% CI (upper)"]}
     metrics = {"rounds": n, "campaign": campaign, "evaluation": evaluation,

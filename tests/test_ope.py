@@ -22,27 +22,32 @@ EXPECTED = {
     "sndr": 0.41 + (0.64 - 0.48 + 1.08 - 0.4 / 3) / W.sum(),
     "switch-dr(2)": 0.41 + (0.64 - 0.48 - 0.4 / 3) / 4,
     "dr-os(1)": 0.41 + (1.6 / 3.56 * 0.4 - 1.2 / 2.44 * 0.4 + 3.6 / 13.96 * 0.3 - (4 / 3) / (16 / 9 + 1) * 0.1) / 4,
+    # clipped at 1.5: w = [1.5, 1.2, 1.5, 4/3]
+    "ips(1.5)": (1.5 + 1.5) / 4,
+    "dr(1.5)": 0.41 + (1.5 * 0.4 - 1.2 * 0.4 + 1.5 * 0.3 - (4 / 3) * 0.1) / 4,
 }
+ARRAYS = {"reward": REWARD, "action": ACTION, "pscore": PSCORE, "action_dist": DIST,
+          "estimated_rewards_by_reg_model": QHAT}
 CASES = [("dm", DirectMethod()), ("ips", InverseProbabilityWeighting()),
          ("snips", SelfNormalizedInverseProbabilityWeighting()), ("dr", DoublyRobust()),
          ("sndr", SelfNormalizedDoublyRobust()), ("switch-dr(2)", SwitchDoublyRobust(lambda_=2.0)),
-         ("dr-os(1)", DoublyRobustWithShrinkage(lambda_=1.0))]
+         ("dr-os(1)", DoublyRobustWithShrinkage(lambda_=1.0)), ("ips(1.5)", InverseProbabilityWeighting(lambda_=1.5)),
+         ("dr(1.5)", DoublyRobust(lambda_=1.5))]
 
 
 @pytest.mark.parametrize("name, estimator", CASES, ids=[c[0] for c in CASES])
 def test_hand_computed_values(name, estimator):
-    value = estimator.estimate_policy_value(REWARD, ACTION, PSCORE, DIST, estimated_rewards_by_reg_model=QHAT)
+    value = estimator.estimate_policy_value(**ARRAYS)
     assert value == pytest.approx(EXPECTED[name], rel=1e-12)
 
 
 def test_limits_of_switch_and_shrinkage():
-    args = (REWARD, ACTION, PSCORE, DIST)
-    dr = DoublyRobust().estimate_policy_value(*args, estimated_rewards_by_reg_model=QHAT)
-    dm = DirectMethod().estimate_policy_value(*args, estimated_rewards_by_reg_model=QHAT)
-    assert SwitchDoublyRobust(lambda_=np.inf).estimate_policy_value(*args, estimated_rewards_by_reg_model=QHAT) == dr
-    assert SwitchDoublyRobust(lambda_=0.0).estimate_policy_value(*args, estimated_rewards_by_reg_model=QHAT) == dm
-    assert DoublyRobustWithShrinkage(lambda_=0.0).estimate_policy_value(
-        *args, estimated_rewards_by_reg_model=QHAT) == pytest.approx(dm)
+    dr = DoublyRobust().estimate_policy_value(**ARRAYS)
+    dm = DirectMethod().estimate_policy_value(**ARRAYS)
+    assert SwitchDoublyRobust(lambda_=np.inf).estimate_policy_value(**ARRAYS) == dr
+    assert SwitchDoublyRobust(lambda_=0.0).estimate_policy_value(**ARRAYS) == dm
+    assert DoublyRobustWithShrinkage(lambda_=0.0).estimate_policy_value(**ARRAYS) == dm
+    assert DoublyRobustWithShrinkage(lambda_=np.inf).estimate_policy_value(**ARRAYS) == dr
 
 
 def test_positions_select_the_slot_of_each_round():
@@ -50,7 +55,7 @@ def test_positions_select_the_slot_of_each_round():
     dist[:, 0, :] = 1.0
     dist[1, :, 2] = [0.25, 0.75]
     value = InverseProbabilityWeighting().estimate_policy_value(
-        np.array([1.0, 1.0]), np.array([0, 1]), np.array([0.5, 0.5]), dist, position=np.array([0, 2]))
+        np.array([1.0, 1.0]), np.array([0, 1]), dist, np.array([0.5, 0.5]), position=np.array([0, 2]))
     assert value == pytest.approx((1.0 / 0.5 + 0.75 / 0.5) / 2)
 
 
@@ -63,11 +68,11 @@ def test_bootstrap_interval_is_reproducible_and_brackets_the_estimate(name):
     dist = np.tile([[0.2], [0.8]], (n, 1, 1))
     q = np.tile([[0.3], [0.7]], (n, 1, 1))
     estimator = ESTIMATORS[name]()
-    args = (reward, action, np.full(n, 0.5), dist)
-    kwargs = {"estimated_rewards_by_reg_model": q}
-    interval = estimator.estimate_interval(*args, **kwargs, n_bootstrap_samples=200, random_state=1)
-    assert interval == estimator.estimate_interval(*args, **kwargs, n_bootstrap_samples=200, random_state=1)
-    value = estimator.estimate_policy_value(*args, **kwargs)
+    kwargs = {"reward": reward, "action": action, "pscore": np.full(n, 0.5), "action_dist": dist,
+              "estimated_rewards_by_reg_model": q}
+    interval = estimator.estimate_interval(**kwargs, n_bootstrap_samples=200, random_state=1)
+    assert interval == estimator.estimate_interval(**kwargs, n_bootstrap_samples=200, random_state=1)
+    value = estimator.estimate_policy_value(**kwargs)
     assert interval["95.0% CI (lower)"] < value < interval["95.0% CI (upper)"]
     assert abs(value - 0.62) < 0.05  # truth: 0.2 * 0.3 + 0.8 * 0.7
 
@@ -94,7 +99,7 @@ def test_bad_inputs_name_the_array_and_row(change, message):
 
 def test_reward_model_estimators_need_one():
     with pytest.raises(OPEInputError, match="^dr needs estimated_rewards_by_reg_model$"):
-        DoublyRobust().estimate_policy_value(REWARD, ACTION, PSCORE, DIST)
+        DoublyRobust().estimate_policy_value(REWARD, ACTION, DIST, None, PSCORE)
 
 
 def test_large_logs_use_the_bag_of_little_bootstraps_with_the_right_width():
@@ -104,7 +109,7 @@ def test_large_logs_use_the_bag_of_little_bootstraps_with_the_right_width():
     reward = (rng.random(n) < np.where(action == 1, 0.7, 0.3)).astype(float)
     dist = np.tile([[0.2], [0.8]], (n, 1, 1))
     estimator = InverseProbabilityWeighting()
-    interval = estimator.estimate_interval(reward, action, np.full(n, 0.5), dist, n_bootstrap_samples=1000,
+    interval = estimator.estimate_interval(reward, action, dist, np.full(n, 0.5), n_bootstrap_samples=1000,
                                            random_state=0)
     per_round = np.where(action == 1, 0.8, 0.2) / 0.5 * reward
     half_width = 1.96 * per_round.std() / np.sqrt(n)  # normal theory for a mean
@@ -151,9 +156,9 @@ def test_ope_command_on_a_simulated_log(tmp_path):
     grid = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "log"), "--policy", str(tmp_path / "grid"),
                                "--out", str(tmp_path / "y")])
     assert grid.exit_code == 2
-    assert grid.output.strip() == (f"Error: --policy {tmp_path / 'grid'} chooses among 5 grid actions but the log's "
-                                   "actions are 2 arm actions; log with simulate --policy uniform-grid or train "
-                                   "with --actions arm")
+    assert grid.output.strip() == (f"Error: --policy {tmp_path / 'grid'} chooses among 5 grid actions (grid "
+                                   "resolution 4) but the log's actions are 2 arm actions; log with simulate --policy "
+                                   "uniform-grid --grid-resolution 4 or train with --actions arm")
     assert runner.invoke(cli, ["simulate", "--scenario", str(path), "--policy", "uniform-grid", "--requests", "4096",
                                "--slots", "256", "--out", str(tmp_path / "grid_log")]).exit_code == 0
     on_grid = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "grid_log"), "--policy", str(tmp_path / "grid"),
@@ -184,10 +189,9 @@ def test_ips_is_unbiased_on_simulated_bandit_feedback():
         dist = np.zeros((n, k, 1))
         dist[np.arange(n), chosen, 0] = 1.0
         truths.append(p[np.arange(n), chosen].mean())
-        estimates.append(InverseProbabilityWeighting().estimate_policy_value(reward, action, np.full(n, 1 / k), dist))
+        estimates.append(InverseProbabilityWeighting().estimate_policy_value(reward, action, dist, np.full(n, 1 / k)))
         flat = np.full((n, k, 1), reward.mean())  # a reward model that ignores context and action
-        dm_estimates.append(DirectMethod().estimate_policy_value(reward, action, None, dist,
-                                                                 estimated_rewards_by_reg_model=flat))
+        dm_estimates.append(DirectMethod().estimate_policy_value(dist, flat))
     errors = np.array(estimates) - np.array(truths)
     assert abs(errors.mean()) < 2.58 * errors.std(ddof=1) / np.sqrt(len(errors))
     dm_errors = np.array(dm_estimates) - np.array(truths)
