@@ -2,18 +2,36 @@
 
 A scenario is a YAML file (the shipped ones live in ``envs/scenarios/``). It is validated on load;
 any invalid field fails with :class:`ScenarioError`, one line naming the field, the bad value and what
-is allowed, e.g. ``scenario 'x.yaml': world.n_items = -5 is not allowed: must be >= 1``.
+is allowed, e.g. ``scenario 'x.yaml': world.n_items = -5 is not allowed: must be >= 1``. A file that
+cannot be read as a YAML mapping (missing, a directory, not UTF-8, empty, a syntax error, a list at the
+top) fails the same way, naming the file and the problem.
+
+Limits that hold for every scenario:
+
+- Every number is finite (YAML's ``.nan``, ``.inf``, ``-.inf`` and values that overflow to infinity, such
+  as ``1.0e+400``, are refused) and at most :data:`FLOAT_LIMIT` in magnitude: the simulator computes in
+  float32, where larger values overflow to infinity and turn clicks into NaN.
+- World sizes have upper bounds, so that a typo (an extra zero or three) fails on load with the memory
+  the asked world would take instead of allocating it: ``world.n_items`` <= :data:`MAX_N_ITEMS`,
+  ``world.n_users`` <= :data:`MAX_N_USERS`, ``world.latent_dim`` <= :data:`MAX_LATENT_DIM`,
+  ``world.n_brands`` and ``world.n_attribute_words`` <= :data:`MAX_VOCABULARY`,
+  ``candidates.n_candidates`` <= :data:`MAX_N_CANDIDATES`, and the whole world must take at most
+  :data:`MAX_WORLD_GIB` GiB to build (:meth:`WorldParams.build_bytes`).
 """
 
 from __future__ import annotations
 
+import math
+import re
+import sys
 import typing
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 SEGMENTS: tuple[str, ...] = ("new", "casual", "loyal", "bargain")
 """Shopper segments, in the order of the context one-hot and of every per-segment table."""
@@ -21,23 +39,58 @@ SEGMENTS: tuple[str, ...] = ("new", "casual", "loyal", "bargain")
 DEVICES: tuple[str, ...] = ("desktop", "mobile", "app")
 
 
+FLOAT_LIMIT = 1e6
+"""Largest magnitude of any number in a scenario (probabilities, weights, logits, days, spreads)."""
+
+MAX_N_ITEMS = 10_000_000
+"""Largest catalog (10 x the 1,000,000 items of ``benchmarks/world_scale.py``)."""
+
+MAX_N_USERS = 100_000_000
+"""Largest shopper population (10 x the 10,000,000 shoppers of ``benchmarks/world_scale.py``)."""
+
+MAX_LATENT_DIM = 1024
+"""Largest dimension of the item and taste vectors."""
+
+MAX_VOCABULARY = 1_000_000
+"""Most brands, and most attribute words."""
+
+MAX_N_CANDIDATES = 10_000
+"""Most candidates per request (every arm scores each of them, every request)."""
+
+MAX_WORLD_GIB = 64
+"""Most memory the world may take to build, as estimated by :meth:`WorldParams.build_bytes`."""
+
+
 class ScenarioError(ValueError):
     """An invalid scenario: the message is one line naming the field, the value and what is allowed."""
 
 
+def _within_float_limit(value: float) -> float:
+    if abs(value) > FLOAT_LIMIT:
+        raise PydanticCustomError("number_too_large", "must be in [-{limit}, {limit}]",
+                                  {"limit": f"{FLOAT_LIMIT:g}"})
+    return value
+
+
+Real = Annotated[float, AfterValidator(_within_float_limit)]
+"""Every float of a scenario: finite (``allow_inf_nan=False`` in the models' config) and within
+[-:data:`FLOAT_LIMIT`, :data:`FLOAT_LIMIT`]; bounds of the field itself (``Field(ge=..., le=...)``) are
+checked first."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class SegmentParams(_Strict):
     """Behaviour of one shopper segment."""
 
-    share: float = Field(ge=0.0, le=1.0, description="fraction of the population in this segment")
-    activity: float = Field(gt=0.0, description="relative arrival rate of a shopper of this segment")
-    search_share: float = Field(ge=0.0, le=1.0, description="probability that a request is a search")
-    price_sensitivity: float = Field(ge=0.0, description="mean price sensitivity (log-normal spread 0.3)")
-    history_purchases: float = Field(ge=0.0, description="mean number of purchases before the simulation")
-    leave_bias: float = Field(description="logit of leaving after a request with no fatigue")
+    share: Real = Field(ge=0.0, le=1.0, description="fraction of the population in this segment")
+    activity: Real = Field(gt=0.0, description="relative arrival rate of a shopper of this segment")
+    search_share: Real = Field(ge=0.0, le=1.0, description="probability that a request is a search")
+    price_sensitivity: Real = Field(ge=0.0, description="mean price sensitivity (log-normal spread 0.3)")
+    history_purchases: Real = Field(ge=0.0, description="mean number of purchases before the simulation")
+    leave_bias: Real = Field(description="logit of leaving after a request with no fatigue")
 
 
 def _default_segments() -> dict[str, SegmentParams]:
@@ -56,16 +109,18 @@ def _default_segments() -> dict[str, SegmentParams]:
 class WorldParams(_Strict):
     """Sizes and shape of the catalog and the shopper population."""
 
-    n_items: int = Field(5000, ge=1, description="catalog size")
-    n_users: int = Field(20000, ge=1, description="shopper population size")
+    n_items: int = Field(5000, ge=1, description=f"catalog size, at most {MAX_N_ITEMS:,}")
+    n_users: int = Field(20000, ge=1, description=f"shopper population size, at most {MAX_N_USERS:,}")
     n_top_categories: int = Field(8, ge=1, description="top level of the category tree")
     n_leaf_per_top: int = Field(5, ge=1, description="leaf categories under each top category")
-    n_brands: int = Field(200, ge=1)
-    n_attribute_words: int = Field(64, ge=1, description="vocabulary of attribute tokens for search")
-    latent_dim: int = Field(16, ge=2, description="dimension of item and taste latent vectors")
-    price_sigma: float = Field(0.5, gt=0.0, description="log-normal spread of prices within a leaf")
-    new_item_fraction: float = Field(0.1, ge=0.0, le=0.5, description="items launched during the run")
-    launch_horizon_days: float = Field(7.0, gt=0.0, description="new items launch uniformly over these days")
+    n_brands: int = Field(200, ge=1, le=MAX_VOCABULARY)
+    n_attribute_words: int = Field(64, ge=1, le=MAX_VOCABULARY,
+                                   description="vocabulary of attribute tokens for search")
+    latent_dim: int = Field(16, ge=2,
+                            description=f"dimension of item and taste latent vectors, at most {MAX_LATENT_DIM}")
+    price_sigma: Real = Field(0.5, gt=0.0, description="log-normal spread of prices within a leaf")
+    new_item_fraction: Real = Field(0.1, ge=0.0, le=0.5, description="items launched during the run")
+    launch_horizon_days: Real = Field(7.0, gt=0.0, description="new items launch uniformly over these days")
     segments: dict[str, SegmentParams] = Field(default_factory=_default_segments)
 
     @model_validator(mode="after")
@@ -78,34 +133,66 @@ class WorldParams(_Strict):
             raise ValueError(f"world.segments shares sum to {total:.6g}, not allowed: must sum to 1")
         return self
 
+    @model_validator(mode="after")
+    def _check_memory(self) -> "WorldParams":
+        size = self.build_bytes()
+        for name, limit in (("n_items", MAX_N_ITEMS), ("n_users", MAX_N_USERS), ("latent_dim", MAX_LATENT_DIM)):
+            value = getattr(self, name)
+            if value > limit:
+                raise ValueError(f"world.{name} = {_short_repr(value)} is not allowed: must be <= {limit:,}; a world "
+                                 f"of {self._describe()} would take about {_gib_text(size)} GiB to build")
+        if size > MAX_WORLD_GIB * 2**30:
+            raise ValueError(f"world of {self._describe()} is not allowed: it would take about {_gib_text(size)} GiB "
+                             f"to build; must take at most {MAX_WORLD_GIB} GiB (fewer items or shoppers, a smaller "
+                             "latent_dim or fewer past purchases)")
+        return self
+
+    @property
+    def history_per_user(self) -> float:
+        """Expected purchases per shopper in the pre-simulation history."""
+        return sum(s.share * s.history_purchases for s in self.segments.values())
+
+    def build_bytes(self) -> int:
+        """Rough peak memory of ``build_world`` for this world, in bytes: per item 70 + 4 d, per shopper
+        100 + 12 d, per past purchase 70 (d = latent_dim). Fitted to peak RSS of worlds of 2e5-1e6 items,
+        1e6-3e6 shoppers, d 16-64 and 0-16 past purchases per shopper, within about 20%; for the
+        1,000,000 x 10,000,000 world of ``benchmarks/world_scale.py`` it gives 5.5 GiB (measured 5.1)."""
+        d = self.latent_dim
+        per_user_milli = 1000 * (100 + 12 * d) + round(70_000 * self.history_per_user)  # integers: no overflow
+        return self.n_items * (70 + 4 * d) + self.n_users * per_user_milli // 1000
+
+    def _describe(self) -> str:
+        return (f"{_count_text(self.n_items)} items x {_count_text(self.n_users)} shoppers with latent_dim "
+                f"{_count_text(self.latent_dim)} and {self.history_per_user:.3g} past purchases per shopper")
+
 
 class BehaviourParams(_Strict):
     """The shopper response model (see ``envs/response.py`` for the formulas)."""
 
     click_model: Literal["pbm", "cascade"] = "pbm"
-    examination_first: float = Field(0.9, ge=0.0, le=1.0, description="P(examine slot 1)")
-    examination_decay: float = Field(1.0, ge=0.0, description="theta_k = first / log2(k+1)**decay")
-    mobile_extra_decay: float = Field(0.5, ge=0.0, description="extra decay on mobile (smaller screen)")
-    cascade_abandon: float = Field(0.1, ge=0.0, le=1.0, description="P(stop scanning) after each slot")
-    attraction_bias: float = Field(-4.8, description="logit of attraction for an average item")
-    taste_weight: float = Field(1.4, ge=0.0, description="utility per unit of taste match")
-    quality_weight: float = Field(0.5, ge=0.0)
-    intent_weight: float = Field(1.6, ge=0.0, description="utility of the session's intended category")
-    query_weight: float = Field(2.0, ge=0.0, description="utility per unit of query relevance on search")
-    search_offtopic_penalty: float = Field(1.5, ge=0.0,
-                                           description="utility lost on search by items with no query match")
-    price_weight: float = Field(0.8, ge=0.0, description="utility lost per unit of sensitivity x log relative price")
-    purchase_bias: float = Field(-5.5, description="logit of buying a clicked average item")
-    purchase_price_weight: float = Field(1.5, ge=0.0,
-                                         description="purchase logit lost per sensitivity x log relative price")
-    satiation_weight: float = Field(1.5, ge=0.0, description="utility lost per unit of category satiation")
-    satiation_decay: float = Field(0.7, ge=0.0, le=1.0, description="satiation kept from one request to the next")
-    fatigue_step: float = Field(0.05, ge=0.0, description="fatigue added by every request")
-    fatigue_repeat: float = Field(0.25, ge=0.0, description="fatigue added per unit of mean satiation of the slate")
-    fatigue_weight: float = Field(2.0, ge=0.0, description="leave logit per unit of fatigue")
-    click_engagement: float = Field(0.8, ge=0.0, description="leave logit removed by a click in the request")
-    leave_after_purchase: float = Field(0.3, ge=0.0, le=1.0, description="P(leave) right after a purchase")
-    taste_drift: float = Field(0.05, ge=0.0, le=1.0, description="step of taste toward a purchased item")
+    examination_first: Real = Field(0.9, ge=0.0, le=1.0, description="P(examine slot 1)")
+    examination_decay: Real = Field(1.0, ge=0.0, description="theta_k = first / log2(k+1)**decay")
+    mobile_extra_decay: Real = Field(0.5, ge=0.0, description="extra decay on mobile (smaller screen)")
+    cascade_abandon: Real = Field(0.1, ge=0.0, le=1.0, description="P(stop scanning) after each slot")
+    attraction_bias: Real = Field(-4.8, description="logit of attraction for an average item")
+    taste_weight: Real = Field(1.4, ge=0.0, description="utility per unit of taste match")
+    quality_weight: Real = Field(0.5, ge=0.0)
+    intent_weight: Real = Field(1.6, ge=0.0, description="utility of the session's intended category")
+    query_weight: Real = Field(2.0, ge=0.0, description="utility per unit of query relevance on search")
+    search_offtopic_penalty: Real = Field(1.5, ge=0.0,
+                                          description="utility lost on search by items with no query match")
+    price_weight: Real = Field(0.8, ge=0.0, description="utility lost per unit of sensitivity x log relative price")
+    purchase_bias: Real = Field(-5.5, description="logit of buying a clicked average item")
+    purchase_price_weight: Real = Field(1.5, ge=0.0,
+                                        description="purchase logit lost per sensitivity x log relative price")
+    satiation_weight: Real = Field(1.5, ge=0.0, description="utility lost per unit of category satiation")
+    satiation_decay: Real = Field(0.7, ge=0.0, le=1.0, description="satiation kept from one request to the next")
+    fatigue_step: Real = Field(0.05, ge=0.0, description="fatigue added by every request")
+    fatigue_repeat: Real = Field(0.25, ge=0.0, description="fatigue added per unit of mean satiation of the slate")
+    fatigue_weight: Real = Field(2.0, ge=0.0, description="leave logit per unit of fatigue")
+    click_engagement: Real = Field(0.8, ge=0.0, description="leave logit removed by a click in the request")
+    leave_after_purchase: Real = Field(0.3, ge=0.0, le=1.0, description="P(leave) right after a purchase")
+    taste_drift: Real = Field(0.05, ge=0.0, le=1.0, description="step of taste toward a purchased item")
 
 
 class TrafficParams(_Strict):
@@ -113,9 +200,9 @@ class TrafficParams(_Strict):
 
     requests_per_day: int = Field(100_000, ge=1, description="simulated requests per simulated day")
     max_session_steps: int = Field(50, ge=1, description="a session is truncated after this many requests")
-    device_shares: dict[str, float] = Field(default_factory=lambda: {"desktop": 0.3, "mobile": 0.5, "app": 0.2})
-    query_noise: float = Field(0.3, ge=0.0, le=1.0, description="P(a query carries a random attribute word)")
-    query_leaf_word: float = Field(0.8, ge=0.0, le=1.0, description="P(a query names its leaf category)")
+    device_shares: dict[str, Real] = Field(default_factory=lambda: {"desktop": 0.3, "mobile": 0.5, "app": 0.2})
+    query_noise: Real = Field(0.3, ge=0.0, le=1.0, description="P(a query carries a random attribute word)")
+    query_leaf_word: Real = Field(0.8, ge=0.0, le=1.0, description="P(a query names its leaf category)")
 
     @model_validator(mode="after")
     def _check_devices(self) -> "TrafficParams":
@@ -132,14 +219,14 @@ class TrafficParams(_Strict):
 class CandidateParams(_Strict):
     """The recall layer that picks the candidates every arm scores."""
 
-    n_candidates: int = Field(200, ge=2, description="candidates per request")
+    n_candidates: int = Field(200, ge=2, le=MAX_N_CANDIDATES, description="candidates per request")
     slate_size: int = Field(10, ge=1, description="items shown per request")
-    context_share: float = Field(0.4, ge=0.0, le=1.0, description="from the query's or last click's leaf")
-    shopper_share: float = Field(0.25, ge=0.0, le=1.0, description="from a leaf of the shopper's history")
-    trending_share: float = Field(0.2, ge=0.0, le=1.0, description="from the trending list")
+    context_share: Real = Field(0.4, ge=0.0, le=1.0, description="from the query's or last click's leaf")
+    shopper_share: Real = Field(0.25, ge=0.0, le=1.0, description="from a leaf of the shopper's history")
+    trending_share: Real = Field(0.2, ge=0.0, le=1.0, description="from the trending list")
     trending_size: int = Field(500, ge=1, description="length of the trending list")
-    trending_half_life_days: float = Field(1.0, gt=0.0)
-    refresh_days: float = Field(0.25, gt=0.0, description="the recall index is rebuilt this often")
+    trending_half_life_days: Real = Field(1.0, gt=0.0)
+    refresh_days: Real = Field(0.25, gt=0.0, description="the recall index is rebuilt this often")
 
     @model_validator(mode="after")
     def _check_shares(self) -> "CandidateParams":
@@ -157,11 +244,11 @@ class CandidateParams(_Strict):
 class Event(_Strict):
     """A scheduled change of the shop."""
 
-    day: float = Field(ge=0.0, description="simulated day at which the event happens")
+    day: Real = Field(ge=0.0, description="simulated day at which the event happens")
     kind: Literal["trend_shift", "new_items"]
-    strength: float = Field(1.0, ge=0.0, description="trend_shift: utility boost of the trending leaves")
+    strength: Real = Field(1.0, ge=0.0, description="trend_shift: utility boost of the trending leaves")
     n_leaves: int = Field(3, ge=1, description="trend_shift: how many leaves become fashionable")
-    fraction: float = Field(0.05, ge=0.0, le=0.5, description="new_items: catalog fraction launched that day")
+    fraction: Real = Field(0.05, ge=0.0, le=0.5, description="new_items: catalog fraction launched that day")
 
 
 class Scenario(_Strict):
@@ -223,13 +310,21 @@ def _describe_allowed(err: dict) -> str:
     kind = err["type"]
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:
-        return f"must be {bounds[kind]} {next(iter(ctx.values()))}"
+        bound = next(iter(ctx.values()))
+        return f"must be {bounds[kind]} {f'{bound:,}' if isinstance(bound, int) else bound}"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return "must be an integer"
     if kind in ("float_type", "float_parsing"):
+        spelled = _yaml_float_spelling(err.get("input"))
+        if spelled is not None:
+            return f"must be a number (YAML reads {err['input']} as text: write {spelled})"
         return "must be a number"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind == "number_too_large":
+        return err["msg"]
     if kind in ("string_type",):
         return "must be a string"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
@@ -241,20 +336,55 @@ def _describe_allowed(err: dict) -> str:
     return err["msg"]
 
 
-def _format_error(source: str, exc: ValidationError, raw: dict) -> str:
+_YAML_TEXT_FLOAT = re.compile(r"([-+]?)([0-9]+)(?:\.([0-9]*))?[eE]([-+]?)([0-9]+)")
+
+
+def _yaml_float_spelling(value: object) -> str | None:
+    """How to write ``value`` so YAML 1.1 (PyYAML) reads a number, for exponent forms it reads as text
+    (``1e-3``, ``5E2``: YAML 1.1 needs a dot and a signed exponent); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    match = _YAML_TEXT_FLOAT.fullmatch(value.strip())
+    if match is None or not math.isfinite(float(value)):
+        return None
+    sign, whole, fraction, exp_sign, exponent = match.groups()
+    return f"{sign}{whole}.{fraction or 0}e{exp_sign or '+'}{exponent}"
+
+
+def _gib_text(n_bytes: int) -> str:
+    """``n_bytes`` in GiB for a message: 0.011, 5.5, 536, 12,345, or 10^k for absurd sizes (about 10^k)."""
+    if n_bytes < 10 * 2**30:
+        gib = n_bytes / 2**30
+        return f"{gib:.2g}" if gib < 0.1 else f"{gib:.1f}"
+    return _count_text(round(n_bytes / 2**30) if n_bytes.bit_length() < 1000 else n_bytes >> 30)
+
+
+def _count_text(n: int) -> str:
+    return f"{n:,}" if n < 10**15 else f"10^{int(n.bit_length() * math.log10(2))}"
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)``, shortened to about ``limit`` characters (a huge number or string stays one short line)."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err["loc"]]
     field = ".".join(loc) if loc else "<scenario>"
     if err["type"] == "extra_forbidden":
         parent = _model_at(loc[:-1])
         allowed = ", ".join(parent.model_fields) if parent is not None else "see the docs"
-        return f"scenario {source}: unknown key '{field}'; allowed keys here: {allowed}"
+        return f"scenario {source}: unknown key '{_one_line(field, 80)}'; allowed keys here: {allowed}"
     if err["type"] == "value_error":
         return f"scenario {source}: {str(err['ctx']['error'])}"
     if err["type"] == "missing":
         return f"scenario {source}: {field} is required"
     value = err.get("input")
-    return f"scenario {source}: {field} = {value!r} is not allowed: {_describe_allowed(err)}"
+    return f"scenario {source}: {field} = {_short_repr(value)} is not allowed: {_describe_allowed(err)}"
 
 
 def _model_at(loc: list[str]) -> type[BaseModel] | None:
@@ -274,12 +404,16 @@ def _model_at(loc: list[str]) -> type[BaseModel] | None:
 
 def parse_scenario(raw: object, source: str = "<dict>") -> Scenario:
     """Validate a mapping (as read from YAML) into a :class:`Scenario`, or raise :class:`ScenarioError`."""
-    if not isinstance(raw, dict):
-        raise ScenarioError(f"scenario {source}: top level is {type(raw).__name__}, not allowed: must be a mapping")
+    _check_mapping(raw, source)
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise ScenarioError(_format_error(source, exc, raw)) from None
+        raise ScenarioError(_format_error(source, exc)) from None
+
+
+def _check_mapping(raw: object, source: str) -> None:
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"scenario {source}: top level is {type(raw).__name__}, not allowed: must be a mapping")
 
 
 def scenario_names() -> list[str]:
@@ -291,37 +425,89 @@ def scenario_names() -> list[str]:
 def load_scenario(name_or_path: str | Path, **overrides: object) -> Scenario:
     """Load a shipped scenario by name (``default``) or a YAML file by path, validated.
 
+    A path is read as UTF-8 YAML whose top level is a mapping; a missing file, a directory, bytes that
+    are not UTF-8, an empty file and a YAML syntax error each raise :class:`ScenarioError` naming the file.
     ``overrides`` are dotted field paths, e.g. ``load_scenario("default", **{"world.n_items": 4000})``.
     """
     text_source = str(name_or_path)
     path = Path(text_source)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ScenarioError(f"scenario '{text_source}': no such file")
-        source, text = f"'{path.name}'", path.read_text()
-    else:
-        if text_source not in scenario_names():
-            raise ScenarioError(f"scenario '{text_source}' is unknown: use one of {scenario_names()} or a path "
-                                "to a .yaml file")
+    names = scenario_names()
+    if text_source in names and not path.is_file():
         source = f"'{text_source}'"
-        text = resources.files("fusionsim.envs.scenarios").joinpath(f"{text_source}.yaml").read_text()
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ScenarioError(f"scenario {source}: not valid YAML{where}") from None
-    raw = {} if raw is None else raw
+        data = resources.files("fusionsim.envs.scenarios").joinpath(f"{text_source}.yaml").read_bytes()
+    elif path.suffix in (".yaml", ".yml") or path.exists():
+        source, data = f"'{path.name}'", _read_file(path, text_source)
+    else:
+        raise ScenarioError(f"scenario '{text_source}' is unknown: use one of {names} or a path to a .yaml file")
+    raw = _parse_yaml(data, source)
     for dotted, value in overrides.items():
-        _set_dotted(raw, dotted, value)
+        _set_dotted(raw, dotted, value, source)
     return parse_scenario(raw, source)
 
 
-def _set_dotted(raw: dict, dotted: str, value: object) -> None:
+def _read_file(path: Path, text_source: str) -> bytes:
+    if path.is_dir():
+        raise ScenarioError(f"scenario '{text_source}': is a directory, not a YAML file")
+    if not path.exists():
+        raise ScenarioError(f"scenario '{text_source}': no such file")
+    if not path.is_file():
+        raise ScenarioError(f"scenario '{text_source}': is not a regular file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"scenario '{path.name}': cannot be read ({exc.strerror or exc})") from None
+
+
+def _parse_yaml(data: bytes, source: str) -> dict:
+    """The mapping a scenario file holds, or ScenarioError naming the problem in one line."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ScenarioError(f"scenario {source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}); "
+                            "save the file as UTF-8") from None
+    if not text.strip():
+        raise ScenarioError(f"scenario {source}: the file is empty; must be a YAML mapping of scenario fields, "
+                            "e.g. 'name: my_shop'")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = ", ".join(p for p in (exc.context, exc.problem) if p)
+        raise ScenarioError(f"scenario {source}: not valid YAML{where}: {_one_line(problem)}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise ScenarioError(f"scenario {source}: not valid YAML at line {line}: character "
+                            f"#x{ord(character):04x} is not allowed in YAML") from None
+    except ValueError as exc:  # PyYAML builds values with int() and date(): too many digits, a 13th month
+        problem = (f"an integer has more than {sys.get_int_max_str_digits()} digits" if "digits" in str(exc)
+                   else f"a value cannot be built ({_one_line(str(exc))})")
+        raise ScenarioError(f"scenario {source}: not valid YAML: {problem}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ScenarioError(f"scenario {source}: not valid YAML: {_one_line(str(exc))}") from None
+    if raw is None:
+        raise ScenarioError(f"scenario {source}: the file holds no settings (only comments or null); must be a "
+                            "YAML mapping of scenario fields, e.g. 'name: my_shop'")
+    _check_mapping(raw, source)
+    return raw
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+def _set_dotted(raw: dict, dotted: str, value: object, source: str) -> None:
     node = raw
     parts = dotted.split(".")
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            parent = ".".join(parts[:depth + 1])
+            raise ScenarioError(f"scenario {source}: cannot set {dotted}: {parent} = {_short_repr(node)} is not a "
+                                "mapping")
     node[parts[-1]] = value
 
 

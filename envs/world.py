@@ -2,7 +2,9 @@
 
 Everything here is generated once from ``scenario.seed`` with vectorised numpy (no loop per item or
 shopper), so a 1,000,000-item x 10,000,000-shopper world builds in seconds within a few GiB
-(``benchmarks/world_scale.py``).
+(``benchmarks/world_scale.py``). Sizes are bounded when the scenario loads (``envs/scenario.py``:
+``MAX_N_ITEMS``, ``MAX_N_USERS``, ``MAX_WORLD_GIB``), against :meth:`WorldParams.build_bytes`, the rough
+peak memory of :func:`build_world`; change that estimate with the arrays built here.
 
 Hidden vs public: the catalog's ``quality`` and ``latent`` and every field of the population except
 ``segment`` are the simulator's hidden truth. Recommenders see only :meth:`Catalog.public` and logged
