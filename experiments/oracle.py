@@ -28,6 +28,9 @@ class CellTablePolicy(Policy):
     def __init__(self, table: list[int], action_mode: str = "grid") -> None:
         if len(table) != N_CELLS:
             raise ValueError(f"table must hold one action per context cell ({N_CELLS}); got {len(table)}")
+        bad = [a for a in table if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a < 0]
+        if bad:
+            raise ValueError(f"table must hold integer actions >= 0; got {bad[0]!r}")
         self.table = np.asarray(table, dtype=np.int64)
         self.action_mode = action_mode
 
@@ -127,7 +130,9 @@ class ConstantAction(Policy):
     action_mode = "grid"
 
     def __init__(self, action: int) -> None:
-        self.action = action
+        if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or action < 0:
+            raise ValueError(f"action must be an integer >= 0; got {action!r}")
+        self.action = int(action)
 
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.full(len(contexts), self.action), np.ones(len(contexts))
