@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from fusionsim.envs.scenario import load_scenario
-from fusionsim.experiments.ope import ESTIMATORS
+from fusionsim.experiments.evaluation.estimators import ESTIMATORS
 from fusionsim.experiments.ope_run import run_ope
 from fusionsim.experiments.simulate import run_policy
 from fusionsim.experiments.train import TrainConfig, train

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from fusionsim.experiments.ope import ESTIMATORS
+from fusionsim.experiments.evaluation.estimators import ESTIMATORS
 
 HYPERPARAMETERS = {"switch-dr": {"lambda_": 10.0}, "dr-os": {"lambda_": 10.0}}
 

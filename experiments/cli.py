@@ -271,7 +271,7 @@ def explain_command(run: Path, requests: int) -> None:
 def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, campaign: str | None,
                 evaluation: str, estimators: str, out: Path, folds: int, seed: int, overwrite: bool) -> None:
     """Off-policy estimates (with bootstrap CIs) of a trained policy on logged traffic."""
-    from fusionsim.experiments.ope import OPEInputError
+    from fusionsim.experiments.evaluation.estimators import OPEInputError
     from fusionsim.experiments.ope_run import parse_estimators, run_obd_ope, run_ope
     names = parse_estimators(estimators)
     if (obd is None) == (logs is None or policy_run is None):

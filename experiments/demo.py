@@ -18,7 +18,7 @@ import click
 
 from fusionsim.envs.scenario import load_scenario
 from fusionsim.experiments.ab_test import run_ab_test
-from fusionsim.experiments.ope import ESTIMATORS
+from fusionsim.experiments.evaluation.estimators import ESTIMATORS
 from fusionsim.experiments.ope_run import run_ope
 from fusionsim.experiments.runs import prepare_run_folder, write_config
 from fusionsim.experiments.simulate import run_policy

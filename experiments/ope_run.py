@@ -11,9 +11,10 @@ from fusionsim.envs.context import CONTEXT_NAMES
 from fusionsim.envs.logs import read_interaction_log
 from fusionsim.envs.scenario import parse_scenario, scenario_to_dict
 from fusionsim.envs.shop import make_shop
-from fusionsim.experiments.ope import ESTIMATORS, OPEInputError
+from fusionsim.experiments.evaluation import ESTIMATORS, OPEInputError, evaluate
+from fusionsim.experiments.evaluation.estimators import KernelizedInverseProbabilityWeighting
 from fusionsim.experiments.oracle import run_policy_rewards
-from fusionsim.experiments.reward_model import cross_fitted_rewards
+from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
 from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
 from fusionsim.experiments.train import TrainedRun, read_trained_run
 from fusionsim.recommenders.io import atomic_write_text, mark_complete
@@ -82,56 +83,48 @@ def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, fold
                             f"log with simulate --policy {hint} or train with --actions {log_mode}")
     action = log["action"].to_numpy()
     reward = log["reward"].to_numpy(dtype=np.float64)
-    pscore = log["propensity"].to_numpy(dtype=np.float64)
     action_dist = policy.action_distribution(contexts.astype(np.float32))[:, :, None]
     q = cross_fitted_rewards(contexts, action, reward, n_log_actions, folds, seed=seed)[:, :, None]
-    results = {}
-    for name in estimators:
-        estimator = ESTIMATORS[name](**ESTIMATOR_ARGS.get(name, {}))
-        arrays = {"reward": reward, "action": action, "pscore": pscore, "action_dist": action_dist,
-                  "estimated_rewards_by_reg_model": q}
-        value = estimator.estimate_policy_value(**arrays)
-        interval = estimator.estimate_interval(**arrays, n_bootstrap_samples=BOOTSTRAP_SAMPLES, random_state=seed)
-        results[name] = {"estimate": value, "ci_lower": interval["95.0% CI (lower)"],
-                         "ci_upper": interval["95.0% CI (upper)"]}
-    metrics: dict = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results}
-    return _finish(metrics, log_config, policy, mapper, logs, policy_run, out,
-                   {"estimators": estimators, "folds": folds, "seed": seed, "truth_requests": truth_requests},
-                   truth_requests or len(log))
+    data = {"reward": reward, "action": action, "pscore": log["propensity"].to_numpy(dtype=np.float64),
+            "action_dist": action_dist, "estimated_rewards_by_reg_model": q}
+    truth = _simulated_truth(log_config, logs, trained, truth_requests or len(log))
+    results = evaluate(_estimators(estimators), data, truth, BOOTSTRAP_SAMPLES, seed)
+    metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results,
+               "on_policy_truth": truth}
+    return _finish(metrics, logs, policy_run, out, {"estimators": estimators, "folds": folds, "seed": seed,
+                                                    "truth_requests": truth_requests})
 
 
-def _finish(metrics: dict, log_config: dict, policy, mapper, logs: Path, policy_run: Path, out: Path,
-            args: dict, truth_requests: int) -> dict:
-    """On a simulated log, add the policy's simulated on-policy value and each estimate's relative error;
-    write the run folder."""
-    if "scenario" in log_config:
-        scenario = parse_scenario(log_config["scenario"], f"'{logs / 'config.yaml'}'")
-        world, arms = make_shop(scenario, base=log_config["args"].get("base"))
-        truth = run_policy_rewards(world, arms, policy, mapper, truth_requests,
-                                   seed=int(log_config["args"]["seed"]), slots=256).mean
-        metrics["on_policy_truth"] = truth
-        for result in metrics["estimators"].values():
-            result["relative_error"] = abs(result["estimate"] - truth) / abs(truth)
-    write_config(out, "ope", {"logs": str(logs), "policy": str(policy_run), **args})
+def _estimators(names: list[str]) -> dict:
+    return {name: ESTIMATORS[name](**ESTIMATOR_ARGS.get(name, {})) for name in names}
+
+
+def _simulated_truth(log_config: dict, logs: Path, trained: TrainedRun, requests: int) -> float:
+    """The policy's simulated on-policy value on the log's shop and seed (the ground truth of a simulated log)."""
+    scenario = parse_scenario(log_config["scenario"], f"'{logs / 'config.yaml'}'")
+    world, arms = make_shop(scenario, base=log_config["args"].get("base"))
+    return run_policy_rewards(world, arms, trained.policy, trained.mapper, requests,
+                              seed=int(log_config["args"]["seed"]), slots=256).mean
+
+
+def _finish(metrics: dict, logs: Path, source: Path, out: Path, args: dict) -> dict:
+    """Write the run folder of an ope run: config.yaml, metrics.json, report.md, then complete.json."""
+    write_config(out, "ope", {"logs": str(logs), "policy": str(source), **args})
     write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "report.md", _report(metrics, logs, policy_run))
+    atomic_write_text(out / "report.md", _report(metrics, logs, source))
     mark_complete(out, "ope")
     return metrics
 
 
 def _run_continuous_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.ndarray, log_config: dict, logs: Path,
                         out: Path, folds: int, seed: int, truth_requests: int | None) -> dict:
-    from fusionsim.experiments.ope import KernelizedInverseProbabilityWeighting
-
-    policy_run, policy = trained.folder, trained.policy
     action_columns = [c for c in log.columns if c.startswith("action_")]
     if not action_columns:
         raise OPEInputError(f"--logs {logs} holds no continuous actions (action_<arm> columns); log them with "
                             "simulate --policy uniform-weights to evaluate a PPO policy")
     logged = log[action_columns].to_numpy(dtype=np.float64)
     reward = log["reward"].to_numpy(dtype=np.float64)
-    pscore = log["propensity"].to_numpy(dtype=np.float64)
-    target, _ = policy.act(contexts.astype(np.float32))
+    target, _ = trained.policy.act(contexts.astype(np.float32))
     # reward model: ridge on [context, action], cross-fitted; evaluated at the logged and target actions
     fold = np.random.default_rng(seed).permutation(len(log)) % folds
     q_logged, q_target = np.empty(len(log)), np.empty(len(log))
@@ -142,17 +135,17 @@ def _run_continuous_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.nda
         q_logged[~train] = np.column_stack([contexts[~train], logged[~train]]) @ theta
         q_target[~train] = np.column_stack([contexts[~train], target[~train]]) @ theta
     estimator = KernelizedInverseProbabilityWeighting(bandwidth=KERNEL_BANDWIDTH)
-    results = {}
-    for name, model in (("kernel-ipw", ()), ("kernel-dr", (q_target, q_logged))):
-        args = (reward, logged, pscore, target, *model)
-        interval = estimator.estimate_interval(*args, random_state=seed)
-        results[name] = {"estimate": estimator.estimate_policy_value(*args),
-                         "ci_lower": interval["95.0% CI (lower)"], "ci_upper": interval["95.0% CI (upper)"]}
+    data = {"reward": reward, "action_by_behavior_policy": logged,
+            "pscore": log["propensity"].to_numpy(dtype=np.float64), "action_by_evaluation_policy": target}
+    truth = _simulated_truth(log_config, logs, trained, truth_requests or len(log))
+    results = {**evaluate({"kernel-ipw": estimator}, data, truth, BOOTSTRAP_SAMPLES, seed),
+               **evaluate({"kernel-dr": estimator}, {**data, "estimated_rewards_by_reg_model": q_target,
+                                                     "estimated_rewards_at_logged_action": q_logged},
+                          truth, BOOTSTRAP_SAMPLES, seed)}
     metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results,
-               "bandwidth": KERNEL_BANDWIDTH}
-    return _finish(metrics, log_config, policy, trained.mapper, logs, policy_run, out,
-                   {"estimators": list(results), "folds": folds, "seed": seed, "truth_requests": truth_requests},
-                   truth_requests or len(log))
+               "on_policy_truth": truth, "bandwidth": KERNEL_BANDWIDTH}
+    return _finish(metrics, logs, trained.folder, out, {"estimators": list(results), "folds": folds, "seed": seed,
+                                                        "truth_requests": truth_requests})
 
 
 def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
@@ -255,15 +248,9 @@ def run_obd_ope(folder: Path, campaign: str | None, evaluation: str, estimators:
         action_dist[:, best, np.arange(len_list)] = 1.0
     q = cross_fitted_rewards(contexts, action, reward, n_items, folds, seed=seed)
     q = np.repeat(q[:, :, None], len_list, axis=2)
-    results = {}
-    for name in estimators:
-        estimator = ESTIMATORS[name](**ESTIMATOR_ARGS.get(name, {}))
-        arrays = {"reward": reward, "action": action, "pscore": pscore, "action_dist": action_dist,
-                  "position": position, "estimated_rewards_by_reg_model": q}
-        value = estimator.estimate_policy_value(**arrays)
-        interval = estimator.estimate_interval(**arrays, n_bootstrap_samples=BOOTSTRAP_SAMPLES, random_state=seed)
-        results[name] = {"estimate": value, "ci_lower": interval["95.0% CI (lower)"],
-                         "ci_upper": interval["95.0% CI (upper)"]}
+    data = {"reward": reward, "action": action, "pscore": pscore, "action_dist": action_dist, "position": position,
+            "estimated_rewards_by_reg_model": q}
+    results = evaluate(_estimators(estimators), data, None, BOOTSTRAP_SAMPLES, seed)
     metrics = {"rounds": n, "campaign": campaign, "evaluation": evaluation,
                "logged_reward_per_request": float(reward.mean()), "estimators": results}
     write_config(out, "ope", {"obd": str(folder), "campaign": campaign, "evaluation": evaluation,

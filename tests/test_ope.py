@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fusionsim.experiments.ope import (ESTIMATORS, DirectMethod, DoublyRobust, DoublyRobustWithShrinkage,
+from fusionsim.experiments.evaluation.estimators import (ESTIMATORS, DirectMethod, DoublyRobust, DoublyRobustWithShrinkage,
                              InverseProbabilityWeighting, OPEInputError, SelfNormalizedDoublyRobust,
                              SelfNormalizedInverseProbabilityWeighting, SwitchDoublyRobust)
 
@@ -125,7 +125,7 @@ def test_ope_command_on_a_simulated_log(tmp_path):
     from click.testing import CliRunner
 
     from fusionsim.experiments.cli import cli
-    from fusionsim.experiments.reward_model import cross_fitted_rewards
+    from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
     from tests.conftest import small_scenario
 
     path = tmp_path / "small.yaml"
@@ -199,7 +199,7 @@ def test_ips_is_unbiased_on_simulated_bandit_feedback():
 
 
 def test_kernelized_estimators_recover_a_continuous_policy_value():
-    from fusionsim.experiments.ope import KernelizedInverseProbabilityWeighting
+    from fusionsim.experiments.evaluation.estimators import KernelizedInverseProbabilityWeighting
 
     rng = np.random.default_rng(5)
     n = 200_000

@@ -8,7 +8,7 @@ import inspect
 import numpy as np
 import pytest
 
-from fusionsim.experiments.ope import (ESTIMATORS, DirectMethod, DoublyRobust, DoublyRobustWithShrinkage,
+from fusionsim.experiments.evaluation.estimators import (ESTIMATORS, DirectMethod, DoublyRobust, DoublyRobustWithShrinkage,
                                        InverseProbabilityWeighting, OPEInputError,
                                        SelfNormalizedDoublyRobust, SelfNormalizedInverseProbabilityWeighting,
                                        SwitchDoublyRobust)

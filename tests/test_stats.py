@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from fusionsim.experiments.stats import cuped, holm, minimum_detectable_effect, ratio, ratio_variance, sample_ratio_mismatch, welch
+from fusionsim.experiments.abtest.stats import cuped, holm, minimum_detectable_effect, ratio, ratio_variance, sample_ratio_mismatch, welch
 
 
 def test_welch_matches_scipy():
