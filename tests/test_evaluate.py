@@ -7,9 +7,9 @@ from fusionsim.experiments.evaluation import ESTIMATORS, evaluate
 
 
 def test_evaluate_gives_each_estimate_its_interval_and_relative_error():
-    # 4 rounds, 2 actions, one slot; the evaluation policy always plays action 1
-    data = {"reward": np.array([1.0, 0.0, 1.0, 1.0]), "action": np.array([1, 0, 1, 0]),
-            "pscore": np.array([0.5, 0.5, 0.25, 0.5]), "action_dist": np.tile([[[0.0], [1.0]]], (4, 1, 1))}
+    # 4 rounds repeated 25 times, 2 actions, one slot; the evaluation policy always plays action 1
+    data = {"reward": np.tile([1.0, 0.0, 1.0, 1.0], 25), "action": np.tile([1, 0, 1, 0], 25),
+            "pscore": np.tile([0.5, 0.5, 0.25, 0.5], 25), "action_dist": np.tile([[[0.0], [1.0]]], (100, 1, 1))}
     results = evaluate({"ipw": ESTIMATORS["ips"](), "snipw": ESTIMATORS["snips"]()}, data, truth=1.5,
                        n_bootstrap_samples=200, random_state=3)
     # IPW: (1/0.5 + 1/0.25) / 4 = 1.5; SNIPW: (2 + 4) / (2 + 4) = 1
