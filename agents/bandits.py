@@ -3,51 +3,42 @@ Gaussian Thompson sampling. Batched: a batch of B rounds acts with the same stat
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from fusionsim.agents.base import Policy, check_batch, epsilon_greedy, epsilon_greedy_distribution
-from fusionsim.agents.checkpoint import load_arrays, save_arrays
+from fusionsim.agents.base import (Policy, check_action_mode, check_contexts, check_count, check_discrete_actions,
+                                   check_real, check_rewards, check_seed, epsilon_greedy, epsilon_greedy_distribution)
 
 
 class _MeanBandit(Policy):
     """Per-action counts and reward means."""
 
     def __init__(self, n_actions: int, seed: int | None = None, action_mode: str = "arm") -> None:
-        if n_actions < 1:
-            raise ValueError(f"n_actions must be >= 1; got {n_actions}")
-        if action_mode not in ("arm", "grid"):
-            raise ValueError(f"action_mode = {action_mode!r} is not allowed: must be 'arm' or 'grid'")
-        self.n_actions, self.seed, self.action_mode = n_actions, seed, action_mode
-        self.rng = np.random.default_rng(seed)
-        self.counts = np.zeros(n_actions)
-        self.means = np.zeros(n_actions)
+        self.n_actions, self.action_mode = check_count("n_actions", n_actions), check_action_mode(action_mode)
+        self.seed = check_seed(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.counts = np.zeros(self.n_actions)
+        self.means = np.zeros(self.n_actions)
 
     def update(self, contexts: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
-        check_batch(contexts, rewards=rewards)
-        actions = np.asarray(actions)
-        if actions.shape != (len(rewards),) or actions.dtype.kind not in "iu" or \
-                actions.astype(np.int64, copy=False).view(np.uint64).max(initial=0) >= self.n_actions:
-            raise ValueError(f"actions must be {len(rewards)} integers in [0, {self.n_actions})")
+        """Add a batch: contexts (B, D) finite (not used), actions (B,) ints in [0, K), rewards (B,) finite."""
+        n_rounds = len(check_contexts(contexts))
+        rewards = check_rewards(rewards, n_rounds)
+        actions = check_discrete_actions(actions, n_rounds, self.n_actions)
         n = np.bincount(actions, minlength=self.n_actions)
-        total = np.bincount(actions, weights=np.asarray(rewards, dtype=np.float64), minlength=self.n_actions)
+        total = np.bincount(actions, weights=rewards.astype(np.float64, copy=False), minlength=self.n_actions)
         self.counts += n
         seen = self.counts > 0
         self.means[seen] += (total[seen] - n[seen] * self.means[seen]) / self.counts[seen]
 
-    def save(self, path: str | Path) -> None:
-        save_arrays(path, self.name, self.config(), {"counts": self.counts, "means": self.means})
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """``counts`` (K,) and ``means`` (K,) float64."""
+        return {"counts": self.counts, "means": self.means}
 
-    @classmethod
-    def load(cls, path: str | Path) -> "_MeanBandit":
-        config, arrays = load_arrays(path, cls.name, ("counts", "means"))
-        policy = cls(**config)
-        if arrays["counts"].shape != (policy.n_actions,):
-            raise ValueError(f"checkpoint {path} is corrupt: {arrays['counts'].shape[0]} counts for "
-                             f"{policy.n_actions} actions")
-        policy.counts, policy.means = arrays["counts"], arrays["means"]
-        return policy
+    def set_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.counts, self.means = arrays["counts"], arrays["means"]
+
+    def generators(self) -> list[np.random.Generator]:
+        return [self.rng]
 
 
 class EpsilonGreedy(_MeanBandit):
@@ -59,12 +50,10 @@ class EpsilonGreedy(_MeanBandit):
     def __init__(self, n_actions: int, epsilon: float = 0.1, seed: int | None = None,
                  action_mode: str = "arm") -> None:
         super().__init__(n_actions, seed, action_mode)
-        if not 0 <= epsilon <= 1:
-            raise ValueError(f"epsilon must be in [0, 1]; got {epsilon}")
-        self.epsilon = float(epsilon)
+        self.epsilon = check_real("epsilon", epsilon, "in [0, 1]")
 
     def _greedy(self, contexts: np.ndarray) -> np.ndarray:
-        check_batch(contexts)
+        contexts = check_contexts(contexts)
         return np.full(len(contexts), int(np.argmax(np.where(self.counts > 0, self.means, np.inf))))
 
     def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
@@ -86,12 +75,10 @@ class UCB1(_MeanBandit):
 
     def __init__(self, n_actions: int, c: float = 1.0, seed: int | None = None, action_mode: str = "arm") -> None:
         super().__init__(n_actions, seed, action_mode)
-        if not c >= 0:
-            raise ValueError(f"c must be >= 0; got {c}")
-        self.c = float(c)
+        self.c = check_real("c", c, ">= 0")
 
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        check_batch(contexts)
+        contexts = check_contexts(contexts)
         total = max(self.counts.sum(), 1.0)
         bonus = self.c * np.sqrt(2.0 * np.log(total) / np.maximum(self.counts, 1e-12))
         ucb = np.where(self.counts > 0, self.means + bonus, np.inf)
@@ -117,12 +104,11 @@ class GaussianThompson(_MeanBandit):
     def __init__(self, n_actions: int, sigma: float = 1.0, propensity_draws: int = 256, seed: int | None = None,
                  action_mode: str = "arm") -> None:
         super().__init__(n_actions, seed, action_mode)
-        if not sigma > 0 or propensity_draws < 1:
-            raise ValueError(f"sigma must be > 0 and propensity_draws >= 1; got {sigma}, {propensity_draws}")
-        self.sigma, self.propensity_draws = float(sigma), int(propensity_draws)
+        self.sigma = check_real("sigma", sigma, "> 0")
+        self.propensity_draws = check_count("propensity_draws", propensity_draws)
 
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        check_batch(contexts)
+        contexts = check_contexts(contexts)
         scale = self.sigma / np.sqrt(1.0 + self.counts)
         samples = self.means + scale * self.rng.standard_normal((len(contexts), self.n_actions))
         actions = np.argmax(samples, axis=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusionsim.agents.base import Policy, check_batch
+from fusionsim.agents.base import Policy, check_action_mode, check_contexts, check_count, check_index, check_seed
 
 
 class UniformRandom(Policy):
@@ -20,24 +20,24 @@ class UniformRandom(Policy):
     name = "uniform"
 
     def __init__(self, n_actions: int, action_mode: str = "arm", seed: int | None = None) -> None:
-        if n_actions < 1:
-            raise ValueError(f"n_actions must be >= 1; got {n_actions}")
-        if action_mode not in ("arm", "grid"):
-            raise ValueError(f"action_mode = {action_mode!r} is not allowed: must be 'arm' or 'grid'")
-        self.n_actions, self.action_mode, self.seed = n_actions, action_mode, seed
-        self.rng = np.random.default_rng(seed)
+        self.n_actions, self.action_mode = check_count("n_actions", n_actions), check_action_mode(action_mode)
+        self.seed = check_seed(seed)
+        self.rng = np.random.default_rng(self.seed)
 
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        check_batch(contexts)
+        contexts = check_contexts(contexts)
         actions = self.rng.integers(0, self.n_actions, len(contexts))
         return actions, np.full(len(contexts), 1.0 / self.n_actions)
 
     def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
-        check_batch(contexts)
+        check_contexts(contexts)
         return np.full((len(contexts), self.n_actions), 1.0 / self.n_actions)
 
     def config(self) -> dict:
         return {"n_actions": self.n_actions, "action_mode": self.action_mode, "seed": self.seed}
+
+    def generators(self) -> list[np.random.Generator]:
+        return [self.rng]
 
 
 class SingleArm(Policy):
@@ -52,16 +52,20 @@ class SingleArm(Policy):
     action_mode = "arm"
 
     def __init__(self, arm: int, n_arms: int) -> None:
-        if not 0 <= arm < n_arms:
-            raise ValueError(f"arm must be in [0, {n_arms}); got {arm}")
-        self.arm, self.n_arms = arm, n_arms
+        self.n_arms = check_count("n_arms", n_arms)
+        self.arm = check_index("arm", arm, self.n_arms)
+
+    @property
+    def n_actions(self) -> int:
+        """The number of arms (the actions this policy could log)."""
+        return self.n_arms
 
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        check_batch(contexts)
+        check_contexts(contexts)
         return np.full(len(contexts), self.arm, dtype=np.int64), np.ones(len(contexts))
 
     def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
-        check_batch(contexts)
+        check_contexts(contexts)
         out = np.zeros((len(contexts), self.n_arms))
         out[:, self.arm] = 1.0
         return out
@@ -85,9 +89,10 @@ class FixedBlend(Policy):
         if w.ndim != 1 or len(w) == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError(f"weights must be non-negative numbers, one per arm, not all zero; got {list(weights)}")
         self.weights = (w / w.sum()).astype(np.float32)
+        self.n_arms = len(w)
 
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        check_batch(contexts)
+        check_contexts(contexts)
         return np.repeat(self.weights[None, :], len(contexts), axis=0), np.ones(len(contexts))
 
     def config(self) -> dict:
@@ -106,15 +111,16 @@ class UniformContinuous(Policy):
     action_mode = "weights"
 
     def __init__(self, n_arms: int, seed: int | None = None) -> None:
-        if n_arms < 1:
-            raise ValueError(f"n_arms must be >= 1; got {n_arms}")
-        self.n_arms, self.seed = n_arms, seed
-        self.rng = np.random.default_rng(seed)
+        self.n_arms, self.seed = check_count("n_arms", n_arms), check_seed(seed)
+        self.rng = np.random.default_rng(self.seed)
 
     def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        check_batch(contexts)
+        check_contexts(contexts)
         actions = self.rng.uniform(-1.0, 1.0, (len(contexts), self.n_arms)).astype(np.float32)
         return actions, np.full(len(contexts), 0.5 ** self.n_arms)
 
     def config(self) -> dict:
         return {"n_arms": self.n_arms, "seed": self.seed}
+
+    def generators(self) -> list[np.random.Generator]:
+        return [self.rng]
