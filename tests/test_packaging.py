@@ -1,5 +1,6 @@
 """The installed distribution claims one top-level import name, ``fusionsim``."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,8 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_installs_only_the_fusionsim_namespace(tmp_path):
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the repository
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "runs", "build", "*.egg-info", "__pycache__",
+                                                                ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+                    str(tmp_path), str(source)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("fusionsim-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
