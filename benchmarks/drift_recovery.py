@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from fusionsim.envs.scenario import load_scenario
-from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import TrainConfig, train
-from fusionsim.experiments.train_base import MODELS, train_base
+from fusionsim.experiments.train_base import TrainBaseConfig, train_base
 
 
 def main() -> None:
@@ -36,8 +36,8 @@ def main() -> None:
         base = None
         if args.trained_arms:
             base = Path(tmp) / "arms"
-            run_policy(scenario, "uniform", 2 * per_day, Path(tmp) / "logs", seed=0, progress=False)
-            train_base(scenario, Path(tmp) / "logs", list(MODELS), base, progress=False)
+            run_policy(SimulateConfig(requests=2 * per_day, seed=0), scenario, Path(tmp) / "logs", progress=False)
+            train_base(TrainBaseConfig(logs=str(Path(tmp) / "logs")), scenario, base, progress=False)
         for label, discount in (("plain", 1.0), (f"discount {args.discount}", args.discount)):
             config = TrainConfig(agent="linucb", requests=args.requests, base=None if base is None else str(base),
                                  seed=3, slots=256, log_every=per_day // 2, checkpoint_every=per_day // 2 * 100,

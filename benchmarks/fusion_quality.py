@@ -23,9 +23,9 @@ from fusionsim.envs.fusion import ActionMapper
 from fusionsim.envs.scenario import load_scenario
 from fusionsim.envs.shop import make_shop
 from fusionsim.experiments.oracle import CellTablePolicy, ConstantAction, grid_search, run_policy_rewards
-from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import TrainConfig, train
-from fusionsim.experiments.train_base import MODELS, train_base
+from fusionsim.experiments.train_base import TrainBaseConfig, train_base
 
 
 def main() -> None:
@@ -38,8 +38,8 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         logs, arms_dir, run = Path(tmp) / "logs", Path(tmp) / "arms", Path(tmp) / "linucb"
-        run_policy(scenario, "uniform", 400_000, logs, seed=0, progress=False)
-        train_base(scenario, logs, list(MODELS), arms_dir, progress=False)
+        run_policy(SimulateConfig(requests=400_000, seed=0), scenario, logs, progress=False)
+        train_base(TrainBaseConfig(logs=str(logs)), scenario, arms_dir, progress=False)
         world, arms = make_shop(scenario, base=arms_dir)
         names = [a.name for a in arms]
         search = grid_search(world, arms, args.resolution, args.grid_requests, seed=11, slots=256)

@@ -17,7 +17,7 @@ from pathlib import Path
 from fusionsim.envs.scenario import load_scenario
 from fusionsim.experiments.evaluation.estimators import ESTIMATORS
 from fusionsim.experiments.ope_run import run_ope
-from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import TrainConfig, train
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     scenario = load_scenario("default")
     with tempfile.TemporaryDirectory() as tmp:
         logs, policy = Path(tmp) / "logs", Path(tmp) / "policy"
-        run_policy(scenario, "uniform", args.requests, logs, seed=4, progress=False)
+        run_policy(SimulateConfig(requests=args.requests, seed=4), scenario, logs, progress=False)
         train(TrainConfig(agent="linucb", requests=200_000, seed=5, actions="arm", log_every=20_000,
                           checkpoint_every=200_000, oracle_requests=0, epsilon=args.epsilon), scenario, policy,
               progress=False)

@@ -21,8 +21,8 @@ import numpy as np
 from fusionsim.envs.scenario import load_scenario
 from fusionsim.envs.shop import make_shop
 from fusionsim.envs.simulator import BatchedSimulator
-from fusionsim.experiments.simulate import run_policy
-from fusionsim.experiments.train_base import MODELS, train_base
+from fusionsim.experiments.simulate import SimulateConfig, run_policy
+from fusionsim.experiments.train_base import TrainBaseConfig, train_base
 from fusionsim.recommenders import load_arms
 
 
@@ -35,9 +35,9 @@ def main() -> None:
     scenario = load_scenario("default")
     with tempfile.TemporaryDirectory() as tmp:
         logs, arms_dir = Path(tmp) / "logs", Path(tmp) / "arms"
-        run_policy(scenario, "uniform", args.requests, logs, seed=0, progress=False)
+        run_policy(SimulateConfig(requests=args.requests, seed=0), scenario, logs, progress=False)
         start = time.perf_counter()
-        metrics = train_base(scenario, logs, list(MODELS), arms_dir, device=args.device, progress=False)
+        metrics = train_base(TrainBaseConfig(logs=str(logs), device=args.device), scenario, arms_dir, progress=False)
         print(f"train-base on {args.requests:,} logged requests: {time.perf_counter() - start:.1f} s in all")
         for name, result in metrics["models"].items():
             training = result.get("training")

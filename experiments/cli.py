@@ -12,9 +12,9 @@ import click
 
 from fusionsim.envs.scenario import load_scenario
 from fusionsim.experiments.runs import new_run
-from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import AGENTS, PPOConfig, TrainConfig, TrainError, train
-from fusionsim.experiments.train_base import MODELS, TrainBaseError, parse_models, train_base
+from fusionsim.experiments.train_base import MODELS, TrainBaseConfig, TrainBaseError, parse_models, train_base
 
 
 class UsageFailure(click.ClickException):
@@ -136,8 +136,10 @@ def simulate(scenario: str, policy: str, requests: int, out: Path, seed: int, sl
     """Simulate traffic under a static policy; write the Parquet log (with propensities) and metrics."""
     resolved = load_scenario(scenario)
     with new_run(out, overwrite) as folder:
-        summary = run_policy(resolved, policy, requests, folder, seed=seed, slots=slots, chunk_rows=chunk_rows,
-                             base=base, grid_resolution=grid_resolution)
+        config = SimulateConfig(scenario=scenario, policy=policy, requests=requests, seed=seed, slots=slots,
+                                chunk_rows=chunk_rows, base=None if base is None else str(base),
+                                grid_resolution=grid_resolution)
+        summary = run_policy(config, resolved, folder)
     m = summary.metrics
     click.echo(f"requests {m['requests']:,}  CTR {m['ctr']:.4f}  clicks/request {m['clicks_per_request']:.4f}  "
                f"purchases/request {m['purchases_per_request']:.4f}  revenue/request {m['revenue_per_request']:.3f}  "
@@ -169,8 +171,9 @@ def train_base_command(scenario: str, logs: Path, models: str, out: Path, device
         if not torch.cuda.is_available():
             raise TrainBaseError("--device cuda: no CUDA device on this machine; use --device cpu or auto")
     with new_run(out, overwrite) as folder:
-        metrics = train_base(resolved, logs, names, folder, device=device, seed=seed, epochs=epochs,
-                             test_fraction=test_fraction)
+        config = TrainBaseConfig(logs=str(logs), models=tuple(names), scenario=scenario, device=device, seed=seed,
+                                 epochs=epochs, test_fraction=test_fraction)
+        metrics = train_base(config, resolved, folder)
     click.echo(f"{'model':<12}{'NDCG@10':>9}{'Recall@10':>11}")
     for name, result in metrics["models"].items():
         click.echo(f"{name:<12}{result['ndcg@10']:>9.4f}{result['recall@10']:>11.4f}")

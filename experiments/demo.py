@@ -21,9 +21,9 @@ from fusionsim.experiments.ab_test import run_ab_test
 from fusionsim.experiments.evaluation.estimators import ESTIMATORS
 from fusionsim.experiments.ope_run import run_ope
 from fusionsim.experiments.runs import prepare_run_folder, write_config
-from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import TrainConfig, train
-from fusionsim.experiments.train_base import MODELS, train_base
+from fusionsim.experiments.train_base import TrainBaseConfig, train_base
 from fusionsim.recommenders.io import atomic_write_text, mark_complete
 
 
@@ -40,12 +40,14 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
         click.echo(f"[demo] {text}", err=True)
 
     step("1/6 logging uniform traffic over the default arms")
-    run_policy(scenario, "uniform", n(400_000), folder / "logs", seed=0, progress=False)
+    run_policy(SimulateConfig(requests=n(400_000), seed=0), scenario, folder / "logs", progress=False)
     step("2/6 training popularity, mf, content and sequence")
     epochs = None if scale >= 0.5 else 2  # small scales are smoke runs
-    arms = train_base(scenario, folder / "logs", list(MODELS), folder / "arms", epochs=epochs, progress=False)
+    arms = train_base(TrainBaseConfig(logs=str(folder / "logs"), epochs=epochs), scenario, folder / "arms",
+                      progress=False)
     step("3/6 logging uniform traffic over the trained arms")
-    run_policy(scenario, "uniform", n(100_000), folder / "ope_logs", seed=1, progress=False, base=folder / "arms")
+    run_policy(SimulateConfig(requests=n(100_000), seed=1, base=str(folder / "arms")), scenario, folder / "ope_logs",
+               progress=False)
     step("4/6 training LinUCB online")
     linucb = train(TrainConfig(agent="linucb", requests=n(300_000), base=str(folder / "arms"), seed=2, actions="arm",
                                epsilon=0.1, log_every=n(300_000) // 10, checkpoint_every=n(300_000) // 10 * 10,

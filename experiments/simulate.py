@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,32 +53,50 @@ def make_static_policy(spec: str, arm_names: list[str], seed: int | None, grid_r
     raise PolicySpecError(f"--policy {spec!r} is not allowed: use {allowed}")
 
 
+@dataclass(frozen=True)
+class SimulateConfig:
+    """What one ``fusionsim simulate`` run does; written whole as ``config.yaml``'s ``args``."""
+
+    scenario: str = "default"
+    """shipped scenario name or YAML path (the resolved scenario is stored in config.yaml beside it)"""
+    policy: str = "uniform"
+    """uniform | uniform-grid | uniform-weights | an arm name | blend:<w1>,<w2>,..."""
+    requests: int = 100_000
+    """requests to simulate and log"""
+    seed: int = 0
+    """seed of the simulator and the policy (spawned from it)"""
+    slots: int = 1024
+    """concurrent shopper sessions simulated per step (at most ``requests``)"""
+    chunk_rows: int = 500_000
+    """rows per Parquet part file"""
+    base: str | None = None
+    """folder of trained arms from fusionsim train-base (None: popularity and new arrivals)"""
+    grid_resolution: int = 4
+    """resolution of the weight grid that ``uniform-grid`` draws from"""
+
+
 @dataclass
 class SimulationSummary:
     metrics: dict
     log_parts: list[Path]
 
 
-def run_policy(scenario: Scenario, policy_spec: str, requests: int, out: Path, seed: int = 0, slots: int = 1024,
-               chunk_rows: int = 500_000, progress: bool = True, base: Path | None = None,
-               grid_resolution: int = 4) -> SimulationSummary:
-    """Simulate ``requests`` requests under a static policy; write logs/, metrics.json and config.yaml to ``out``.
-    ``base``: a folder of trained arms (default: popularity and new arrivals); ``grid_resolution``: of the
-    weight grid that ``uniform-grid`` draws from."""
-    world, arms = make_shop(scenario, base=base)
+def run_policy(config: SimulateConfig, scenario: Scenario, out: Path, progress: bool = True) -> SimulationSummary:
+    """Simulate ``config.requests`` requests under a static policy on ``scenario`` (resolved from
+    ``config.scenario``); write logs/, metrics.json, config.yaml and complete.json to ``out``."""
+    world, arms = make_shop(scenario, base=config.base)
     arm_names = [a.name for a in arms]
-    sim_seed, policy_seed = np.random.SeedSequence(seed).generate_state(2)
-    policy = make_static_policy(policy_spec, arm_names, seed=int(policy_seed), grid_resolution=grid_resolution)
-    slots = min(slots, requests)
-    write_config(out, "simulate", {"scenario": scenario.name, "policy": policy_spec, "requests": requests,
-                                   "seed": seed, "slots": slots, "chunk_rows": chunk_rows,
-                                   "base": None if base is None else str(base), "grid_resolution": grid_resolution},
-                 scenario=scenario_to_dict(scenario), arms=arm_names, policy={"name": policy.name,
-                                                                              "config": policy.config()})
+    sim_seed, policy_seed = np.random.SeedSequence(config.seed).generate_state(2)
+    policy = make_static_policy(config.policy, arm_names, seed=int(policy_seed),
+                                grid_resolution=config.grid_resolution)
+    config = dataclasses.replace(config, slots=min(config.slots, config.requests))
+    requests, slots = config.requests, config.slots
+    write_config(out, "simulate", dataclasses.asdict(config), scenario=scenario_to_dict(scenario), arms=arm_names,
+                 policy={"name": policy.name, "config": policy.config()})
     sim = BatchedSimulator(world, arms, n_slots=slots)
-    mapper = ActionMapper(policy.action_mode, len(arms), grid_resolution)
+    mapper = ActionMapper(policy.action_mode, len(arms), config.grid_resolution)
     metrics = TrafficMetrics(scenario.candidates.slate_size)
-    writer = InteractionLogWriter(out / "logs", arm_names, chunk_rows=chunk_rows)
+    writer = InteractionLogWriter(out / "logs", arm_names, chunk_rows=config.chunk_rows)
     contexts = sim.reset(seed=int(sim_seed))
     done = 0
     with tqdm(total=requests, unit="req", disable=not progress, desc="simulate") as bar:
@@ -92,7 +111,7 @@ def run_policy(scenario: Scenario, policy_spec: str, requests: int, out: Path, s
             bar.update(keep)
     writer.close()
     summary = metrics.summary()
-    summary["policy"] = policy_spec
+    summary["policy"] = config.policy
     summary["scenario"] = scenario.name
     write_json(out / "metrics.json", summary)
     mark_complete(out, "simulate")

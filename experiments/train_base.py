@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,17 +82,36 @@ def split_by_time(log: pd.DataFrame, history: pd.DataFrame, test_fraction: float
     return Split(train, validation, test, t_split)
 
 
-def train_base(scenario: Scenario, logs: Path, models: list[str], out: Path, device: str = "auto", seed: int = 0,
-               epochs: int | None = None, test_fraction: float = 0.2, progress: bool = True) -> dict:
-    """Train ``models`` on the log in ``logs``; write checkpoints, ``arms.json``, ``metrics.json``,
-    ``report.md`` and ``config.yaml`` to ``out``; return the metrics."""
+@dataclass(frozen=True)
+class TrainBaseConfig:
+    """What one ``fusionsim train-base`` run does; written whole as ``config.yaml``'s ``args``."""
+
+    logs: str
+    """a complete fusionsim simulate run folder whose log trains and tests the arms"""
+    models: tuple[str, ...] = MODELS
+    """the arms to train, in order (their order is the order of the blend weights)"""
+    scenario: str = "default"
+    """the scenario the log was simulated on (name or YAML path)"""
+    device: str = "auto"
+    """training device of the PyTorch arms: auto (cuda when present), cpu or cuda"""
+    seed: int = 0
+    """seed of the training streams"""
+    epochs: int | None = None
+    """cap on training epochs (None: early stopping decides)"""
+    test_fraction: float = 0.2
+    """share of the log, by time, held out for testing"""
+
+
+def train_base(config: TrainBaseConfig, scenario: Scenario, out: Path, progress: bool = True) -> dict:
+    """Train ``config.models`` on the log in ``config.logs``; write checkpoints, ``arms.json``,
+    ``metrics.json``, ``report.md``, ``config.yaml`` and ``complete.json`` to ``out``; return the metrics."""
+    logs, models, device, seed, epochs = Path(config.logs), list(config.models), config.device, config.seed, config.epochs
     log = read_log(logs, scenario)
     world = build_world(scenario)
     items = world.catalog.public()
-    split = split_by_time(log, world.history, test_fraction)
-    write_config(out, "train-base", {"scenario": scenario.name, "logs": str(logs), "models": models,
-                                     "device": device, "seed": seed, "epochs": epochs,
-                                     "test_fraction": test_fraction}, scenario=scenario_to_dict(scenario))
+    split = split_by_time(log, world.history, config.test_fraction)
+    write_config(out, "train-base", {**dataclasses.asdict(config), "models": models},
+                 scenario=scenario_to_dict(scenario))
     metrics: dict = {"k": K, "t_split": split.t_split, "train_interactions": len(split.train),
                      "test_requests": len(split.test), "models": {}}
     entries = []

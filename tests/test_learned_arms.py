@@ -13,7 +13,7 @@ from fusionsim.envs.scenario import DEVICES, SEGMENTS
 from fusionsim.envs.shop import make_shop
 from fusionsim.envs.simulator import BatchedSimulator
 from fusionsim.experiments.cli import cli
-from fusionsim.experiments.simulate import run_policy
+from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.recommenders import ContentBased, InteractionTableError, MatrixFactorization, RequestBatch, SequenceModel
 from fusionsim.recommenders.data import clicks_from_log, eval_requests_from_log, recent_items_before
 from fusionsim.recommenders.evaluation import ranking_metrics
@@ -28,7 +28,7 @@ def logged(tmp_path_factory):
     scenario = small_scenario(**{"world.n_items": 4000, "world.n_users": 5000, "world.n_top_categories": 8,
                                  "world.n_leaf_per_top": 5, "world.n_brands": 200})
     out = tmp_path_factory.mktemp("log")
-    run_policy(scenario, "uniform", 80_000, out, seed=1, slots=512, progress=False)
+    run_policy(SimulateConfig(requests=80_000, seed=1, slots=512), scenario, out, progress=False)
     world, _ = make_shop(scenario)
     log = pd.read_parquet(out / "logs")
     clicks = clicks_from_log(log)

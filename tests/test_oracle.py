@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from fusionsim.envs.context import CELL_NAMES, CONTEXT_DIM, N_CELLS, context_cell
