@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fusionsim.envs.scenario import load_scenario
 from fusionsim.experiments.evaluation.estimators import ESTIMATORS
-from fusionsim.experiments.ope_run import run_ope
+from fusionsim.experiments.ope_run import OPEConfig, run_ope
 from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import TrainConfig, train
 
@@ -33,7 +33,8 @@ def main() -> None:
         train(TrainConfig(agent="linucb", requests=200_000, seed=5, actions="arm", log_every=20_000,
                           checkpoint_every=200_000, oracle_requests=0, epsilon=args.epsilon), scenario, policy,
               progress=False)
-        metrics = run_ope(logs, policy, list(ESTIMATORS), Path(tmp) / "ope")
+        metrics = run_ope(OPEConfig(logs=str(logs), policy=str(policy), estimators=tuple(ESTIMATORS)),
+                          Path(tmp) / "ope")
     print(f"LinUCB (epsilon {args.epsilon}, trained on 200,000 requests) on {args.requests:,} uniform-logged "
           f"requests; simulated on-policy value {metrics['on_policy_truth']:.4f}")
     print(f"{'estimator':<10}{'estimate':>10}{'95% CI':>22}{'rel. error':>12}")

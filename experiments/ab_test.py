@@ -12,6 +12,7 @@ numbers), and the per-shopper means compared.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,10 +149,42 @@ def run_buckets(world: World, arms, policies: list[Policy], bucket_of_user: np.n
     return Bucketed(totals, impressions, daily)
 
 
-def run_ab_test(scenario: Scenario, policy_names: list[str], split: list[float], out: Path, days: float = 3.0,
-                pre_days: float = 1.0, base: Path | None = None, seed: int = 0, aa: bool = False,
-                true_lift: bool = True, grid_requests: int = 20_000, replays: int = 3) -> dict:
-    """Run the test; write ``users.parquet``, ``metrics.json``, ``report.md``, ``lift.png``, ``daily.png``."""
+@dataclass(frozen=True)
+class ABTestConfig:
+    """What one ``fusionsim ab-test`` run does; written whole as ``config.yaml``'s ``args``."""
+
+    policies: tuple[str, ...] = ("best-arm", "static")
+    """the bucket policies, the first is the control: best-arm | static | linucb | ppo:<run> | uniform | an arm
+    name | blend:<w1>,..."""
+    split: tuple[float, ...] = (50.0, 50.0)
+    """traffic shares of the buckets (any positive scale)"""
+    scenario: str = "default"
+    """shipped scenario name or YAML path"""
+    users: int | None = None
+    """shoppers in the test (None: the scenario's population)"""
+    days: float = 3.0
+    """simulated days of the test"""
+    pre_days: float = 1.0
+    """pre-period under the uniform policy, for CUPED"""
+    base: str | None = None
+    """folder of trained arms (None: popularity and new arrivals)"""
+    seed: int = 0
+    """seed of the bucketing salt, the simulators and the policies"""
+    aa: bool = False
+    """A/A test: every bucket runs the first policy"""
+    true_lift: bool = True
+    """also replay everyone under each policy for the true lift"""
+    grid_requests: int = 20_000
+    """requests per grid blend of the grid search behind best-arm and static"""
+    replays: int = 3
+    """replays averaged for the true lift"""
+
+
+def run_ab_test(config: ABTestConfig, scenario: Scenario, out: Path) -> dict:
+    """Run the test; write ``users.parquet``, ``metrics.json``, ``report.md``, ``lift.png``, ``daily.png``,
+    ``config.yaml`` and ``complete.json``."""
+    policy_names, split, days, pre_days = list(config.policies), list(config.split), config.days, config.pre_days
+    base, seed, aa = config.base, config.seed, config.aa
     if aa:
         policy_names = [policy_names[0]] * len(split)
     if len(policy_names) != len(split):
@@ -170,12 +203,10 @@ def run_ab_test(scenario: Scenario, policy_names: list[str], split: list[float],
                 make_static_policy(name, arm_names, seed)
             except PolicySpecError as exc:
                 raise ABTestError(f"--policies: {exc}") from None
-    search = grid_search(world, arms, GRID_RESOLUTION, grid_requests, seed=seed + 1000, slots=256)
+    search = grid_search(world, arms, GRID_RESOLUTION, config.grid_requests, seed=seed + 1000, slots=256)
     users = np.arange(world.population.n_users)
     bucket_of_user = assign_buckets(users, split, salt=f"fusionsim-{seed}")
-    write_config(out, "ab-test", {"policies": policy_names, "split": split, "days": days, "pre_days": pre_days,
-                                  "seed": seed, "aa": aa, "base": None if base is None else str(base)},
-                 scenario=scenario_to_dict(scenario))
+    write_config(out, "ab-test", dataclasses.asdict(config), scenario=scenario_to_dict(scenario), arms=arm_names)
     # pre-period: everyone under the uniform policy (CUPED covariates)
     pre = run_buckets(world, arms, [make_static_policy("uniform", arm_names, seed)],
                np.zeros_like(bucket_of_user), pre_days, seed + 7)
@@ -189,8 +220,9 @@ def run_ab_test(scenario: Scenario, policy_names: list[str], split: list[float],
                           **{f"pre_{m}": pre.totals[:, i] for i, m in enumerate(METRICS)}})
     atomic_write_parquet_df(table, out / "users.parquet")
     result = analyse(table[active], policy_names, split)
-    if true_lift and not aa:
-        result["true_lift"] = _true_lifts(world, arms, policy_names, arm_names, search, days, seed, users, replays)
+    if config.true_lift and not aa:
+        result["true_lift"] = _true_lifts(world, arms, policy_names, arm_names, search, days, seed, users,
+                                          config.replays)
     result["days"], result["pre_days"] = days, pre_days
     write_json(out / "metrics.json", result)
     _plots(out, test.daily, policy_names, result)

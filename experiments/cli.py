@@ -275,15 +275,15 @@ def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, ca
                 evaluation: str, estimators: str, out: Path, folds: int, seed: int, overwrite: bool) -> None:
     """Off-policy estimates (with bootstrap CIs) of a trained policy on logged traffic."""
     from fusionsim.experiments.evaluation.estimators import OPEInputError
-    from fusionsim.experiments.ope_run import parse_estimators, run_obd_ope, run_ope
+    from fusionsim.experiments.ope_run import OPEConfig, parse_estimators, run_ope
     names = parse_estimators(estimators)
     if (obd is None) == (logs is None or policy_run is None):
         raise OPEInputError("give either --logs and --policy, or --obd")
+    config = OPEConfig(logs=None if logs is None else str(logs), policy=None if policy_run is None else str(policy_run),
+                       obd=None if obd is None else str(obd), campaign=campaign, evaluation=evaluation,
+                       estimators=tuple(names), folds=folds, seed=seed)
     with new_run(out, overwrite) as folder:
-        if obd is not None:
-            metrics = run_obd_ope(obd, campaign, evaluation, names, folder, folds=folds, seed=seed)
-        else:
-            metrics = run_ope(logs, policy_run, names, folder, folds=folds, seed=seed)
+        metrics = run_ope(config, folder)
     truth = metrics.get("on_policy_truth")
     click.echo(f"{'estimator':<10}{'estimate':>10}{'95% CI':>22}{'rel. error':>12}")
     for name, r in metrics["estimators"].items():
@@ -313,7 +313,7 @@ def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, ca
 def ab_test_command(scenario: str, base: Path | None, policies: str, users: int | None, split: str, days: float,
                     pre_days: float, aa: bool, out: Path, seed: int, overwrite: bool) -> None:
     """Simulated A/B test of fusion policies: estimates with CIs, CUPED, SRM, MDE, and the true lift."""
-    from fusionsim.experiments.ab_test import ABTestError, run_ab_test
+    from fusionsim.experiments.ab_test import ABTestConfig, ABTestError, run_ab_test
     overrides = {} if users is None else {"world.n_users": users}
     resolved = load_scenario(scenario, **overrides)
     try:
@@ -325,8 +325,9 @@ def ab_test_command(scenario: str, base: Path | None, policies: str, users: int 
     names = [p.strip() for p in policies.split(",") if p.strip()] if not policies.startswith("blend:") \
         else [policies]
     with new_run(out, overwrite) as folder:
-        result = run_ab_test(resolved, names, shares, folder, days=days, pre_days=pre_days, base=base, seed=seed,
-                             aa=aa)
+        config = ABTestConfig(policies=tuple(names), split=tuple(shares), scenario=scenario, users=users, days=days,
+                              pre_days=pre_days, base=None if base is None else str(base), seed=seed, aa=aa)
+        result = run_ab_test(config, resolved, folder)
     for label, rows in result["comparisons"].items():
         r = rows["revenue"]
         click.echo(f"{label}: revenue/shopper {r['mean_a']:.3f} -> {r['mean_b']:.3f}, lift {r['lift']:+.3f} "

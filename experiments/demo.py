@@ -17,9 +17,9 @@ from pathlib import Path
 import click
 
 from fusionsim.envs.scenario import load_scenario
-from fusionsim.experiments.ab_test import run_ab_test
+from fusionsim.experiments.ab_test import ABTestConfig, run_ab_test
 from fusionsim.experiments.evaluation.estimators import ESTIMATORS
-from fusionsim.experiments.ope_run import run_ope
+from fusionsim.experiments.ope_run import OPEConfig, run_ope
 from fusionsim.experiments.runs import prepare_run_folder, write_config
 from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import TrainConfig, train
@@ -53,11 +53,13 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
                                epsilon=0.1, log_every=n(300_000) // 10, checkpoint_every=n(300_000) // 10 * 10,
                                oracle_requests=n(10_000)), scenario, folder / "linucb", progress=False)
     step("5/6 A/B test: best arm, best static blend, LinUCB")
-    ab = run_ab_test(scenario, ["best-arm", "static", "linucb"], [1, 1, 1], folder / "ab_test", days=max(0.02, scale),
-                     pre_days=max(0.01, 0.5 * scale), base=folder / "arms", seed=3, grid_requests=n(20_000),
-                     replays=3 if scale >= 0.5 else 1)
+    ab = run_ab_test(ABTestConfig(policies=("best-arm", "static", "linucb"), split=(1.0, 1.0, 1.0),
+                                  days=max(0.02, scale), pre_days=max(0.01, 0.5 * scale), base=str(folder / "arms"),
+                                  seed=3, grid_requests=n(20_000), replays=3 if scale >= 0.5 else 1),
+                     scenario, folder / "ab_test")
     step("6/6 off-policy evaluation of LinUCB")
-    ope = run_ope(folder / "ope_logs", folder / "linucb", list(ESTIMATORS), folder / "ope")
+    ope = run_ope(OPEConfig(logs=str(folder / "ope_logs"), policy=str(folder / "linucb"), estimators=tuple(ESTIMATORS)),
+                  folder / "ope")
     summary = {"arms_ndcg@10": {m: r["ndcg@10"] for m, r in arms["models"].items()},
                "linucb_reward_per_request_last_20pct": linucb["reward_per_request_last_20pct"],
                "oracle": json.loads((folder / "linucb" / "oracle.json").read_text()),

@@ -3,6 +3,8 @@ on simulated logs how far each estimate is from the policy's simulated on-policy
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,17 +54,47 @@ def _check_same_shop(trained: TrainedRun, log_config: dict, logs: Path) -> None:
                             f"world differs from the log's scenario '{log_config.get('scenario', {}).get('name')}'")
 
 
-def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, folds: int = 2, seed: int = 0,
-            truth_requests: int | None = None) -> dict:
-    """Estimate the value of the policy trained in ``policy_run`` on the log in ``logs``; write
-    ``metrics.json``, ``report.md`` and ``config.yaml`` to ``out``. A PPO run is evaluated with the
-    kernelized estimators (its deterministic action, Gaussian kernel of bandwidth KERNEL_BANDWIDTH) on a
-    log of continuous actions (``simulate --policy uniform-weights``)."""
+@dataclass(frozen=True)
+class OPEConfig:
+    """What one ``fusionsim ope`` run does; written whole as ``config.yaml``'s ``args``. Either ``logs`` and
+    ``policy`` (a simulated log and a trained run) or ``obd`` (a folder in the Open Bandit Dataset layout)."""
+
+    logs: str | None = None
+    """a complete fusionsim simulate run folder: the logged traffic with its propensities"""
+    policy: str | None = None
+    """a complete fusionsim train run folder: the policy to evaluate"""
+    obd: str | None = None
+    """instead of logs/policy: a folder in the Open Bandit Dataset layout"""
+    campaign: str | None = None
+    """with obd: the campaign csv (None: the only one)"""
+    evaluation: str = "uniform"
+    """with obd: the evaluation policy, uniform or best-item"""
+    estimators: tuple[str, ...] = ("dm", "ips", "snips", "dr", "sndr")
+    """estimator names (experiments.evaluation.ESTIMATORS)"""
+    folds: int = 2
+    """cross-fitting folds of the reward model"""
+    seed: int = 0
+    """seed of the folds and the bootstrap"""
+    truth_requests: int | None = None
+    """requests simulated for the on-policy truth of a simulated log (None: as many as the log holds)"""
+
+
+def run_ope(config: OPEConfig, out: Path) -> dict:
+    """Estimate the value of the policy of ``config``; write ``config.yaml``, ``metrics.json``, ``report.md``
+    and ``complete.json`` to ``out``. A PPO run is evaluated with the kernelized estimators (its
+    deterministic action, Gaussian kernel of bandwidth KERNEL_BANDWIDTH) on a log of continuous actions
+    (``simulate --policy uniform-weights``)."""
+    if config.obd is not None:
+        return run_obd_ope(config, out)
+    if config.logs is None or config.policy is None:
+        raise OPEInputError("give either --logs and --policy, or --obd")
+    logs, policy_run, estimators = Path(config.logs), Path(config.policy), list(config.estimators)
+    folds, seed, truth_requests = config.folds, config.seed, config.truth_requests
     trained = read_trained_run(policy_run, "--policy", deterministic=True)
     log, contexts, log_config = _read_simulated_log(logs)
     _check_same_shop(trained, log_config, logs)
     if trained.config.agent == "ppo":
-        return _run_continuous_ope(trained, log, contexts, log_config, logs, out, folds, seed, truth_requests)
+        return _run_continuous_ope(trained, log, contexts, log_config, out, config)
     policy, mapper = trained.policy, trained.mapper
     if (log["action"] < 0).any():
         raise OPEInputError(f"--logs {logs}: the logging policy chose continuous weights (action -1); "
@@ -91,8 +123,7 @@ def run_ope(logs: Path, policy_run: Path, estimators: list[str], out: Path, fold
     results = evaluate(_estimators(estimators), data, truth, BOOTSTRAP_SAMPLES, seed)
     metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results,
                "on_policy_truth": truth}
-    return _finish(metrics, logs, policy_run, out, {"estimators": estimators, "folds": folds, "seed": seed,
-                                                    "truth_requests": truth_requests})
+    return _finish(metrics, logs, policy_run, out, config)
 
 
 def _estimators(names: list[str]) -> dict:
@@ -107,17 +138,18 @@ def _simulated_truth(log_config: dict, logs: Path, trained: TrainedRun, requests
                               seed=int(log_config["args"]["seed"]), slots=256).mean
 
 
-def _finish(metrics: dict, logs: Path, source: Path, out: Path, args: dict) -> dict:
+def _finish(metrics: dict, logs: Path, source: Path, out: Path, config: OPEConfig) -> dict:
     """Write the run folder of an ope run: config.yaml, metrics.json, report.md, then complete.json."""
-    write_config(out, "ope", {"logs": str(logs), "policy": str(source), **args})
+    write_config(out, "ope", dataclasses.asdict(config))
     write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "report.md", _report(metrics, logs, source))
     mark_complete(out, "ope")
     return metrics
 
 
-def _run_continuous_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.ndarray, log_config: dict, logs: Path,
-                        out: Path, folds: int, seed: int, truth_requests: int | None) -> dict:
+def _run_continuous_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.ndarray, log_config: dict, out: Path,
+                        config: OPEConfig) -> dict:
+    logs, folds, seed, truth_requests = Path(config.logs), config.folds, config.seed, config.truth_requests
     action_columns = [c for c in log.columns if c.startswith("action_")]
     if not action_columns:
         raise OPEInputError(f"--logs {logs} holds no continuous actions (action_<arm> columns); log them with "
@@ -144,8 +176,7 @@ def _run_continuous_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.nda
                           truth, BOOTSTRAP_SAMPLES, seed)}
     metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results,
                "on_policy_truth": truth, "bandwidth": KERNEL_BANDWIDTH}
-    return _finish(metrics, logs, trained.folder, out, {"estimators": list(results), "folds": folds, "seed": seed,
-                                                        "truth_requests": truth_requests})
+    return _finish(metrics, logs, trained.folder, out, config)
 
 
 def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
@@ -219,11 +250,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise OPEInputError(f"{path} is not a well-formed CSV file ({type(exc).__name__})") from None
 
 
-def run_obd_ope(folder: Path, campaign: str | None, evaluation: str, estimators: list[str], out: Path,
-                folds: int = 2, seed: int = 0) -> dict:
-    """Estimate the value of ``evaluation`` ("uniform": every item equally likely in every slot;
+def run_obd_ope(config: OPEConfig, out: Path) -> dict:
+    """Estimate the value of ``config.evaluation`` ("uniform": every item equally likely in every slot;
     "best-item": in each slot the item with the highest logged click rate) on an Open Bandit Dataset
-    campaign, with a ridge reward model on one-hot user features cross-fitted over ``folds``."""
+    campaign, with a ridge reward model on one-hot user features cross-fitted over ``config.folds``."""
+    folder, campaign, evaluation = Path(config.obd), config.campaign, config.evaluation
+    estimators, folds, seed = list(config.estimators), config.folds, config.seed
     if evaluation not in OBD_EVALUATIONS:
         raise OPEInputError(f"--evaluation {evaluation!r} is not allowed: use one of {', '.join(OBD_EVALUATIONS)}")
     log, n_items, campaign = read_obd(folder, campaign)
@@ -253,8 +285,7 @@ def run_obd_ope(folder: Path, campaign: str | None, evaluation: str, estimators:
     results = evaluate(_estimators(estimators), data, None, BOOTSTRAP_SAMPLES, seed)
     metrics = {"rounds": n, "campaign": campaign, "evaluation": evaluation,
                "logged_reward_per_request": float(reward.mean()), "estimators": results}
-    write_config(out, "ope", {"obd": str(folder), "campaign": campaign, "evaluation": evaluation,
-                              "estimators": estimators, "folds": folds, "seed": seed})
+    write_config(out, "ope", {**dataclasses.asdict(config), "campaign": campaign})
     write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "report.md", _report(metrics, folder / f"{campaign}.csv", Path(evaluation)))
     mark_complete(out, "ope")
