@@ -4,6 +4,7 @@
     python benchmarks/env_throughput.py [--requests 2000000] [--single-steps 20000]
 
 Targets (2-core machine): batched >= 200,000 requests/s with the popularity arm; single env >= 5,000 steps/s.
+The single env beside another simulator's, in one process: ``benchmarks/env_vs_sardine.py``.
 """
 
 from __future__ import annotations

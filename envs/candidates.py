@@ -64,6 +64,15 @@ class CandidateStage:
         self._within = np.concatenate([np.arange(m) for m in self.block_sizes]).astype(np.int64)
         self.click_counts = np.zeros(catalog.n_items, dtype=np.float64)
         self.built_day = -np.inf
+        # constants of generate(), typed as the arrays they meet (0-d arrays: cheaper than Python scalars)
+        self._leaf = catalog.leaf
+        self._one, self._zero = np.array(1, dtype=np.int32), np.array(0, dtype=np.int32)
+        self._n_leaves = np.array(catalog.n_leaves, dtype=np.int32)
+        self._n_other = np.array(catalog.n_leaves - 1, dtype=np.float64)
+        self._n_permutations = np.array(N_PERMUTATIONS, dtype=np.float64)
+        self._head = int(self.block_sizes[0] + self.block_sizes[1])
+        self._head_blocks = (bool(self.block_sizes[0]), bool(self.block_sizes[1]))
+        self._segments: dict[int, np.ndarray] = {}
 
     def reset(self, rng: np.random.Generator, initial_counts: np.ndarray, day: float) -> None:
         """Start over with ``initial_counts`` (n_items,) decayed click counts and build the pools."""
@@ -74,6 +83,31 @@ class CandidateStage:
     def record_clicks(self, items: np.ndarray) -> None:
         """Count clicked item ids (m,) toward the trending list of the next rebuild."""
         np.add.at(self.click_counts, items, 1.0)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The stage's mutable state as arrays (copies): ``click_counts`` (n_items,) float64 decayed click
+        counts, ``built_day`` 0-d float64, and the pools of the last build: ``pool`` (P,) int32,
+        ``segment_base`` (n_leaves + 2, N_PERMUTATIONS) int64, ``segment_size`` (n_leaves + 2,) int64,
+        ``trending_list`` (trending_size,) int32."""
+        return {"click_counts": self.click_counts.copy(), "built_day": np.array(self.built_day, dtype=np.float64),
+                "pool": self.pool.copy(), "segment_base": self.segment_base.copy(),
+                "segment_size": self.segment_size.copy(), "trending_list": self.trending_list.copy()}
+
+    def state_layout(self) -> dict[str, tuple[tuple[int | None, ...], type]]:
+        """Shape (None = any length) and dtype of each array of :meth:`state_dict`."""
+        groups = self.catalog.n_leaves + 2
+        return {"click_counts": ((self.catalog.n_items,), np.float64), "built_day": ((), np.float64),
+                "pool": ((None,), np.int32), "segment_base": ((groups, N_PERMUTATIONS), np.int64),
+                "segment_size": ((groups,), np.int64), "trending_list": ((None,), np.int32)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_dict` (shapes are checked by the caller, see ``BatchedSimulator``)."""
+        self.click_counts = np.array(state["click_counts"], dtype=np.float64, copy=True)
+        self.built_day = float(state["built_day"])
+        self.pool = np.array(state["pool"], copy=True)
+        self.segment_base = np.array(state["segment_base"], copy=True)
+        self.segment_size = np.array(state["segment_size"], copy=True)
+        self.trending_list = np.array(state["trending_list"], copy=True)
 
     @property
     def next_rebuild_day(self) -> float:
@@ -115,25 +149,32 @@ class CandidateStage:
 
         Where ``shopper_leaf`` equals ``context_leaf`` (or is -1), a random other leaf is used instead.
         """
-        n_leaves = self.catalog.n_leaves
         b = len(context_leaf)
         u = rng.random((b, 9))
-        other = (context_leaf + 1 + (u[:, 8] * (n_leaves - 1)).astype(np.int32)) % n_leaves
-        segment = np.empty((b, 4), dtype=np.int64)
+        other = (context_leaf + self._one + (u[:, 8] * self._n_other).astype(np.int32)) % self._n_leaves
+        segment = self._segment_buffer(b)  # columns 2 and 3 hold the trending and rest rows already
         segment[:, 0] = context_leaf
-        segment[:, 1] = np.where((shopper_leaf == context_leaf) | (shopper_leaf < 0), other, shopper_leaf)
-        segment[:, 2] = n_leaves
-        segment[:, 3] = n_leaves + 1
-        perm = (u[:, 4:8] * N_PERMUTATIONS).astype(np.int64)
+        segment[:, 1] = np.where((shopper_leaf == context_leaf) | (shopper_leaf < self._zero), other, shopper_leaf)
+        perm = (u[:, 4:8] * self._n_permutations).astype(np.int64)
         starts = self.segment_base[segment, perm] + (u[:, :4] * self.segment_size[segment]).astype(np.int64)
-        positions = np.repeat(starts, self.block_sizes, axis=1)
+        positions = starts.repeat(self.block_sizes, axis=1)
         positions += self._within
         items = self.pool[positions]
+        # blocks 3-4 items of the block 1-2 leaves (the leaves of blocks 1 and 2 are the first two segments)
         excluded = np.zeros(items.shape, dtype=bool)
-        head = int(self.block_sizes[0] + self.block_sizes[1])
-        tail_leaf = self.catalog.leaf[items[:, head:]]
-        if self.block_sizes[0]:
-            excluded[:, head:] |= tail_leaf == segment[:, :1]
-        if self.block_sizes[1]:
-            excluded[:, head:] |= tail_leaf == segment[:, 1:2]
+        tail_leaf = self._leaf[items[:, self._head:]]
+        context_block, shopper_block = self._head_blocks
+        if context_block and shopper_block:
+            np.logical_or(tail_leaf == segment[:, :1], tail_leaf == segment[:, 1:2], out=excluded[:, self._head:])
+        elif context_block or shopper_block:
+            np.equal(tail_leaf, segment[:, :1] if context_block else segment[:, 1:2], out=excluded[:, self._head:])
         return items, excluded
+
+    def _segment_buffer(self, b: int) -> np.ndarray:
+        """A (b, 4) int64 work array whose columns 2 and 3 are the trending and rest rows (n_leaves, n_leaves + 1)."""
+        buffer = self._segments.get(b)
+        if buffer is None:
+            buffer = self._segments[b] = np.empty((b, 4), dtype=np.int64)
+            buffer[:, 2] = self.catalog.n_leaves
+            buffer[:, 3] = self.catalog.n_leaves + 1
+        return buffer

@@ -34,6 +34,23 @@ CONTEXT_LOW = np.array([f[1] for f in CONTEXT_FEATURES], dtype=np.float32)
 CONTEXT_HIGH = np.array([f[2] for f in CONTEXT_FEATURES], dtype=np.float32)
 CONTEXT_DIM = len(CONTEXT_FEATURES)
 
+
+
+def observation_table(indent: str = "    ") -> str:
+    """A markdown table of :data:`CONTEXT_FEATURES` (index, feature, range, meaning), each line prefixed
+    with ``indent``: the Observation Space table of the env docstrings, generated so it cannot drift."""
+    rows = [("index", "feature", "range", "meaning")]
+    rows += [(str(i), name, f"[{low:g}, {high:g}]", meaning)
+             for i, (name, low, high, meaning) in enumerate(CONTEXT_FEATURES)]
+    widths = [max(len(row[j]) for row in rows) for j in range(4)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return indent + "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    rule = indent + "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(rows[0]), rule] + [line(row) for row in rows[1:]])
+
+
 _SEGMENT0 = CONTEXT_NAMES.index("segment_new")
 _LOG_HISTORY_CAP = np.log1p(50.0)
 
@@ -71,10 +88,12 @@ def build_contexts(static: np.ndarray, is_search: np.ndarray, day: float, sessio
     out = static.copy()
     out[:, 5] = is_search
     angle = 2.0 * math.pi * (day % 1.0)
-    out[:, 8:10] = (math.sin(angle), math.cos(angle))
-    out[:, 10] = np.take(_STEP_FEATURE, session_step, mode="clip")
-    out[:, 11] = np.take(_HISTORY_FEATURE, n_purchases, mode="clip")
-    out[:, 12] = np.take(_CLICKS_FEATURE, session_clicks, mode="clip")
+    out[:, 8] = math.sin(angle)
+    out[:, 9] = math.cos(angle)
+    # ndarray.take (not np.take, whose Python wrapper costs as much as the lookup for a few requests)
+    out[:, 10] = _STEP_FEATURE.take(session_step, mode="clip")
+    out[:, 11] = _HISTORY_FEATURE.take(n_purchases, mode="clip")
+    out[:, 12] = _CLICKS_FEATURE.take(session_clicks, mode="clip")
     out[:, 13] = query_names_leaf
     return out
 

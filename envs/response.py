@@ -42,8 +42,18 @@ from fusionsim.envs.world import Catalog
 MOBILE = DEVICES.index("mobile")
 
 
+_ONE = np.array(1.0, dtype=np.float32)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x, dtype=np.float32))
+    """1 / (1 + exp(-x)), computed in float32: (same shape) float32."""
+    return _ONE / (_ONE + np.exp(-x, dtype=np.float32))
+
+
+def _typed(value: float, dtype: type) -> np.ndarray:
+    """``value`` as a 0-d array of ``dtype``: the same numbers as the Python scalar (NumPy casts a Python
+    float to the dtype of the array it meets), at about half the cost per operation on a few rows."""
+    return np.array(value, dtype=dtype)
 
 
 @dataclass
@@ -77,6 +87,22 @@ class ShopperModel:
         relevance = hits / np.maximum(n_words, 1)
         self._search_bonus = (params.query_weight * relevance
                               - params.search_offtopic_penalty * (hits == 0)).astype(np.float32)
+        self._leaf = catalog.leaf
+        self._row_offsets: dict[tuple[int, int], np.ndarray] = {}
+        self._repeat_per_slot: dict[int, np.ndarray] = {}
+        # Parameters as 0-d arrays of the dtype each meets: float64 where it multiplies a bool array (NumPy
+        # makes bool * Python float float64) or joins a float64 sum, float32 against float32 arrays.
+        p = params
+        self._intent_weight, self._half = _typed(p.intent_weight, np.float64), _typed(0.5, np.float64)
+        self._satiation_weight = _typed(p.satiation_weight, np.float32)
+        self._purchase_bias, self._attraction_bias = _typed(p.purchase_bias, np.float64), _typed(
+            p.attraction_bias, np.float64)
+        self._fatigue_step, self._satiation_decay = _typed(p.fatigue_step, np.float32), _typed(
+            p.satiation_decay, np.float32)
+        self._fatigue_weight, self._click_engagement = _typed(p.fatigue_weight, np.float32), _typed(
+            p.click_engagement, np.float64)
+        self._leave_after_purchase = _typed(p.leave_after_purchase, np.float32)
+        self._zero = np.array(0, dtype=np.int32)
 
     def examination(self, device: np.ndarray, k: int) -> np.ndarray:
         """P(examine slot) (B, k) float32 under the position-based model."""
@@ -107,20 +133,29 @@ class ShopperModel:
         """Attraction and purchase logits of ``slate`` (B, k) for shoppers with ``coefficients`` (B, d + 2, 2)
         from :meth:`shopper_coefficients`, session ``intent_leaf`` (B,), ``is_search`` (B,) bool, ``query``
         (B, 3) word ids (-1 = none), ``satiation`` (B, n_leaves) and the leaves' ``trend`` (n_leaves,)."""
-        p = self.params
-        leaf = self.catalog.leaf[slate]
+        leaf = self._leaf[slate]
         terms = np.matmul(self._item_features[slate], coefficients)  # (B, k, 2)
         intent = leaf == intent_leaf[:, None]
-        satiation_index = leaf + (np.arange(len(leaf)) * satiation.shape[1])[:, None]
-        sat = satiation.reshape(-1)[satiation_index]
-        u = terms[:, :, 0] + trend[leaf] + p.intent_weight * intent - p.satiation_weight * sat
-        search = np.nonzero(is_search)[0]
-        if len(search):
+        satiation_index = leaf + self._offsets(len(leaf), satiation.shape[1])
+        sat = satiation.ravel()[satiation_index]
+        u = terms[:, :, 0] + trend[leaf] + self._intent_weight * intent - self._satiation_weight * sat
+        search = is_search.nonzero()[0]
+        if len(search) == len(slate):  # every request is a search (often so with one slot): no row selection
+            hits, n_words = self._query_hits(query, slate)
+            u += self._search_bonus[n_words[:, None], hits]
+        elif len(search):
             hits, n_words = self._query_hits(query[search], slate[search])
             u[search] += self._search_bonus[n_words[:, None], hits]
-        purchase_logit = terms[:, :, 1] + 0.5 * intent + p.purchase_bias
-        return SlateUtility(attraction=sigmoid(p.attraction_bias + u), purchase_logit=purchase_logit, satiation=sat,
+        purchase_logit = terms[:, :, 1] + self._half * intent + self._purchase_bias
+        return SlateUtility(attraction=sigmoid(self._attraction_bias + u), purchase_logit=purchase_logit, satiation=sat,
                             satiation_index=satiation_index)
+
+    def _offsets(self, b: int, width: int) -> np.ndarray:
+        """(b, 1) int64 start of each row in a flattened (b, width) array."""
+        offsets = self._row_offsets.get((b, width))
+        if offsets is None:
+            offsets = self._row_offsets[(b, width)] = (np.arange(b) * width)[:, None]
+        return offsets
 
     def relevance(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Fraction of the query's words (B, 3) = [top word, leaf word, attribute word] (-1 = absent) found
@@ -131,7 +166,7 @@ class ShopperModel:
     def _query_hits(self, query: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Matching words per item (B, k) int and words per query (B,) int."""
         hits = np.add.reduce(self._query_tokens[items] == query[:, None, :], axis=2)
-        return hits, np.add.reduce(query >= 0, axis=1)
+        return hits, np.add.reduce(query >= self._zero, axis=1)
 
     def click_draws(self, k: int) -> int:
         """Uniform draws per request that sampling clicks on k slots takes."""
@@ -173,11 +208,13 @@ class ShopperModel:
         """Update ``satiation`` (B, n_leaves) and ``fatigue`` (B,) in place after showing the slate that
         ``utility`` describes; return who leaves (B,) bool. ``leave_bias`` (B,) is the segment's;
         ``clicked``/``bought`` (B,) bool say whether the request had a click/purchase."""
-        p = self.params
         k = utility.satiation.shape[1]
-        fatigue += p.fatigue_step + (p.fatigue_repeat / k) * np.add.reduce(utility.satiation, axis=1)
-        satiation *= p.satiation_decay
-        np.add.at(satiation.reshape(-1), utility.satiation_index.reshape(-1), np.float32(1.0 / k))
-        leave_p = sigmoid(leave_bias + p.fatigue_weight * fatigue - p.click_engagement * clicked)
+        repeat = self._repeat_per_slot.get(k)
+        if repeat is None:
+            repeat = self._repeat_per_slot[k] = _typed(self.params.fatigue_repeat / k, np.float32)
+        fatigue += self._fatigue_step + repeat * np.add.reduce(utility.satiation, axis=1)
+        satiation *= self._satiation_decay
+        np.add.at(satiation.ravel(), utility.satiation_index.ravel(), np.float32(1.0 / k))
+        leave_p = sigmoid(leave_bias + self._fatigue_weight * fatigue - self._click_engagement * clicked)
         draws = rng.random((len(fatigue), 2), dtype=np.float32)
-        return (draws[:, 0] < leave_p) | (bought & (draws[:, 1] < p.leave_after_purchase))
+        return (draws[:, 0] < leave_p) | (bought & (draws[:, 1] < self._leave_after_purchase))

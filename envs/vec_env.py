@@ -6,13 +6,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env import VecEnv
 
 from fusionsim.envs.context import CONTEXT_HIGH, CONTEXT_LOW
 from fusionsim.envs.fusion import ActionMapper
 from fusionsim.envs.scenario import Scenario
 from fusionsim.envs.shop import make_shop
-from fusionsim.envs.simulator import BatchedSimulator, StepResult
+from fusionsim.envs.simulator import BatchedSimulator, StepResult, check_slots
 from fusionsim.recommenders import Recommender
 
 
@@ -25,9 +26,14 @@ class FusionVecEnv(VecEnv):
     session hit the time limit rather than the shopper leaving); its next observation is the first
     request of a newly arrived shopper. ``last_result`` holds the full :class:`StepResult` of the last step.
 
+    Autoreset: in the same step, SB3's convention (``metadata["autoreset_mode"]`` is
+    ``gymnasium.vector.AutoresetMode.SAME_STEP``; the final observation is ``info["terminal_observation"]``).
+    Rendering: none (``metadata["render_modes"]`` is empty, ``render_mode`` None).
+
     Args:
         scenario, action_mode ("weights"), grid_resolution, temperature, arms, base: as ``FusionSession-v0``.
-        n_envs: number of concurrent sessions N.
+        n_envs: number of concurrent sessions N, 1 to ``envs.simulator.MAX_SLOTS`` (a larger N is refused
+            with the memory it would take).
         seed: seed of the first reset (``seed()`` changes it).
     """
 
@@ -35,11 +41,13 @@ class FusionVecEnv(VecEnv):
                  grid_resolution: int = 4, temperature: float = 3.0, arms: list[Recommender] | None = None,
                  base: str | None = None, seed: int | None = None) -> None:
         world, arms = make_shop(scenario, arms, base)
+        n_envs = check_slots("n_envs", n_envs, world.scenario, len(arms))
         self.sim = BatchedSimulator(world, arms, n_slots=n_envs)
         self.mapper = ActionMapper(action_mode, len(arms), grid_resolution, temperature)
         observation_space = gym.spaces.Box(CONTEXT_LOW, CONTEXT_HIGH, dtype=np.float32)
         self.render_mode = None
         super().__init__(n_envs, observation_space, self.mapper.space())
+        self.metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
         self._seed = seed
         self._actions: np.ndarray | None = None
         self.last_result: StepResult | None = None
