@@ -53,11 +53,15 @@ def _fixed_lists(values: np.ndarray, arrow_type: pa.DataType) -> pa.ListArray:
     return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), type=arrow_type))
 
 
-def step_table(result: StepResult, actions: np.ndarray, propensities: np.ndarray, arm_names: list[str]) -> pa.Table:
-    """The log rows (one per request) of one simulator step."""
+def step_table(result: StepResult, arm_names: list[str]) -> pa.Table:
+    """The log rows (one per request) of one step served by :meth:`BatchedSimulator.serve` (which puts the
+    policy's actions and propensities in the result)."""
+    if result.actions is None or result.propensities is None:
+        raise ValueError("a logged step needs the policy's actions and propensities: serve it with "
+                         "BatchedSimulator.serve(policy, mapper)")
     req = result.requests
     n = len(req)
-    actions = np.asarray(actions)
+    actions, propensities = np.asarray(result.actions), result.propensities
     action = actions.astype(np.int64) if actions.ndim == 1 else np.full(n, -1, dtype=np.int64)
     columns: dict[str, pa.Array] = {
         "request_id": pa.array(result.request_id),
@@ -112,10 +116,9 @@ class InteractionLogWriter:
         self._buffer: list[pa.Table] = []
         self._buffered = 0
 
-    def append(self, result: StepResult, actions: np.ndarray, propensities: np.ndarray,
-               limit: int | None = None) -> None:
-        """Buffer the rows of one step (only the first ``limit`` requests when given)."""
-        table = step_table(result, actions, propensities, self.arm_names)
+    def append(self, result: StepResult, limit: int | None = None) -> None:
+        """Buffer the rows of one served step (only the first ``limit`` requests when given)."""
+        table = step_table(result, self.arm_names)
         if limit is not None:
             table = table.slice(0, limit)
         self._buffer.append(table)

@@ -9,10 +9,21 @@ days per step, so the clock depends on requests served, not on N.
 Randomness: one ``numpy.random.Generator`` made by :meth:`BatchedSimulator.reset` from its seed. A
 seeded reset also restores the world's mutable state (tastes, histories, trending counts), so the same
 seed gives the same trajectory.
+
+Checkpoints: :meth:`BatchedSimulator.state_dict` returns everything that changes while the shop runs
+as named numpy arrays (numbers, booleans and unicode only, so ``np.savez`` / ``np.load(allow_pickle=False)``
+round-trip it); :meth:`BatchedSimulator.load_state_dict` on a simulator built from the same world and
+arms with the same ``n_slots`` continues bit for bit. The world itself is never changed by stepping:
+the simulator keeps its own copies of what moves (tastes, purchase counts, recent items), the candidate
+stage its own click counts, and events only read the world (trend shifts are planned from the scenario
+seed, new-item waves are launch days already in the catalog).
+
+Size: ``n_slots`` is bounded by :data:`MAX_SLOTS`; :func:`slot_bytes` estimates the memory of one slot.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +38,46 @@ from fusionsim.envs.world import World
 from fusionsim.recommenders.base import Recommender, RequestBatch
 from fusionsim.recommenders.data import QUERY_WORDS
 
+MAX_SLOTS = 1_048_576
+"""Largest number of concurrent sessions (``n_slots``, ``n_envs``, ``num_envs``). A step of the default
+scenario with its two arms peaks at about 8.5 KB per slot (tracemalloc over steps of 1,024 and 8,192
+slots; :func:`slot_bytes`), so this bound is about 9 GB: more than that does not fit a 16-32 GiB machine,
+and asking for it would be killed by the kernel rather than refused."""
+
+STATE_FORMAT = "fusionsim.BatchedSimulator/1"
+"""Written under ``format`` in :meth:`BatchedSimulator.state_dict`; a state of another format is refused."""
+
+
+def slot_bytes(scenario: Scenario, n_arms: int) -> int:
+    """Rough peak memory of one slot during a step, in bytes: the per-slot state (satiation over the
+    leaves, shopper coefficients, contexts, about 800 B + 4 B per leaf) plus the step's temporaries per
+    candidate (ids, positions, masks, keys: 22 B; one score and one blend term per arm: 8 B each).
+    Fitted to tracemalloc peaks of 100-200 candidates and 2-4 arms within 1%."""
+    n_leaves = scenario.world.n_top_categories * scenario.world.n_leaf_per_top
+    return 800 + 4 * n_leaves + scenario.candidates.n_candidates * (22 + 8 * n_arms)
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_slots(name: str, value: int, scenario: Scenario, n_arms: int) -> int:
+    """Refuse a number of concurrent sessions outside [1, MAX_SLOTS]; ``name`` is the argument's name in
+    the message. Returns ``value`` as an int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an int; got {value!r}")
+    value = int(value)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1; got {value}")
+    if value > MAX_SLOTS:
+        per_slot = slot_bytes(scenario, n_arms)
+        raise ValueError(f"{name} = {value} is above the bound MAX_SLOTS = {MAX_SLOTS}: {value} sessions would take "
+                         f"about {_format_bytes(value * per_slot)} of memory ({per_slot} bytes each)")
+    return value
 
 
 @dataclass
@@ -59,6 +110,11 @@ class StepResult:
     terminated: np.ndarray
     truncated: np.ndarray
     final_contexts: np.ndarray
+    actions: np.ndarray | None = None
+    """the policy's actions when :meth:`BatchedSimulator.serve` served the step: (N,) int64 arm or grid
+    indices, or (N, A) float32 continuous actions; None for a step given weights directly"""
+    propensities: np.ndarray | None = None
+    """(N,) float64: the probability (density) with which the policy chose each action, with ``actions``"""
 
 
 class BatchedSimulator:
@@ -67,17 +123,16 @@ class BatchedSimulator:
     Args:
         world: catalog, population and history (from :func:`envs.world.build_world`).
         arms: fitted recommenders; their order is the order of the weights.
-        n_slots: concurrent sessions N (requests per step).
+        n_slots: concurrent sessions N (requests per step), 1 to :data:`MAX_SLOTS`.
         shoppers: optional (n_users,) bool mask: only these shoppers arrive (an A/B bucket's own shop
             front, with its own share of the traffic).
     """
 
     def __init__(self, world: World, arms: list[Recommender], n_slots: int = 1,
                  shoppers: np.ndarray | None = None) -> None:
-        if n_slots < 1:
-            raise ValueError(f"n_slots must be >= 1; got {n_slots}")
         if not arms:
             raise ValueError("arms must hold at least one fitted recommender")
+        n_slots = check_slots("n_slots", n_slots, world.scenario, len(arms))
         self.world = world
         self.scenario: Scenario = world.scenario
         self.arms = list(arms)
@@ -95,6 +150,21 @@ class BatchedSimulator:
             raise ValueError("shoppers selects nobody: at least one shopper must be able to arrive")
         self._activity_cdf = np.cumsum(activity, dtype=np.float64)
         self._trend_shifts = self._plan_trend_shifts()
+        # Constants of the hot path, as 0-d arrays of the dtype they meet (the same numbers as Python
+        # scalars, about half the cost per operation when N is small).
+        vocab, traffic = self.catalog.vocab, self.scenario.traffic
+        self._draw_scale = np.array([vocab.n_attributes, self.scenario.world.n_leaf_per_top], dtype=np.float32)
+        self._n_leaves_f32 = np.array(self.catalog.n_leaves, dtype=np.float32)
+        self._leaf_per_top = np.array(self.scenario.world.n_leaf_per_top, dtype=np.int32)
+        self._attribute_offset = np.array(vocab.attribute_offset, dtype=np.int32)
+        self._minus_one, self._zero, self._one = (np.array(v, dtype=np.int32) for v in (-1, 0, 1))
+        self._max_session_steps = np.array(traffic.max_session_steps, dtype=np.int32)
+        self._requests_per_day = float(traffic.requests_per_day)
+        self._weights_shape = (n_slots, len(self.arms))
+        self._reward_kind = self.scenario.reward
+        self._is_search = np.zeros(n_slots, dtype=bool)
+        self._centroids_t = self.catalog.leaf_centroid.T
+        self._tiny, self._intent_temperature = np.array(1e-12, dtype=np.float32), np.array(1.5, dtype=np.float32)
         self.rng: np.random.Generator | None = None
         reuse_freed_memory()
 
@@ -111,6 +181,27 @@ class BatchedSimulator:
                 n = min(event.n_leaves, self.catalog.n_leaves)
                 out.append((event.day, rng.choice(self.catalog.n_leaves, n, replace=False), event.strength))
         return sorted(out, key=lambda e: e[0])
+
+    def _slot_layout(self) -> dict[str, tuple[tuple[int, ...], type]]:
+        """Shape and dtype of every per-slot array (first axis N = n_slots), as :meth:`reset` allocates them.
+
+        ``user`` shopper id; ``segment``, ``device`` indices; ``intent`` the session's intent leaf and
+        ``intent_top`` its top category; ``step_in_session``, ``session_clicks`` counts; ``session_id``;
+        ``satiation`` (N, n_leaves) and ``fatigue`` (N,) of the session; per-session constants
+        ``static_context`` (N, D), ``query_thresholds`` (N, 3) (search share, leaf word, noise word
+        probabilities), ``query_words`` (N, 3), ``leave_bias``, ``coefficients`` (N, d + 2, 2); the shop's
+        view ``last_leaf`` (leaf of the latest click) and ``shopper_leaf`` (-1 = none); and the pending
+        request's ``context_leaf`` and ``contexts`` (N, D).
+        """
+        n, n_leaves, d = self.n_slots, self.catalog.n_leaves, self.catalog.latent.shape[1]
+        return {"user": ((n,), np.int32), "segment": ((n,), np.int8), "device": ((n,), np.int8),
+                "intent": ((n,), np.int32), "step_in_session": ((n,), np.int32), "session_clicks": ((n,), np.int32),
+                "session_id": ((n,), np.int64), "satiation": ((n, n_leaves), np.float32),
+                "fatigue": ((n,), np.float32), "static_context": ((n, CONTEXT_DIM), np.float32),
+                "query_thresholds": ((n, 3), np.float32), "query_words": ((n, QUERY_WORDS), np.int32),
+                "leave_bias": ((n,), np.float32), "coefficients": ((n, d + 2, 2), np.float32),
+                "intent_top": ((n,), np.int32), "last_leaf": ((n,), np.int32), "shopper_leaf": ((n,), np.int32),
+                "context_leaf": ((n,), np.int32), "contexts": ((n, CONTEXT_DIM), np.float32)}
 
     # ----------------------------------------------------------------------------------------- reset
     def reset(self, seed: int | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -135,34 +226,18 @@ class BatchedSimulator:
         counts = np.bincount(hist["item_id"].to_numpy()[recent], minlength=self.catalog.n_items)
         self.candidate_stage.reset(self.rng, counts.astype(np.float64), day=0.0)
 
-        n, n_leaves = self.n_slots, self.catalog.n_leaves
-        self.user = np.zeros(n, dtype=np.int32)
-        self.segment = np.zeros(n, dtype=np.int8)
-        self.device = np.zeros(n, dtype=np.int8)
-        self.intent = np.zeros(n, dtype=np.int32)
-        self.step_in_session = np.zeros(n, dtype=np.int32)
-        self.session_clicks = np.zeros(n, dtype=np.int32)
-        self.session_id = np.zeros(n, dtype=np.int64)
-        self.satiation = np.zeros((n, n_leaves), dtype=np.float32)
-        self.fatigue = np.zeros(n, dtype=np.float32)
-        # per-session constants, set when a session starts
-        self.static_context = np.zeros((n, CONTEXT_DIM), dtype=np.float32)
+        for name, (shape, dtype) in self._slot_layout().items():
+            setattr(self, name, np.zeros(shape, dtype=dtype))
         traffic = self.scenario.traffic
-        self.query_thresholds = np.tile(np.array([0.0, traffic.query_leaf_word, traffic.query_noise],
-                                                 dtype=np.float32), (n, 1))  # column 0: the segment's search share
-        self.query_words = np.zeros((n, QUERY_WORDS), dtype=np.int32)  # the session's top and leaf words
-        self.leave_bias = np.zeros(n, dtype=np.float32)
-        self.coefficients = np.zeros((n, self.catalog.latent.shape[1] + 2, 2), dtype=np.float32)
-        self.intent_top = np.zeros(n, dtype=np.int32)
-        self.last_leaf = np.zeros(n, dtype=np.int32)  # leaf of the shopper's latest click, -1 = none
-        self.shopper_leaf = np.zeros(n, dtype=np.int32)  # a leaf of the shopper's history, -1 = none
-        self.start_sessions(np.arange(n))
+        # query_thresholds column 0 is the segment's search share (set when a session starts)
+        self.query_thresholds[:, 1:] = np.array([traffic.query_leaf_word, traffic.query_noise], dtype=np.float32)
+        self.start_sessions(np.arange(self.n_slots))
         return self.prepare_requests()
 
     @property
     def day(self) -> float:
         """Simulated day of the next request."""
-        return self.requests_served / self.scenario.traffic.requests_per_day
+        return self.requests_served / self._requests_per_day
 
     def start_sessions(self, rows: np.ndarray) -> None:
         """Replace the sessions in ``rows`` by newly arrived shoppers (the old sessions are dropped)."""
@@ -174,33 +249,36 @@ class BatchedSimulator:
         self.user, self.segment, self.device = self.user.copy(), self.segment.copy(), self.device.copy()
         self.step_in_session = self.step_in_session.copy()
         u = rng.random((m, 2))
-        user = np.searchsorted(self._activity_cdf, u[:, 0] * self._activity_cdf[-1], side="right")
-        user = np.minimum(user, len(self._activity_cdf) - 1).astype(np.int32)
+        cdf = self._activity_cdf
+        user = np.minimum(cdf.searchsorted(u[:, 0] * cdf[-1], side="right"), len(cdf) - 1).astype(np.int32)
         self.user[rows] = user
         segment = self.world.population.segment[user]
-        device = np.searchsorted(self._device_cdf, u[:, 1] * self._device_cdf[-1], side="right")
+        device = self._device_cdf.searchsorted(u[:, 1] * self._device_cdf[-1], side="right")
         self.segment[rows], self.device[rows] = segment, device
         self.static_context[rows] = static_context(segment, device)
         self.query_thresholds[rows, 0] = self._search_share[segment]
         self.leave_bias[rows] = self._leave_bias[segment]
-        self.coefficients[rows] = self.model.shopper_coefficients(
-            self.taste[user], self.world.population.price_sensitivity[user])
+        taste = self.taste[user]
+        self.coefficients[rows] = self.model.shopper_coefficients(taste, self.world.population.price_sensitivity[user])
         # Session intent: a leaf drawn with probability ~ exp(1.5 * taste match + trend) (Gumbel-max).
-        affinity = self.taste[user] @ self.catalog.leaf_centroid.T * self.model.inv_sqrt_d
-        gumbel = -np.log(-np.log(rng.random(affinity.shape, dtype=np.float32) + 1e-12) + 1e-12)
-        intent = np.argmax(1.5 * affinity + self.trend + gumbel, axis=1)
+        affinity = taste @ self._centroids_t * self.model.inv_sqrt_d
+        tiny = self._tiny
+        gumbel = -np.log(-np.log(rng.random(affinity.shape, dtype=np.float32) + tiny) + tiny)
+        intent = (self._intent_temperature * affinity + self.trend + gumbel).argmax(axis=1)
         self.intent[rows] = intent
-        self.intent_top[rows] = intent // self.scenario.world.n_leaf_per_top
-        self.query_words[rows, 0] = self.intent_top[rows]
+        intent_top = intent // self.scenario.world.n_leaf_per_top
+        self.intent_top[rows] = intent_top
+        self.query_words[rows, 0] = intent_top
         self.query_words[rows, 1] = self.catalog.vocab.leaf_offset + intent
         # The shop's view of the shopper's history: the latest click's leaf and, for the session, the
         # leaf of a random recent item (recent_items are compact: valid items first).
         recent = self.recent_items[user]
-        n_valid = (recent >= 0).sum(axis=1)
+        n_valid = np.add.reduce(recent >= self._zero, axis=1)
+        has_history = n_valid > 0
         leaf = self.catalog.leaf
-        self.last_leaf[rows] = np.where(n_valid > 0, leaf[recent[:, 0]], -1)
+        self.last_leaf[rows] = np.where(has_history, leaf[recent[:, 0]], self._minus_one)
         picked = recent[np.arange(m), (rng.random(m) * n_valid).astype(np.int64)]
-        self.shopper_leaf[rows] = np.where(n_valid > 0, leaf[picked], -1)
+        self.shopper_leaf[rows] = np.where(has_history, leaf[picked], self._minus_one)
         self.step_in_session[rows] = 0
         self.session_clicks[rows] = 0
         self.session_id[rows] = self.next_session_id + np.arange(m)
@@ -208,31 +286,167 @@ class BatchedSimulator:
         self.satiation[rows] = 0.0
         self.fatigue[rows] = 0.0
 
+    # ----------------------------------------------------------------------------------------- checkpoints
+    _REQUEST_FIELDS = ("user_id", "segment", "surface", "device", "query", "recent_items", "t", "session_step")
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything a simulator built anew from the same world and arms (same ``n_slots``) needs to
+        continue bit for bit, as named arrays (numbers, booleans, unicode; no objects):
+
+        ``format``, ``n_slots``, ``arm_names`` (A,); ``rng``: the Generator's ``bit_generator.state`` as
+        JSON (0-d unicode); 0-d scalars ``requests_served``, ``next_session_id``, ``next_shift`` (trend
+        shifts applied), ``next_event_day``; ``trend`` (n_leaves,) float32; the shoppers' moving state
+        ``shopper/taste`` (n_users, d), ``shopper/n_purchases`` (n_users,), ``shopper/recent_items``
+        (n_users, R); every per-slot array ``slot/<name>`` (see :meth:`_slot_layout`); the pending
+        request ``request/<field>`` (the :class:`RequestBatch` fields); the candidate stage's
+        ``candidates/<name>`` (:meth:`CandidateStage.state_dict`); each arm's serving state
+        ``arm<i>/<name>`` (:meth:`Recommender.serving_state`). The arrays are copies.
+        """
+        if self.rng is None:
+            raise RuntimeError("call reset() before state_dict(): a simulator that never started has no state")
+        out: dict[str, np.ndarray] = {
+            "format": np.array(STATE_FORMAT), "n_slots": np.array(self.n_slots, dtype=np.int64),
+            "arm_names": np.array([arm.name for arm in self.arms], dtype=str),
+            "rng": np.array(json.dumps(self.rng.bit_generator.state)),
+            "requests_served": np.array(self.requests_served, dtype=np.int64),
+            "next_session_id": np.array(self.next_session_id, dtype=np.int64),
+            "next_shift": np.array(self._next_shift, dtype=np.int64),
+            "next_event_day": np.array(self._next_event_day, dtype=np.float64),
+            "trend": self.trend.copy(), "shopper/taste": self.taste.copy(),
+            "shopper/n_purchases": self.n_purchases.copy(), "shopper/recent_items": self.recent_items.copy()}
+        for name in self._slot_layout():
+            out[f"slot/{name}"] = getattr(self, name).copy()
+        for name in self._REQUEST_FIELDS:
+            out[f"request/{name}"] = np.array(getattr(self.requests, name), copy=True)
+        for name, value in self.candidate_stage.state_dict().items():
+            out[f"candidates/{name}"] = value
+        for i, arm in enumerate(self.arms):
+            for name, value in arm.serving_state().items():
+                out[f"arm{i}/{name}"] = np.array(value, copy=True)
+        return out
+
+    def _state_layout(self) -> dict[str, tuple[tuple[int, ...] | None, type]]:
+        """Shape (None = any) and dtype of every key of :meth:`state_dict` but the arms'."""
+        n, pop = self.n_slots, self.world.population
+        layout: dict[str, tuple[tuple[int, ...] | None, type]] = {
+            "format": ((), np.str_), "n_slots": ((), np.int64), "arm_names": ((self.n_arms,), np.str_),
+            "rng": ((), np.str_), "requests_served": ((), np.int64), "next_session_id": ((), np.int64),
+            "next_shift": ((), np.int64), "next_event_day": ((), np.float64),
+            "trend": ((self.catalog.n_leaves,), np.float32), "shopper/taste": (pop.taste.shape, np.float32),
+            "shopper/n_purchases": (pop.n_purchases.shape, np.int32),
+            "shopper/recent_items": (pop.recent_items.shape, np.int32)}
+        for name, (shape, dtype) in self._slot_layout().items():
+            layout[f"slot/{name}"] = (shape, dtype)
+        request = {"user_id": ((n,), np.int32), "segment": ((n,), np.int8), "surface": ((n,), np.int8),
+                   "device": ((n,), np.int8), "query": ((n, QUERY_WORDS), np.int32),
+                   "recent_items": ((n, pop.recent_items.shape[1]), np.int32), "t": ((n,), np.float32),
+                   "session_step": ((n,), np.int32)}
+        for name, spec in request.items():
+            layout[f"request/{name}"] = spec
+        for name, spec in self.candidate_stage.state_layout().items():
+            layout[f"candidates/{name}"] = spec
+        return layout
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from ``state`` (from :meth:`state_dict` of a simulator of the same world, arms and
+        ``n_slots``; e.g. read back with ``np.load(path, allow_pickle=False)``). Every key is checked
+        before anything changes: a missing, unexpected or misshapen array raises ValueError naming the
+        key, what it holds and what fits. The arrays are copied. If the simulator has a Generator (an
+        env's ``np_random``), its state is set in place, so the env and the simulator keep sharing it."""
+        state = dict(state)
+        layout = self._state_layout()
+        if "format" in state and str(state["format"]) != STATE_FORMAT:
+            raise ValueError(f"state['format'] is {str(state['format'])!r}; this simulator reads {STATE_FORMAT!r}")
+        if "n_slots" in state and np.ndim(state["n_slots"]) == 0 and int(state["n_slots"]) != self.n_slots:
+            raise ValueError(f"state['n_slots'] is {int(state['n_slots'])}; this simulator has n_slots = "
+                             f"{self.n_slots} (build it with n_slots={int(state['n_slots'])})")
+        arm_keys = {k for k in state if k.startswith("arm") and "/" in k}
+        missing = sorted(set(layout) - set(state))
+        if missing:
+            raise ValueError(f"state has no key {missing[0]!r}: a simulator state holds {sorted(layout)}")
+        unknown = sorted(set(state) - set(layout) - arm_keys)
+        if unknown:
+            raise ValueError(f"state key {unknown[0]!r} is not a simulator state key: allowed are {sorted(layout)} "
+                             f"and arm<i>/<name> for arms 0..{self.n_arms - 1}")
+        for key, (shape, dtype) in layout.items():
+            value = np.asarray(state[key])
+            fits_shape = value.ndim == len(shape) and all(w is None or w == g for w, g in zip(shape, value.shape))
+            if not fits_shape or value.dtype.type is not np.dtype(dtype).type:
+                dims = ", ".join("any" if w is None else str(w) for w in shape)
+                want = f"({dims},)" if len(shape) == 1 else f"({dims})"
+                raise ValueError(f"state[{key!r}] has shape {value.shape} and dtype {value.dtype}; this simulator "
+                                 f"(n_slots = {self.n_slots}) needs shape {want} and dtype {np.dtype(dtype).name}")
+        names = [str(x) for x in state["arm_names"]]
+        if names != [arm.name for arm in self.arms]:
+            raise ValueError(f"state['arm_names'] is {names}; this simulator's arms are {[a.name for a in self.arms]}")
+        per_arm: list[dict[str, np.ndarray]] = [{} for _ in self.arms]
+        for key in arm_keys:
+            head, name = key.split("/", 1)
+            index = head[3:]
+            if not index.isdigit() or int(index) >= self.n_arms:
+                raise ValueError(f"state key {key!r} names no arm: this simulator has arms 0..{self.n_arms - 1}")
+            per_arm[int(index)][name] = np.array(state[key], copy=True)
+        for i, (arm, arm_state) in enumerate(zip(self.arms, per_arm)):
+            missing_arm = sorted(set(arm.serving_state()) - set(arm_state))
+            if missing_arm:
+                raise ValueError(f"state has no key 'arm{i}/{missing_arm[0]}': arm {i} ('{arm.name}') keeps serving "
+                                 f"state {sorted(arm.serving_state())}")
+        rng_state = json.loads(str(state["rng"]))
+        name = rng_state.get("bit_generator") if isinstance(rng_state, dict) else None
+        bit_generator = getattr(np.random, str(name), None)
+        if not (isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator)):
+            raise ValueError(f"state['rng'] names bit generator {name!r}, not one of numpy's (PCG64, PCG64DXSM, "
+                             "MT19937, Philox, SFC64)")
+        for arm, arm_state in zip(self.arms, per_arm):
+            arm.load_serving_state(arm_state)
+        if self.rng is None or type(self.rng.bit_generator) is not bit_generator:
+            self.rng = np.random.Generator(bit_generator())
+        self.rng.bit_generator.state = rng_state
+
+        self.requests_served = int(state["requests_served"])
+        self.next_session_id = int(state["next_session_id"])
+        self._next_shift = int(state["next_shift"])
+        self._next_event_day = float(state["next_event_day"])
+        self.trend = np.array(state["trend"], copy=True)
+        self.taste = np.array(state["shopper/taste"], copy=True)
+        self.n_purchases = np.array(state["shopper/n_purchases"], copy=True)
+        self.recent_items = np.array(state["shopper/recent_items"], copy=True)
+        for name in self._slot_layout():
+            setattr(self, name, np.array(state[f"slot/{name}"], copy=True))
+        self.requests = RequestBatch(**{name: np.array(state[f"request/{name}"], copy=True)
+                                        for name in self._REQUEST_FIELDS})
+        self._is_search = self.requests.surface.astype(bool)
+        self.candidate_stage.load_state_dict({name[len("candidates/"):]: value for name, value in state.items()
+                                              if name.startswith("candidates/")})
+
     # ----------------------------------------------------------------------------------------- requests
     def prepare_requests(self) -> np.ndarray:
         """Draw the next request of every slot (surface, query, recall leaves); returns contexts (N, D)."""
-        c, vocab = self.catalog, self.catalog.vocab
         n = self.n_slots
         u = self.rng.random((n, 5), dtype=np.float32)
         # flags: is a search / the query names the leaf / the query carries a random attribute word
         flags = u[:, :3] < self.query_thresholds
         flags[:, 1:] &= flags[:, :1]
         is_search, names_leaf = flags[:, 0], flags[:, 1]
-        self.query_words[:, 2] = vocab.attribute_offset + (u[:, 3] * vocab.n_attributes).astype(np.int32)
-        query = np.where(flags, self.query_words, np.int32(-1))
+        drawn = (u[:, 3:] * self._draw_scale).astype(np.int32)  # (N, 2): attribute word, leaf within the top
+        self.query_words[:, 2] = self._attribute_offset + drawn[:, 0]
+        query = np.where(flags, self.query_words, self._minus_one)
 
         # Recall leaves: the query's leaf (or a guess within its top category) on search, the latest
         # click's leaf (or a random leaf) on the feed; the shopper leaf was drawn at session start.
-        leaf_per_top = self.scenario.world.n_leaf_per_top
-        guess = np.where(is_search, self.intent_top * leaf_per_top + (u[:, 4] * leaf_per_top).astype(np.int32),
-                         (u[:, 4] * c.n_leaves).astype(np.int32))
-        self.context_leaf = np.where(is_search, np.where(names_leaf, self.intent, guess),
-                                     np.where(self.last_leaf >= 0, self.last_leaf, guess))
+        # (A query names a leaf only on search.)
+        feed = np.where(self.last_leaf >= self._zero, self.last_leaf,
+                        (u[:, 4] * self._n_leaves_f32).astype(np.int32))
+        guess = np.where(is_search, self.intent_top * self._leaf_per_top + drawn[:, 1], feed)
+        self.context_leaf = np.where(names_leaf, self.intent, guess)
 
-        day = self.day
+        day = self.requests_served / self._requests_per_day
+        t = np.empty(n, dtype=np.float32)
+        t.fill(day)
+        self._is_search = is_search
         self.requests = RequestBatch(user_id=self.user, segment=self.segment, surface=is_search.view(np.int8),
                                      device=self.device, query=query, recent_items=self.recent_items[self.user],
-                                     t=np.full(n, day, dtype=np.float32), session_step=self.step_in_session)
+                                     t=t, session_step=self.step_in_session)
         self.contexts = build_contexts(self.static_context, is_search, day, self.step_in_session,
                                        self.n_purchases[self.user], self.session_clicks, names_leaf)
         return self.contexts
@@ -249,52 +463,70 @@ class BatchedSimulator:
         next_shift = self._trend_shifts[self._next_shift][0] if self._next_shift < len(self._trend_shifts) else np.inf
         self._next_event_day = min(next_shift, self.candidate_stage.next_rebuild_day)
 
-    def step(self, weights: np.ndarray) -> StepResult:
-        """Serve the pending request of every slot with arm ``weights`` (N, A) (rows on the simplex)."""
-        if self.rng is None:
+    def serve(self, policy, mapper) -> StepResult:
+        """The one request path of every loop driven by a policy (simulate, train, the oracle, ab-test,
+        explain): ``policy.act`` on the next contexts gives actions and their propensities, ``mapper`` (an
+        :class:`envs.fusion.ActionMapper`) turns the actions into arm weights, and :meth:`step` serves
+        them. The result carries the actions and propensities, which is all the log writer needs."""
+        actions, propensities = policy.act(self.contexts)
+        result = self.step(mapper.to_weights(actions))
+        result.actions, result.propensities = actions, propensities
+        return result
+
+    def step(self, weights: np.ndarray, truncate: np.ndarray | None = None) -> StepResult:
+        """Serve the pending request of every slot with arm ``weights`` (N, A) (rows on the simplex).
+
+        ``truncate``: optional (N,) bool, sessions to end after this request whatever their length (an
+        outer time limit, e.g. a vector env's ``max_episode_steps``); they count as ``truncated`` unless
+        the shopper left, and are replaced by new arrivals like any ended session.
+        """
+        rng = self.rng
+        if rng is None:
             raise RuntimeError("call reset() before step()")
         weights = np.asarray(weights, dtype=np.float32)
-        if weights.shape != (self.n_slots, self.n_arms):
+        if weights.shape != self._weights_shape:
             raise ValueError(f"weights must have shape ({self.n_slots}, {self.n_arms}); got {weights.shape}")
-        rng, req, c = self.rng, self.requests, self.catalog
-        day = self.day
+        req, c = self.requests, self.catalog
+        day = self.requests_served / self._requests_per_day
         if day >= self._next_event_day:
             self._apply_events(day)
         candidates, excluded = self.candidate_stage.generate(rng, self.context_leaf, self.shopper_leaf)
         arm_scores = [arm.score(req, candidates) for arm in self.arms]
         slate = select_slate(candidates, blend(arm_scores, weights), self.slate_size, excluded)
 
-        is_search = req.surface.astype(bool)
+        is_search = self._is_search
         utility = self.model.utility(slate, self.coefficients, self.intent, is_search, req.query, self.satiation,
                                      self.trend)
         clicks, purchased = self.model.respond(rng, utility, self.device)
         revenue = np.add.reduce(c.price[slate] * purchased, axis=1)
         n_clicks = np.add.reduce(clicks, axis=1, dtype=np.int32)
         n_bought = np.add.reduce(purchased, axis=1, dtype=np.int32)
-        clicked, bought = n_clicks > 0, n_bought > 0
+        clicked, bought = n_clicks > self._zero, n_bought > self._zero
         left = self.model.update_session(rng, utility, self.satiation, self.fatigue, self.leave_bias, clicked, bought)
         self._update_shoppers(slate, clicks, purchased, clicked, n_bought)
 
-        reward_kind = self.scenario.reward
+        reward_kind = self._reward_kind
         reward = (n_clicks if reward_kind == "clicks" else n_bought if reward_kind == "purchases" else revenue
                   ).astype(np.float32)
-        self.step_in_session = self.step_in_session + 1
+        self.step_in_session = self.step_in_session + self._one
         self.session_clicks += n_clicks
         terminated = left
-        truncated = ~left & (self.step_in_session >= self.scenario.traffic.max_session_steps)
+        truncated = ~left & (self.step_in_session >= self._max_session_steps)
+        if truncate is not None:
+            truncated |= ~left & np.asarray(truncate, dtype=bool)
         request_id = np.arange(self.requests_served, self.requests_served + self.n_slots, dtype=np.int64)
         session_id = self.session_id.copy()
         served_contexts = self.contexts
         self.requests_served += self.n_slots
 
-        done = np.nonzero(terminated | truncated)[0]
+        done = (terminated | truncated).nonzero()[0]
         final_contexts = served_contexts  # contexts arrays are never changed in place once served
         if len(done):
             final_contexts = served_contexts.copy()
             final_contexts[done] = build_contexts(
                 self.static_context[done], is_search[done], self.day, self.step_in_session[done],
                 self.n_purchases[self.user[done]], self.session_clicks[done], served_contexts[done, 13])
-        self.start_sessions(done)
+            self.start_sessions(done)
         self.prepare_requests()
         return StepResult(requests=req, contexts=served_contexts, request_id=request_id, session_id=session_id,
                           day=day, candidates=candidates, excluded=excluded, arm_scores=arm_scores,
@@ -304,18 +536,18 @@ class BatchedSimulator:
     def _update_shoppers(self, slate: np.ndarray, clicks: np.ndarray, purchased: np.ndarray,
                          clicked: np.ndarray, n_bought: np.ndarray) -> None:
         """Recent items, purchase counts, taste drift toward purchases, trending counts."""
-        rows = np.nonzero(clicked)[0]
+        rows = clicked.nonzero()[0]
         if len(rows) == 0:
             return
         users = self.user[rows]
-        clicked_items = np.where(clicks[rows], slate[rows], -1)
+        clicked_items = np.where(clicks[rows], slate[rows], self._minus_one)
         merged = np.concatenate([clicked_items, self.recent_items[users]], axis=1)
-        order = np.argsort(merged < 0, axis=1, kind="stable")[:, :self.recent_items.shape[1]]
+        order = (merged < self._zero).argsort(axis=1, kind="stable")[:, :self.recent_items.shape[1]]
         latest = merged.reshape(-1)[order + (np.arange(len(rows)) * merged.shape[1])[:, None]]
         self.recent_items[users] = latest
         self.last_leaf[rows] = self.catalog.leaf[latest[:, 0]]
         self.candidate_stage.record_clicks(slate[clicks])
-        buy_rows = np.nonzero(n_bought)[0]
+        buy_rows = n_bought.nonzero()[0]
         if len(buy_rows):
             buyers = self.user[buy_rows]
             self.n_purchases[buyers] += n_bought[buy_rows]

@@ -136,11 +136,11 @@ def run_buckets(world: World, arms, policies: list[Policy], bucket_of_user: np.n
         for b, (sim, policy) in enumerate(zip(sims, policies, strict=True)):
             if sim.day >= days:
                 continue
-            contexts, users, day = sim.contexts, sim.user.copy(), int(sim.day)
-            actions, _ = policy.act(contexts)
-            result = sim.step(mappers[policy.action_mode].to_weights(actions))
+            day = int(sim.day)
+            result = sim.serve(policy, mappers[policy.action_mode])
+            users = result.requests.user_id
             if isinstance(policy, LinUCB):
-                policy.update(contexts, actions, result.reward)
+                policy.update(result.contexts, result.actions, result.reward)
             daily[min(day, n_days - 1), b] += (result.reward.sum(), len(users))
             per_request = np.stack([result.revenue, result.clicks.sum(axis=1), result.purchased.sum(axis=1),
                                     np.ones(len(users)), result.terminated | result.truncated], axis=1)

@@ -25,16 +25,12 @@ def explain(run: Path, requests: int = 50_000) -> dict:
     arm_names = [a.name for a in sim.arms]
     weight_sum = np.zeros((N_CELLS, len(arm_names)))
     counts = np.zeros(N_CELLS)
-    contexts = sim.contexts
     for _ in range(max(1, requests // sim.n_slots)):
-        actions, _ = policy.act(contexts)
-        weights = mapper.to_weights(actions)
-        cells = context_cell(contexts)
+        result = sim.serve(policy, mapper)
+        cells = context_cell(result.contexts)
         counts += np.bincount(cells, minlength=N_CELLS)
         for a in range(len(arm_names)):
-            weight_sum[:, a] += np.bincount(cells, weights=weights[:, a], minlength=N_CELLS)
-        sim.step(weights)
-        contexts = sim.contexts
+            weight_sum[:, a] += np.bincount(cells, weights=result.weights[:, a], minlength=N_CELLS)
     seen = counts > 0
     mean = weight_sum / np.maximum(counts, 1)[:, None]
     table = {CELL_NAMES[c]: {"requests": int(counts[c]), **{a: float(mean[c, i]) for i, a in enumerate(arm_names)}}

@@ -103,21 +103,19 @@ def run_policy_rewards(world: World, arms: list[Recommender], policy: Policy, ma
                        seed: int, slots: int = 512) -> PolicyRewards:
     """Simulate ``policy`` (not learning) for ``requests`` requests on ``seed``."""
     sim = BatchedSimulator(world, arms, n_slots=slots)
-    contexts = sim.reset(seed=seed)
+    sim.reset(seed=seed)
     reward_sum, counts = np.zeros(N_CELLS), np.zeros(N_CELLS)
     steps = max(1, requests // slots)
     step_means = np.zeros(steps)
     revenue, sessions = 0.0, 0
     for i in range(steps):
-        actions, _ = policy.act(contexts)
-        cells = context_cell(contexts)
-        result = sim.step(mapper.to_weights(actions))
+        result = sim.serve(policy, mapper)
+        cells = context_cell(result.contexts)
         reward_sum += np.bincount(cells, weights=result.reward, minlength=N_CELLS)
         counts += np.bincount(cells, minlength=N_CELLS)
         step_means[i] = result.reward.mean()
         revenue += float(result.revenue.sum(dtype=np.float64))
         sessions += int((result.terminated | result.truncated).sum())
-        contexts = sim.contexts
     tail = step_means[int(0.8 * steps):]
     return PolicyRewards(float(reward_sum.sum() / counts.sum()), float(tail.mean()), reward_sum, counts,
                          revenue / max(sessions, 1))

@@ -97,16 +97,14 @@ def run_policy(config: SimulateConfig, scenario: Scenario, out: Path, progress: 
     mapper = ActionMapper(policy.action_mode, len(arms), config.grid_resolution)
     metrics = TrafficMetrics(scenario.candidates.slate_size)
     writer = InteractionLogWriter(out / "logs", arm_names, chunk_rows=config.chunk_rows)
-    contexts = sim.reset(seed=int(sim_seed))
+    sim.reset(seed=int(sim_seed))
     done = 0
     with tqdm(total=requests, unit="req", disable=not progress, desc="simulate") as bar:
         while done < requests:
-            actions, propensities = policy.act(contexts)
-            result = sim.step(mapper.to_weights(actions))
+            result = sim.serve(policy, mapper)
             keep = min(slots, requests - done)
             metrics.update(result, keep)
-            writer.append(result, actions, propensities, keep)
-            contexts = sim.contexts
+            writer.append(result, keep)
             done += keep
             bar.update(keep)
     writer.close()

@@ -287,13 +287,11 @@ def train(config: TrainConfig, scenario: Scenario, out: Path, resume: bool = Fal
     with tqdm(total=config.requests, initial=state.requests_done, unit="req", disable=not progress,
               desc=config.agent) as bar:
         while state.requests_done < config.requests:
-            contexts = sim.contexts
-            actions, _ = policy.act(contexts)
-            result = sim.step(mapper.to_weights(actions))
-            policy.update(contexts, actions, result.reward)
+            result = sim.serve(policy, mapper)
+            policy.update(result.contexts, result.actions, result.reward)
             interval.add(result)
             if oracle is not None:
-                interval.regret += float(oracle[context_cell(contexts)].sum() - result.reward.sum())
+                interval.regret += float(oracle[context_cell(result.contexts)].sum() - result.reward.sum())
             state.requests_done += sim.n_slots
             bar.update(sim.n_slots)
             if state.requests_done >= next_log:
