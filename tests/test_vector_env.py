@@ -1,6 +1,8 @@
 """The native vector envs (gymnasium.make_vec with the vector entry point) and the README's training loops."""
 
+import re
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -10,44 +12,18 @@ from gymnasium.vector import AutoresetMode
 import fusionsim.envs  # noqa: F401  (registers the environments)
 from fusionsim.envs.vector_env import FusionSessionVectorEnv, FusionVectorEnv
 
-README_CLEANRL_LOOP = '''
-import gymnasium as gym
-import numpy as np
-import fusionsim.envs  # registers fusionsim/Fusion-v0 and fusionsim/FusionSession-v0
+README = Path(__file__).resolve().parents[1] / "README.md"
 
-envs = gym.make_vec("fusionsim/FusionSession-v0", num_envs=64, vectorization_mode="vector_entry_point")
-assert envs.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
-obs, _ = envs.reset(seed=0)
-session_return, returns = np.zeros(envs.num_envs), []
-for step in range(200):
-    actions = envs.action_space.sample()  # the policy goes here: (64, 2) weights in [-1, 1]
-    next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-    # SAME_STEP autoreset: where a session ended, next_obs is already the next shopper's first request;
-    # the ended session's last observation (to bootstrap a truncated one) is infos["final_obs"][i]
-    real_next_obs = next_obs.copy()
-    if "final_obs" in infos:
-        real_next_obs[infos["_final_obs"]] = np.stack(infos["final_obs"][infos["_final_obs"]])
-    session_return += rewards
-    done = terminations | truncations
-    returns.extend(session_return[done])
-    session_return[done] = 0.0
-    obs = next_obs
-envs.close()
-print(f"{len(returns)} sessions, {np.mean(returns):.2f} clicks per session")
-'''
 
-README_SB3_LOOP = '''
-from stable_baselines3 import PPO
-from fusionsim.envs.vec_env import FusionVecEnv
+def _readme_block(marker: str) -> str:
+    """The README's python code block that contains ``marker`` (the tests run what the README shows)."""
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if marker in b]
+    return block
 
-venv = FusionVecEnv("default", n_envs=64, seed=0)  # 64 concurrent shopper sessions, one numpy step
-model = PPO("MlpPolicy", venv, n_steps=64, batch_size=1024, n_epochs=2, seed=0, device="cpu")
-model.learn(total_timesteps=4096)
-obs = venv.reset()
-for _ in range(100):
-    actions, _ = model.predict(obs, deterministic=True)
-    obs, rewards, dones, infos = venv.step(actions)  # an ended session: infos[i]["terminal_observation"]
-'''
+
+README_CLEANRL_LOOP = _readme_block('gym.make_vec("fusionsim/FusionSession-v0"')
+README_SB3_LOOP = _readme_block("model.learn(total_timesteps=4096)")
+README_SERVE_LOOP = _readme_block("sim.serve(policy, mapper)")
 
 
 def test_readme_cleanrl_loop_runs_unchanged():
@@ -64,6 +40,14 @@ def test_readme_sb3_loop_runs_unchanged():
     exec(README_SB3_LOOP, namespace)
     assert namespace["model"].num_timesteps >= 4096
     assert namespace["obs"].shape == (64, 14)
+
+
+def test_readme_request_path_loop_runs_unchanged():
+    namespace = {}
+    exec(README_SERVE_LOOP, namespace)
+    result, policy = namespace["result"], namespace["policy"]
+    assert policy.rounds == 100 * 256
+    assert result.actions.shape == (256,) and (result.propensities == 1.0).all(), "LinUCB is deterministic"
 
 
 @pytest.mark.parametrize("env_id, cls", [("fusionsim/Fusion-v0", FusionVectorEnv),
