@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionsim.recommenders.io import atomic_target
+from fusionsim.common.io import atomic_target
 
 FORMAT = "fusionsim.policy"
 VERSION = 1

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from fusionsim.agents.base import Policy, check_batch
-from fusionsim.recommenders.io import atomic_target, atomic_write_json
+from fusionsim.common.io import atomic_target, atomic_write_json
 
 POLICY_FILE = "ppo_policy.pt"
 """The actor-critic's state dict."""

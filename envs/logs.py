@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from fusionsim.envs.context import CONTEXT_NAMES
 from fusionsim.envs.scenario import DEVICES, SEGMENTS
 from fusionsim.envs.simulator import StepResult
-from fusionsim.recommenders.io import atomic_target, check_complete
+from fusionsim.common.io import atomic_target, check_complete
 
 SURFACES = ("feed", "search")
 

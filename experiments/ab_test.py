@@ -37,7 +37,7 @@ from fusionsim.experiments.runs import save_figure, write_config, write_json  # 
 from fusionsim.experiments.simulate import PolicySpecError, make_static_policy  # noqa: E402
 from fusionsim.experiments.train import read_trained_run  # noqa: E402
 from fusionsim.envs.logs import atomic_write_parquet  # noqa: E402
-from fusionsim.recommenders.io import atomic_write_text, mark_complete  # noqa: E402
+from fusionsim.common.io import atomic_write_text, mark_complete  # noqa: E402
 
 METRICS = ("revenue", "clicks", "purchases", "requests", "sessions")
 """Per-shopper totals; the tests compare their means per shopper, and CTR/conversion as ratios."""

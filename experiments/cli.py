@@ -54,7 +54,7 @@ def _expected_failure(exc: BaseException) -> str | None:
 
 
 PACKAGE_FOLDERS = tuple(Path(__file__).resolve().parents[1] / part
-                        for part in ("envs", "agents", "recommenders", "experiments"))
+                        for part in ("common", "envs", "agents", "recommenders", "experiments"))
 
 
 def _in_package(filename: str) -> bool:

@@ -24,7 +24,7 @@ from fusionsim.experiments.runs import prepare_run_folder, write_config
 from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import TrainConfig, train
 from fusionsim.experiments.train_base import TrainBaseConfig, train_base
-from fusionsim.recommenders.io import atomic_write_text, mark_complete
+from fusionsim.common.io import atomic_write_text, mark_complete
 
 
 def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:

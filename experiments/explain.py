@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from fusionsim.envs.context import CELL_NAMES, N_CELLS, context_cell  # noqa: E402
 from fusionsim.experiments.runs import save_figure, write_json  # noqa: E402
 from fusionsim.experiments.train import read_trained_run  # noqa: E402
-from fusionsim.recommenders.io import atomic_write_text  # noqa: E402
+from fusionsim.common.io import atomic_write_text  # noqa: E402
 
 
 def explain(run: Path, requests: int = 50_000) -> dict:

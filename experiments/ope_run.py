@@ -19,7 +19,7 @@ from fusionsim.experiments.oracle import run_policy_rewards
 from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
 from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
 from fusionsim.experiments.train import TrainedRun, read_trained_run
-from fusionsim.recommenders.io import atomic_write_text, mark_complete
+from fusionsim.common.io import atomic_write_text, mark_complete
 
 
 def parse_estimators(spec: str) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fusionsim.recommenders.io import (COMPLETE_FILE, IncompleteRunError, atomic_target, atomic_write_json,
+from fusionsim.common.io import (COMPLETE_FILE, IncompleteRunError, atomic_target, atomic_write_json,
                                        atomic_write_text, clean_json)
 
 

@@ -17,7 +17,7 @@ from fusionsim.envs.shop import make_shop
 from fusionsim.envs.simulator import BatchedSimulator
 from fusionsim.experiments.metrics import TrafficMetrics
 from fusionsim.experiments.runs import write_config, write_json
-from fusionsim.recommenders.io import mark_complete
+from fusionsim.common.io import mark_complete
 
 
 class PolicySpecError(ValueError):

@@ -33,7 +33,7 @@ from fusionsim.envs.simulator import BatchedSimulator
 from fusionsim.experiments import tags
 from fusionsim.experiments.oracle import grid_search
 from fusionsim.experiments.runs import CHECKPOINTS, read_config, write_config, write_json
-from fusionsim.recommenders.io import (COMPLETE_FILE, atomic_target, atomic_write_json, check_complete, mark_complete,
+from fusionsim.common.io import (COMPLETE_FILE, atomic_target, atomic_write_json, check_complete, mark_complete,
                                        remove_orphans)
 
 AGENT_CLASSES: dict[str, type[Policy]] = {"linucb": LinUCB, "lints": LinTS, "eps": EpsilonGreedy, "ucb": UCB1,

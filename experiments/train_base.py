@@ -18,7 +18,7 @@ from fusionsim.experiments.runs import parse_choices, read_config, write_config,
 from fusionsim.recommenders import ARMS_FILE, ContentBased, MatrixFactorization, Popularity, Recommender, SequenceModel
 from fusionsim.recommenders.data import EvalRequests, clicks_from_log, eval_requests_from_log
 from fusionsim.recommenders.evaluation import grouped, ranking_metrics
-from fusionsim.recommenders.io import IncompleteRunError, atomic_write_text, check_complete, mark_complete
+from fusionsim.common.io import IncompleteRunError, atomic_write_text, check_complete, mark_complete
 
 MODELS = ("popularity", "mf", "content", "sequence")
 K = 10

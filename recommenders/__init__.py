@@ -9,7 +9,7 @@ from pathlib import Path
 from fusionsim.recommenders.base import (INTERACTION_COLUMNS, InteractionTableError, ItemTable, Recommender, RequestBatch,
                                check_interactions)
 from fusionsim.recommenders.content import ContentBased
-from fusionsim.recommenders.io import IncompleteRunError, check_complete
+from fusionsim.common.io import IncompleteRunError, check_complete
 from fusionsim.recommenders.mf import MatrixFactorization
 from fusionsim.recommenders.new_arrivals import NewArrivals
 from fusionsim.recommenders.popularity import Popularity

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fusionsim.recommenders.io import atomic_target
+from fusionsim.common.io import atomic_target
 
 INTERACTION_COLUMNS: dict[str, str] = {
     "user_id": "integer shopper id >= 0",

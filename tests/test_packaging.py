@@ -22,7 +22,7 @@ def test_wheel_installs_only_the_fusionsim_namespace(tmp_path):
         assert archive.read(top_level).decode().split() == ["fusionsim"]
     tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert tops == {"fusionsim"}
-    for part in ("envs", "agents", "recommenders", "experiments"):
+    for part in ("common", "envs", "agents", "recommenders", "experiments"):
         assert f"fusionsim/{part}/__init__.py" in names
     assert "fusionsim/envs/scenarios/default.yaml" in names
 
@@ -31,6 +31,6 @@ def test_installed_names_resolve_under_fusionsim_only(tmp_path):
     code = ("import importlib.util, fusionsim.envs, fusionsim.agents, fusionsim.recommenders, "
             "fusionsim.experiments.cli\n"
             "print(all(importlib.util.find_spec(n) is None for n in ('envs', 'agents', 'recommenders', "
-            "'experiments')))")
+            "'experiments', 'common')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
