@@ -74,6 +74,27 @@ class SingleArm(Policy):
         return {"arm": self.arm, "n_arms": self.n_arms}
 
 
+class ConstantAction(Policy):
+    """The same point of the weight grid for every request (a static blend as a policy); propensity 1.
+
+    Args:
+        action: grid index >= 0 (the grid itself is the action mapper's: ``envs.fusion.ActionMapper``).
+    """
+
+    name = "constant"
+    action_mode = "grid"
+
+    def __init__(self, action: int) -> None:
+        self.action = check_index("action", action, 2**62)
+
+    def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_contexts(contexts)
+        return np.full(len(contexts), self.action, dtype=np.int64), np.ones(len(contexts))
+
+    def config(self) -> dict:
+        return {"action": self.action}
+
+
 class FixedBlend(Policy):
     """The same arm weights for every request (the blend "determined by experiment"); propensity 1.
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from fusionsim.envs.fusion import ActionMapper
 from fusionsim.envs.scenario import load_scenario
 from fusionsim.envs.shop import make_shop
-from fusionsim.experiments.oracle import CellTablePolicy, ConstantAction, grid_search, run_policy_rewards
+from fusionsim.agents import ConstantAction
+from fusionsim.experiments.oracle import CellTablePolicy, grid_search, run_policy_rewards
 from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import TrainConfig, train
 from fusionsim.experiments.train_base import TrainBaseConfig, train_base

@@ -20,7 +20,8 @@ from fusionsim.agents.ppo import PPOPolicy
 from fusionsim.envs.fusion import ActionMapper
 from fusionsim.envs.scenario import load_scenario
 from fusionsim.envs.shop import make_shop
-from fusionsim.experiments.oracle import ConstantAction, grid_search, run_policy_rewards
+from fusionsim.agents import ConstantAction
+from fusionsim.experiments.oracle import grid_search, run_policy_rewards
 from fusionsim.experiments.train import TrainConfig, train
 
 

@@ -32,7 +32,8 @@ from fusionsim.envs.shop import make_shop  # noqa: E402
 from fusionsim.envs.simulator import BatchedSimulator  # noqa: E402
 from fusionsim.envs.world import World  # noqa: E402
 from fusionsim.experiments.abtest import stats  # noqa: E402
-from fusionsim.experiments.oracle import ConstantAction, grid_search  # noqa: E402
+from fusionsim.agents import ConstantAction
+from fusionsim.experiments.oracle import grid_search  # noqa: E402
 from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
 from fusionsim.experiments.simulate import PolicySpecError, make_static_policy  # noqa: E402
 from fusionsim.experiments.train import read_trained_run  # noqa: E402

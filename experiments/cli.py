@@ -118,7 +118,8 @@ def cli() -> None:
               help="uniform | uniform-grid | uniform-weights | an arm name (popularity, new_arrivals) | "
                    "blend:<w1>,<w2>")
 @click.option("--requests", type=REQUESTS, default=100_000, show_default=True,
-              help=f"Requests to simulate (at most {MAX_REQUESTS:,}: about {BYTES_PER_LOGGED_REQUEST} bytes of log each).")
+              help=f"Requests to simulate (at most {MAX_REQUESTS:,}: about {BYTES_PER_LOGGED_REQUEST} bytes of log "
+                   "each).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/simulate"), show_default=True,
               help="Run folder to write (config.yaml, metrics.json, logs/).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)

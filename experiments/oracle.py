@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fusionsim.agents import ConstantAction
 from fusionsim.agents.base import Policy, check_batch
 from fusionsim.envs.context import CELL_NAMES, N_CELLS, context_cell
 from fusionsim.envs.fusion import ActionMapper
@@ -119,24 +120,6 @@ def run_policy_rewards(world: World, arms: list[Recommender], policy: Policy, ma
     tail = step_means[int(0.8 * steps):]
     return PolicyRewards(float(reward_sum.sum() / counts.sum()), float(tail.mean()), reward_sum, counts,
                          revenue / max(sessions, 1))
-
-
-class ConstantAction(Policy):
-    """The same grid point for every request (a static blend as a policy); propensity 1."""
-
-    name = "constant"
-    action_mode = "grid"
-
-    def __init__(self, action: int) -> None:
-        if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or action < 0:
-            raise ValueError(f"action must be an integer >= 0; got {action!r}")
-        self.action = int(action)
-
-    def act(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.full(len(contexts), self.action), np.ones(len(contexts))
-
-    def config(self) -> dict:
-        return {"action": self.action}
 
 
 def grid_search(world: World, arms: list[Recommender], resolution: int, requests: int, seed: int,

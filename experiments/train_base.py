@@ -105,7 +105,8 @@ class TrainBaseConfig:
 def train_base(config: TrainBaseConfig, scenario: Scenario, out: Path, progress: bool = True) -> dict:
     """Train ``config.models`` on the log in ``config.logs``; write checkpoints, ``arms.json``,
     ``metrics.json``, ``report.md``, ``config.yaml`` and ``complete.json`` to ``out``; return the metrics."""
-    logs, models, device, seed, epochs = Path(config.logs), list(config.models), config.device, config.seed, config.epochs
+    logs, models = Path(config.logs), list(config.models)
+    device, seed, epochs = config.device, config.seed, config.epochs
     log = read_log(logs, scenario)
     world = build_world(scenario)
     items = world.catalog.public()

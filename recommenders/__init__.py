@@ -6,8 +6,8 @@ import json
 import pickle  # only for the error that torch.load(weights_only=True) raises
 from pathlib import Path
 
-from fusionsim.recommenders.base import (INTERACTION_COLUMNS, InteractionTableError, ItemTable, Recommender, RequestBatch,
-                               check_interactions)
+from fusionsim.recommenders.base import (INTERACTION_COLUMNS, InteractionTableError, ItemTable, Recommender,
+                                         RequestBatch, check_interactions)
 from fusionsim.recommenders.content import ContentBased
 from fusionsim.common.io import IncompleteRunError, check_complete
 from fusionsim.recommenders.mf import MatrixFactorization
@@ -59,8 +59,9 @@ def load_arms(folder: str | Path) -> tuple[list[Recommender], dict]:
         try:
             arms.append(cls.load(folder / path))
         except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
             problem = ("it holds objects other than weights, which are never unpickled"
-                       if isinstance(exc, pickle.UnpicklingError) else (str(exc).splitlines() or [type(exc).__name__])[0])
+                       if isinstance(exc, pickle.UnpicklingError) else first_line)
             raise ArmsFolderError(f"--base {folder}: cannot load {path}: {problem}") from None
     return arms, world
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fusionsim.recommenders.base import QUERY_WORDS, RECENT_ITEMS, InteractionTableError, RequestBatch, check_interactions
+from fusionsim.recommenders.base import (QUERY_WORDS, RECENT_ITEMS, InteractionTableError, RequestBatch,
+                                         check_interactions)
 
 LOG_COLUMNS = ("user_id", "t", "segment", "surface", "device", "query", "session_step", "slate", "clicks",
                "purchased")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import fusionsim.agents as agents
-from fusionsim.agents import (UCB1, EpsilonGreedy, FixedBlend, GaussianThompson, LinTS, LinUCB, Policy, SingleArm,
-                              UniformContinuous, UniformRandom)
+from fusionsim.agents import (UCB1, ConstantAction, EpsilonGreedy, FixedBlend, GaussianThompson, LinTS, LinUCB, Policy,
+                              SingleArm, UniformContinuous, UniformRandom)
 
 K, D = 5, 6
 
@@ -26,6 +26,7 @@ FACTORIES = {
     "uniform_grid_unseeded": lambda: UniformRandom(K, "grid"),
     "uniform_continuous": lambda: UniformContinuous(3, seed=8),
     "single_arm": lambda: SingleArm(2, K),
+    "constant": lambda: ConstantAction(3),
     "fixed_blend": lambda: FixedBlend([0.2, 0.3, 0.5]),
 }
 BATCHES = [1, 1, 3, 1, 16, 1, 1, 7, 1, 32, 1, 2]

@@ -90,7 +90,8 @@ def test_linucb_ends_closer_to_the_oracle_than_static_blends(tmp_path):
     from fusionsim.envs.fusion import ActionMapper
     from fusionsim.envs.scenario import load_scenario
     from fusionsim.envs.shop import make_shop
-    from fusionsim.experiments.oracle import CellTablePolicy, ConstantAction, grid_search, run_policy_rewards
+    from fusionsim.agents import ConstantAction
+    from fusionsim.experiments.oracle import CellTablePolicy, grid_search, run_policy_rewards
     from fusionsim.experiments.train import TrainConfig, train
 
     scenario = load_scenario("default")
