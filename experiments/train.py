@@ -255,22 +255,16 @@ def train(config: TrainConfig, scenario: Scenario, out: Path, resume: bool = Fal
     sim = BatchedSimulator(world, arms, n_slots=config.slots)
     policy_class = AGENT_CLASSES[config.agent]
     if resume:
-        remove_orphans(out)
-        folder = latest_checkpoint(out)
-        state = load_progress(folder, "--resume")
-        load_simulator_state(sim, folder, "--resume")
-        try:
-            policy = policy_class.load(folder / POLICY_FILE)
-        except ValueError as exc:
-            raise TrainError(f"--resume: {exc}") from None
-        if state.requests_done > config.requests:
-            raise TrainError(f"--resume: the run already served {state.requests_done} requests; --requests "
-                             f"{config.requests} must be at least that")
-        (out / COMPLETE_FILE).unlink(missing_ok=True)  # incomplete again until it finishes
-        write_config(out, "train", config.to_dict(), scenario=scenario_to_dict(scenario), arms=arm_names)
-    else:
+        def load_policy(folder: Path) -> Policy:
+            try:
+                return policy_class.load(folder / POLICY_FILE)
+            except ValueError as exc:
+                raise TrainError(f"--resume: {exc}") from None
+
+        state, policy = _restore(out, config, sim, load_policy)
+    write_config(out, "train", config.to_dict(), scenario=scenario_to_dict(scenario), arms=arm_names)
+    if not resume:
         sim_seed, policy_seed, oracle_seed = np.random.SeedSequence(config.seed).generate_state(3)
-        write_config(out, "train", config.to_dict(), scenario=scenario_to_dict(scenario), arms=arm_names)
         state = Progress(oracle_reward=_oracle(config, world, arms, int(oracle_seed), out))
         policy = make_agent(config, mapper.n_actions, int(policy_seed))
         sim.reset(seed=int(sim_seed))
@@ -301,11 +295,34 @@ def train(config: TrainConfig, scenario: Scenario, out: Path, resume: bool = Fal
             if state.requests_done >= next_checkpoint:
                 checkpoint()
                 next_checkpoint += config.checkpoint_every
+    return _finish(out, config, scenario, state, interval, writer, arm_names, checkpoint,
+                   lambda: policy.save(out / POLICY_FILE))
+
+
+def _restore(out: Path, config: TrainConfig, sim: BatchedSimulator, load_policy) -> tuple[Progress, object]:
+    """``--resume``: the last checkpoint's progress and what ``load_policy(checkpoint folder)`` returns,
+    with the checkpoint's state loaded into ``sim``; the run is marked incomplete again until it finishes."""
+    remove_orphans(out)
+    folder = latest_checkpoint(out)
+    state = load_progress(folder, "--resume")
+    load_simulator_state(sim, folder, "--resume")
+    policy = load_policy(folder)
+    if state.requests_done > config.requests:
+        raise TrainError(f"--resume: the run already served {state.requests_done} requests; --requests "
+                         f"{config.requests} must be at least that")
+    (out / COMPLETE_FILE).unlink(missing_ok=True)
+    return state, policy
+
+
+def _finish(out: Path, config: TrainConfig, scenario: Scenario, state: Progress, interval: "_Interval",
+            writer: SummaryWriter, arm_names: list[str], checkpoint, save_policy) -> dict:
+    """The end of a run: the last TensorBoard point, a final checkpoint, the policy, ``metrics.json`` and,
+    last, ``complete.json``."""
     if interval.requests:
         state.curve.append((state.requests_done, interval.flush(writer, state, arm_names, 0.0)))
     writer.close()
     checkpoint()
-    policy.save(out / POLICY_FILE)
+    save_policy()
     metrics = _summary(state, config.agent, scenario.name)
     write_json(out / "metrics.json", metrics)
     mark_complete(out, "train")
@@ -415,19 +432,14 @@ def train_ppo(config: TrainConfig, scenario: Scenario, out: Path, resume: bool =
                 n_epochs=config.ppo.n_epochs, gamma=config.ppo.gamma, learning_rate=config.ppo.learning_rate,
                 ent_coef=config.ppo.ent_coef, seed=int(policy_seed), device="cpu", verbose=0)
     if resume:
-        remove_orphans(out)
-        folder = latest_checkpoint(out)
-        state = load_progress(folder, "--resume")
-        load_simulator_state(venv.sim, folder, "--resume")
-        try:
-            model.policy.load_state_dict(torch.load(folder / PPO_POLICY_FILE, weights_only=True))
-            model.policy.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, weights_only=True))
-        except (OSError, RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
-            raise TrainError(f"--resume: checkpoint {folder} is corrupt ({type(exc).__name__})") from None
-        if state.requests_done > config.requests:
-            raise TrainError(f"--resume: the run already served {state.requests_done} requests; --requests "
-                             f"{config.requests} must be at least that")
-        (out / COMPLETE_FILE).unlink(missing_ok=True)  # incomplete again until it finishes
+        def load_policy(folder: Path) -> None:
+            try:
+                model.policy.load_state_dict(torch.load(folder / PPO_POLICY_FILE, weights_only=True))
+                model.policy.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, weights_only=True))
+            except (OSError, RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+                raise TrainError(f"--resume: checkpoint {folder} is corrupt ({type(exc).__name__})") from None
+
+        state, _ = _restore(out, config, venv.sim, load_policy)
         model.num_timesteps = state.requests_done
         model._last_obs = venv.sim.contexts.copy()  # continue the restored sessions instead of a reset
         model._last_episode_starts = np.zeros(venv.num_envs, dtype=bool)
@@ -470,15 +482,9 @@ def train_ppo(config: TrainConfig, scenario: Scenario, out: Path, resume: bool =
         model.learn(total_timesteps=config.requests - state.requests_done, callback=Curves(),
                     reset_num_timesteps=not resume)
     bar.close()
-    if interval.requests:
-        state.curve.append((state.requests_done, interval.flush(writer, state, arm_names, 0.0)))
-    writer.close()
-    save_checkpoint(out, state, venv.sim, write_policy)
-    PPOPolicy(model.policy).save(out)  # loads with agents.ppo.PPOPolicy.load(out)
-    metrics = _summary(state, "ppo", scenario.name)
-    write_json(out / "metrics.json", metrics)
-    mark_complete(out, "train")
-    return metrics
+    return _finish(out, config, scenario, state, interval, writer, arm_names,
+                   lambda: save_checkpoint(out, state, venv.sim, write_policy),
+                   lambda: PPOPolicy(model.policy).save(out))  # loads with agents.ppo.PPOPolicy.load(out)
 
 
 # --------------------------------------------------------------------------------------------- readers
