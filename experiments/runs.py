@@ -46,13 +46,18 @@ def prepare_run_folder(out: str | Path, overwrite: bool = False, resumable: bool
             advice = "pass --resume to continue it or --overwrite" if resumable else "pass --overwrite"
             raise RunFolderError(f"--out {folder} holds an incomplete run (interrupted or failed); {advice} to "
                                  "start again")
-        for child in folder.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+        _empty(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _empty(folder: Path) -> None:
+    """Delete everything inside ``folder`` (links themselves, never what they point to)."""
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 @contextlib.contextmanager
@@ -68,8 +73,7 @@ def new_run(out: str | Path, overwrite: bool = False, resumable: bool = False) -
     except Exception:
         if not (folder / CHECKPOINTS).is_dir() and not (folder / COMPLETE_FILE).is_file():
             if existed:
-                for child in folder.iterdir():
-                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+                _empty(folder)
             else:
                 shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -188,9 +188,8 @@ def latest_checkpoint(out: Path, option: str = "--resume") -> Path:
     """The folder of the newest complete checkpoint of the run in ``out``."""
     pointer = out / CHECKPOINTS / LATEST
     if not pointer.is_file():
-        raise TrainError(f"{option}: {out} holds no checkpoint ({CHECKPOINTS}/{LATEST} is missing); "
-                         f"start without {option}" if option == "--resume" else
-                         f"{option}: {out} holds no checkpoint ({CHECKPOINTS}/{LATEST} is missing)")
+        advice = "; start without --resume" if option == "--resume" else ""
+        raise TrainError(f"{option}: {out} holds no checkpoint ({CHECKPOINTS}/{LATEST} is missing){advice}")
     try:
         name = json.loads(pointer.read_text())["checkpoint"]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
