@@ -113,11 +113,7 @@ def check_contexts(contexts: np.ndarray, width: int | None = None) -> np.ndarray
         raise ValueError(f"contexts must be a 2-D array (requests, features); got shape {contexts.shape}")
     if width is not None and contexts.shape[1] != width:
         raise ValueError(f"contexts must have {width} features per row; got {contexts.shape[1]}")
-    if contexts.dtype.kind not in _NUMBER_KINDS:
-        raise ValueError(f"contexts must be numbers; got dtype {contexts.dtype}")
-    if contexts.dtype.kind == "f" and not math.isfinite(contexts.sum()):
-        _first_non_finite("contexts", contexts)
-    return contexts
+    return _finite_numbers("contexts", contexts)
 
 
 def check_rewards(rewards: np.ndarray, n: int) -> np.ndarray:
@@ -125,11 +121,17 @@ def check_rewards(rewards: np.ndarray, n: int) -> np.ndarray:
     rewards = np.asarray(rewards)
     if rewards.shape != (n,):
         raise ValueError(f"rewards must have shape ({n},); got {rewards.shape}")
-    if rewards.dtype.kind not in _NUMBER_KINDS:
-        raise ValueError(f"rewards must be numbers; got dtype {rewards.dtype}")
-    if rewards.dtype.kind == "f" and not math.isfinite(rewards.sum()):
-        _first_non_finite("rewards", rewards)
-    return rewards
+    return _finite_numbers("rewards", rewards)
+
+
+def _finite_numbers(name: str, values: np.ndarray) -> np.ndarray:
+    """``values`` if they are finite numbers; a ValueError naming ``name`` (and the first bad entry) otherwise.
+    One sum is the fast check; only when it is not finite are the entries scanned."""
+    if values.dtype.kind not in _NUMBER_KINDS:
+        raise ValueError(f"{name} must be numbers; got dtype {values.dtype}")
+    if values.dtype.kind == "f" and not math.isfinite(values.sum()):
+        _first_non_finite(name, values)
+    return values
 
 
 def check_discrete_actions(actions: np.ndarray, n: int, n_actions: int | None = None) -> np.ndarray:
