@@ -24,7 +24,7 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from fusionsim.agents import UCB1, EpsilonGreedy, GaussianThompson, LinTS, LinUCB, Policy
+from fusionsim.agents import UCB1, EpsilonGreedy, GaussianThompson, JointLinTS, JointLinUCB, LinTS, LinUCB, Policy
 from fusionsim.envs.context import CONTEXT_DIM, context_cell
 from fusionsim.envs.fusion import ActionMapper
 from fusionsim.envs.scenario import SEGMENTS, Scenario, parse_scenario, scenario_to_dict
@@ -37,7 +37,8 @@ from fusionsim.common.io import (COMPLETE_FILE, atomic_target, atomic_write_json
                                        remove_orphans)
 
 AGENT_CLASSES: dict[str, type[Policy]] = {"linucb": LinUCB, "lints": LinTS, "eps": EpsilonGreedy, "ucb": UCB1,
-                                          "ts": GaussianThompson}
+                                          "ts": GaussianThompson, "joint_linucb": JointLinUCB,
+                                          "joint_lints": JointLinTS}
 AGENTS = (*AGENT_CLASSES, "ppo")
 POLICY_FILE = "policy.npz"
 """The trained bandit policy of a run (PPO: ``agents.ppo.POLICY_FILE`` and ``SPEC_FILE``)."""
@@ -72,7 +73,7 @@ class TrainConfig:
     by field on ``--resume`` (only ``requests`` may change there, to continue a run further)."""
 
     agent: str
-    """linucb | lints | eps | ucb | ts | ppo"""
+    """linucb | lints | eps | ucb | ts | joint_linucb | joint_lints | ppo"""
     scenario: str = "default"
     """shipped scenario name or YAML path (the resolved scenario is stored in config.yaml beside it)"""
     requests: int = 500_000
@@ -94,9 +95,9 @@ class TrainConfig:
     oracle_requests: int = 20_000
     """requests simulated per grid blend to find the oracle of the regret curve (0: no oracle)"""
     discount: float = 1.0
-    """per-request forgetting of linucb and lints (1: none)"""
+    """per-request forgetting of the linear bandits: linucb, lints, joint_linucb, joint_lints (1: none)"""
     epsilon: float = 0.0
-    """linucb: share of uniformly random actions (a stochastic policy, for off-policy evaluation)"""
+    """linucb, joint_linucb: share of uniformly random actions (a stochastic policy, for off-policy evaluation)"""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """PPO's hyperparameters"""
 
@@ -106,10 +107,13 @@ class TrainConfig:
         if self.checkpoint_every % self.log_every:
             raise TrainError(f"--checkpoint-every {self.checkpoint_every} must be a multiple of --log-every "
                              f"{self.log_every} (a checkpoint then never splits a logging interval)")
-        if self.discount != 1.0 and self.agent not in ("linucb", "lints"):
-            raise TrainError(f"--discount applies to linucb and lints, not {self.agent}")
-        if self.epsilon and self.agent != "linucb":
-            raise TrainError(f"--epsilon applies to linucb, not {self.agent}")
+        if self.discount != 1.0 and self.agent not in ("linucb", "lints", "joint_linucb", "joint_lints"):
+            raise TrainError(f"--discount applies to linucb, lints, joint_linucb and joint_lints, not {self.agent}")
+        if self.epsilon and self.agent not in ("linucb", "joint_linucb"):
+            raise TrainError(f"--epsilon applies to linucb and joint_linucb, not {self.agent}")
+        if self.agent in ("joint_linucb", "joint_lints") and self.actions != "grid":
+            raise TrainError(f"--actions {self.actions!r} is not allowed with --agent {self.agent}: use --actions grid "
+                             "(it models the reward as a function of the blend weights)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -130,11 +134,17 @@ class TrainConfig:
         return ActionMapper(self.action_mode, n_arms, self.grid_resolution)
 
 
-def make_agent(config: TrainConfig, n_actions: int, seed: int) -> Policy:
-    """The bandit ``config.agent`` with this project's default hyperparameters; ``discount`` < 1 makes the
-    linear bandits forget (for drift); ``epsilon`` makes LinUCB explore uniformly (for off-policy
-    evaluation)."""
+def make_agent(config: TrainConfig, n_actions: int, seed: int, n_arms: int) -> Policy:
+    """The bandit ``config.agent`` over ``n_actions`` actions (blends of ``n_arms`` arms) with this project's
+    default hyperparameters; ``discount`` < 1 makes the linear bandits forget (for drift); ``epsilon`` makes
+    LinUCB and JointLinUCB explore uniformly (for off-policy evaluation)."""
     mode = config.actions
+    if config.agent == "joint_linucb":
+        return JointLinUCB(n_actions, CONTEXT_DIM, n_arms, config.grid_resolution, alpha=0.3,
+                           discount=config.discount, epsilon=config.epsilon, seed=seed)
+    if config.agent == "joint_lints":
+        return JointLinTS(n_actions, CONTEXT_DIM, n_arms, config.grid_resolution, v=0.2, discount=config.discount,
+                          propensity_draws=16, seed=seed)
     if config.agent == "linucb":
         return LinUCB(n_actions, CONTEXT_DIM, alpha=0.5, discount=config.discount, epsilon=config.epsilon, seed=seed,
                       action_mode=mode)
@@ -265,7 +275,7 @@ def train(config: TrainConfig, scenario: Scenario, out: Path, resume: bool = Fal
     if not resume:
         sim_seed, policy_seed, oracle_seed = np.random.SeedSequence(config.seed).generate_state(3)
         state = Progress(oracle_reward=_oracle(config, world, arms, int(oracle_seed), out))
-        policy = make_agent(config, mapper.n_actions, int(policy_seed))
+        policy = make_agent(config, mapper.n_actions, int(policy_seed), mapper.n_arms)
         sim.reset(seed=int(sim_seed))
     oracle = None if state.oracle_reward is None else np.asarray(state.oracle_reward)
     writer = SummaryWriter(str(out / "tensorboard"), purge_step=state.requests_done or None)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import fusionsim.agents as agents
-from fusionsim.agents import (UCB1, ConstantAction, EpsilonGreedy, FixedBlend, GaussianThompson, LinTS, LinUCB, Policy,
-                              SingleArm, UniformContinuous, UniformRandom)
+from fusionsim.agents import (UCB1, ConstantAction, EpsilonGreedy, FixedBlend, GaussianThompson, JointLinTS,
+                              JointLinUCB, LinTS, LinUCB, Policy, SingleArm, UniformContinuous, UniformRandom)
 
 K, D = 5, 6
 
@@ -18,6 +18,8 @@ FACTORIES = {
     "linucb_discounted": lambda: LinUCB(K, D, alpha=0.5, discount=0.95, ridge=2.0, seed=2),
     "linucb_unseeded": lambda: LinUCB(K, D, alpha=0.4, epsilon=0.5),
     "lints": lambda: LinTS(K, D, v=0.3, propensity_draws=8, seed=3),
+    "joint_linucb": lambda: JointLinUCB(K, D, 2, K - 1, alpha=0.5, epsilon=0.3, seed=10),
+    "joint_lints": lambda: JointLinTS(K, D, 2, K - 1, v=0.3, propensity_draws=8, seed=11),
     "lints_unseeded": lambda: LinTS(K, D, v=0.3, propensity_draws=4, action_mode="grid"),
     "eps": lambda: EpsilonGreedy(K, epsilon=0.3, seed=4),
     "ucb": lambda: UCB1(K, c=0.5, seed=5),
