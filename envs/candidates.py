@@ -61,15 +61,17 @@ class CandidateStage:
         self.block_sizes = np.array([scenario.context_block, scenario.shopper_block,
                                      scenario.trending_block, scenario.random_block], dtype=np.int64)
         self.n_candidates = int(self.block_sizes.sum())
-        self._within = np.concatenate([np.arange(m) for m in self.block_sizes]).astype(np.int64)
+        # per-candidate constants as (1, C) rows: an operand of the same number of dimensions as the
+        # (B, C) arrays it meets takes NumPy's fast path when B = 1 (a (C,) one broadcasts)
+        self._within = np.concatenate([np.arange(m) for m in self.block_sizes]).astype(np.int64)[None, :]
         self.click_counts = np.zeros(catalog.n_items, dtype=np.float64)
         self.built_day = -np.inf
         # constants of generate(), typed as the arrays they meet (0-d arrays: cheaper than Python scalars)
-        self._leaf = catalog.leaf
-        self._one, self._zero = np.array(1, dtype=np.int32), np.array(0, dtype=np.int32)
-        self._n_leaves = np.array(catalog.n_leaves, dtype=np.int32)
-        self._n_other = np.array(catalog.n_leaves - 1, dtype=np.float64)
-        self._n_permutations = np.array(N_PERMUTATIONS, dtype=np.float64)
+        self._zero = np.array(0, dtype=np.int32)
+        # (leaf + offset) -> (leaf + 1 + offset) % n_leaves for offsets in [0, n_leaves - 2]: a random other leaf
+        self._next_leaf = (np.arange(2 * catalog.n_leaves - 2) + 1) % catalog.n_leaves
+        # scales of the uniform draws in columns 4-8: a permutation per block, the offset of the other leaf
+        self._pick_scale = np.array([[N_PERMUTATIONS] * 4 + [catalog.n_leaves - 1]], dtype=np.float64)
         self._head = int(self.block_sizes[0] + self.block_sizes[1])
         self._head_blocks = (bool(self.block_sizes[0]), bool(self.block_sizes[1]))
         self._segments: dict[int, np.ndarray] = {}
@@ -104,10 +106,17 @@ class CandidateStage:
         """Restore :meth:`state_dict` (shapes are checked by the caller, see ``BatchedSimulator``)."""
         self.click_counts = np.array(state["click_counts"], dtype=np.float64, copy=True)
         self.built_day = float(state["built_day"])
-        self.pool = np.array(state["pool"], copy=True)
-        self.segment_base = np.array(state["segment_base"], copy=True)
-        self.segment_size = np.array(state["segment_size"], copy=True)
-        self.trending_list = np.array(state["trending_list"], copy=True)
+        self._set_pools(np.array(state["pool"], copy=True), np.array(state["segment_base"], copy=True),
+                        np.array(state["segment_size"], copy=True), np.array(state["trending_list"], copy=True))
+
+    def _set_pools(self, pool: np.ndarray, segment_base: np.ndarray, segment_size: np.ndarray,
+                   trending_list: np.ndarray) -> None:
+        """Install the pools of a build, and the tables generate() derives from them: the leaf of each pool
+        entry (P,) int64 and the segment sizes as float64 (the dtype of the draws they scale)."""
+        self.pool, self.segment_base, self.segment_size, self.trending_list = pool, segment_base, segment_size, \
+            trending_list
+        self._pool_leaf = self.catalog.leaf[pool].astype(np.int64)  # compared with int64 segment rows
+        self._segment_size_f64 = segment_size.astype(np.float64)
 
     @property
     def next_rebuild_day(self) -> float:
@@ -136,11 +145,9 @@ class CandidateStage:
         group = (~is_trending).astype(np.int64)  # 0 = trending, 1 = the rest
         order = np.argsort(group, kind="stable")
         rest_pool, rest_base, rest_sizes = _doubled_permutations(rng, on_sale[order], group[order], 2)
-        self.trending_list = on_sale[is_trending]
-        self.pool = np.concatenate([leaf_pool, rest_pool])
         # One table for all blocks: rows 0..L-1 are the leaves, row L the trending list, row L+1 the rest.
-        self.segment_base = np.concatenate([leaf_base, rest_base + len(leaf_pool)])
-        self.segment_size = np.concatenate([leaf_sizes, rest_sizes])
+        self._set_pools(np.concatenate([leaf_pool, rest_pool]), np.concatenate([leaf_base, rest_base + len(leaf_pool)]),
+                        np.concatenate([leaf_sizes, rest_sizes]), on_sale[is_trending])
 
     def generate(self, rng: np.random.Generator, context_leaf: np.ndarray, shopper_leaf: np.ndarray,
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -151,18 +158,21 @@ class CandidateStage:
         """
         b = len(context_leaf)
         u = rng.random((b, 9))
-        other = (context_leaf + self._one + (u[:, 8] * self._n_other).astype(np.int32)) % self._n_leaves
+        picks = (u[:, 4:] * self._pick_scale).astype(np.int64)  # (B, 5): permutation per block, other-leaf offset
+        other = self._next_leaf[picks[:, 4] + context_leaf]
         segment = self._segment_buffer(b)  # columns 2 and 3 hold the trending and rest rows already
         segment[:, 0] = context_leaf
-        segment[:, 1] = np.where((shopper_leaf == context_leaf) | (shopper_leaf < self._zero), other, shopper_leaf)
-        perm = (u[:, 4:8] * self._n_permutations).astype(np.int64)
-        starts = self.segment_base[segment, perm] + (u[:, :4] * self.segment_size[segment]).astype(np.int64)
+        shopper = segment[:, 1]
+        shopper[:] = shopper_leaf
+        np.copyto(shopper, other, where=(shopper_leaf == context_leaf) | (shopper_leaf < self._zero))
+        starts = self.segment_base[segment, picks[:, :4]]
+        starts += (u[:, :4] * self._segment_size_f64[segment]).astype(np.int64)
         positions = starts.repeat(self.block_sizes, axis=1)
         positions += self._within
         items = self.pool[positions]
         # blocks 3-4 items of the block 1-2 leaves (the leaves of blocks 1 and 2 are the first two segments)
         excluded = np.zeros(items.shape, dtype=bool)
-        tail_leaf = self._leaf[items[:, self._head:]]
+        tail_leaf = self._pool_leaf[positions[:, self._head:]]
         context_block, shopper_block = self._head_blocks
         if context_block and shopper_block:
             np.logical_or(tail_leaf == segment[:, :1], tail_leaf == segment[:, 1:2], out=excluded[:, self._head:])

@@ -56,11 +56,11 @@ _LOG_HISTORY_CAP = np.log1p(50.0)
 
 
 def _static_rows() -> np.ndarray:
-    """Context columns 0-7 for every (segment, device) pair: (n_segments * n_devices, CONTEXT_DIM)."""
-    rows = np.zeros((len(SEGMENTS) * len(DEVICES), CONTEXT_DIM), dtype=np.float32)
+    """Context columns 0-7 for every (segment, device) pair: (n_segments, n_devices, CONTEXT_DIM)."""
+    rows = np.zeros((len(SEGMENTS), len(DEVICES), CONTEXT_DIM), dtype=np.float32)
     for s in range(len(SEGMENTS)):
         for d, device in enumerate(DEVICES):
-            row = rows[s * len(DEVICES) + d]
+            row = rows[s, d]
             row[0] = 1.0
             row[_SEGMENT0 + s] = 1.0
             row[6] = device == "mobile"
@@ -78,7 +78,7 @@ _HISTORY_FEATURE = np.minimum(np.log1p(np.arange(51)) / _LOG_HISTORY_CAP, 1.0).a
 def static_context(segment: np.ndarray, device: np.ndarray) -> np.ndarray:
     """The columns that stay fixed during a session (bias, segment, device): (B, CONTEXT_DIM) float32,
     the other columns zero. ``segment`` and ``device`` are (B,) indices."""
-    return _STATIC_ROWS[segment.astype(np.int64) * len(DEVICES) + device]
+    return _STATIC_ROWS[segment, device]
 
 
 def build_contexts(static: np.ndarray, is_search: np.ndarray, day: float, session_step: np.ndarray,
@@ -88,12 +88,12 @@ def build_contexts(static: np.ndarray, is_search: np.ndarray, day: float, sessio
     out = static.copy()
     out[:, 5] = is_search
     angle = 2.0 * math.pi * (day % 1.0)
-    out[:, 8] = math.sin(angle)
-    out[:, 9] = math.cos(angle)
-    # ndarray.take (not np.take, whose Python wrapper costs as much as the lookup for a few requests)
-    out[:, 10] = _STEP_FEATURE.take(session_step, mode="clip")
-    out[:, 11] = _HISTORY_FEATURE.take(n_purchases, mode="clip")
-    out[:, 12] = _CLICKS_FEATURE.take(session_clicks, mode="clip")
+    out[:, 8:10] = (math.sin(angle), math.cos(angle))
+    # ndarray.take (not np.take, whose Python wrapper costs as much as the lookup for a few requests),
+    # straight into the column
+    _STEP_FEATURE.take(session_step, mode="clip", out=out[:, 10])
+    _HISTORY_FEATURE.take(n_purchases, mode="clip", out=out[:, 11])
+    _CLICKS_FEATURE.take(session_clicks, mode="clip", out=out[:, 12])
     out[:, 13] = query_names_leaf
     return out
 

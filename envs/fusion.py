@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -88,28 +89,51 @@ def blend(arm_scores: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     ``-sum_a w_a mean_a / std_a`` is dropped; when a single arm carries all the weight of every request
     its raw scores are returned (a positive per-request rescaling does not change the ranking).
     """
-    active = np.nonzero(weights.any(axis=0))[0]
+    # arms with weight in some request (a count per column: cheaper than a reduction over few rows)
+    active = [a for a in range(weights.shape[1]) if np.count_nonzero(weights[:, a])]
     if len(active) == 1:
         return arm_scores[active[0]]
-    c = arm_scores[0].shape[1]
-    blended = np.zeros_like(arm_scores[0])
-    term = np.empty_like(blended)
+    c = np.array(arm_scores[0].shape[1], dtype=np.float32)  # 0-d float32 constants: the numbers Python
+    blended = np.zeros_like(arm_scores[0])                   # scalars would give, at less cost per operation
     for a in active:
         s = arm_scores[a]
         mean = np.add.reduce(s, axis=1) / c
-        var = np.maximum(np.einsum("bc,bc->b", s, s) / c - mean * mean, 0.0)
-        np.multiply(s, (weights[:, a] / (np.sqrt(var) + STD_FLOOR))[:, None], out=term)
-        blended += term
+        var = np.maximum(np.einsum("bc,bc->b", s, s) / c - mean * mean, _ZERO)
+        blended += s * (weights[:, a] / (np.sqrt(var) + _STD_FLOOR))[:, None]
     return blended
 
 
-_INT32_MIN = np.iinfo(np.int32).min
+_ZERO, _STD_FLOOR = np.array(0.0, dtype=np.float32), np.array(STD_FLOOR, dtype=np.float32)
 
 
-@functools.lru_cache(maxsize=8)
-def _position_bits(c: int) -> tuple[int, np.ndarray]:
-    """Bits needed for a candidate position, and the positions' key bits (C - 1 ... 0) as int32."""
-    return max(1, (c - 1).bit_length()), np.arange(c - 1, -1, -1, dtype=np.int32)
+# Bit-twiddling constants of select_slate as 0-d int32 arrays (cheaper per operation than Python ints).
+_INT32_MAX = np.array(np.iinfo(np.int32).max, dtype=np.int32)
+_SIGN_SHIFT, _LOW_31_BITS = np.array(31, dtype=np.int32), np.array(0x7FFFFFFF, dtype=np.int32)
+
+
+@dataclass(frozen=True)
+class _SlateKeys:
+    """Per-shape constants of :func:`select_slate` for B requests x C candidates, with p = ceil(log2 C)
+    position bits: ``score_bits`` (0-d int32) masks a key's upper 32 - p bits, ``position_bits`` (0-d
+    int32) its lowest p bits, ``flip`` (1, C) int32 the upper bits set and candidate c's position code
+    c + 2^p - C in the lowest bits, ``row_offset`` (B, k) int32 what turns a position code of row b into
+    a flat index into the (B, C) candidates, b C - (2^p - C). (Operands shaped as the arrays they meet
+    take NumPy's fast path when B = 1.)"""
+
+    score_bits: np.ndarray
+    position_bits: np.ndarray
+    flip: np.ndarray
+    row_offset: np.ndarray
+
+
+@functools.lru_cache(maxsize=4)  # row_offset holds B x k int32: keep few shapes
+def _slate_keys(b: int, c: int, k: int) -> _SlateKeys:
+    bits = max(1, (c - 1).bit_length())
+    spare = (1 << bits) - c
+    return _SlateKeys(score_bits=np.array(-(1 << bits), dtype=np.int32),
+                      position_bits=np.array((1 << bits) - 1, dtype=np.int32),
+                      flip=(np.int32(-(1 << bits)) | (np.arange(c, dtype=np.int32) + spare))[None, :],
+                      row_offset=np.repeat((np.arange(b, dtype=np.int32) * c - spare)[:, None], k, axis=1))
 
 
 def select_slate(candidates: np.ndarray, blended: np.ndarray, k: int, excluded: np.ndarray | None = None,
@@ -123,17 +147,23 @@ def select_slate(candidates: np.ndarray, blended: np.ndarray, k: int, excluded: 
     for C = 200) count as tied.
     """
     b, c = blended.shape
-    bits, low_bits = _position_bits(c)
-    keys = np.ascontiguousarray(blended, dtype=np.float32).view(np.int32)
-    keys = keys ^ ((keys >> 31) & np.int32(0x7FFFFFFF))
-    keys &= np.int32(-(1 << bits))
-    keys |= low_bits
+    const = _slate_keys(b, c, k)
+    score_bits = np.ascontiguousarray(blended, dtype=np.float32).view(np.int32)
+    # key = ((s ^ ((s >> 31) & 0x7FFFFFFF)) & score_bits) | (C - 1 - position) orders like the score; its
+    # complement, built in one new array by xor with ``flip``, sorts the best first (complementing the
+    # low bits turns C - 1 - position into the position code position + 2^p - C)
+    keys = np.right_shift(score_bits, _SIGN_SHIFT)
+    keys &= _LOW_31_BITS
+    keys ^= score_bits
+    keys &= const.score_bits
+    keys ^= const.flip
     if excluded is not None:
-        keys[excluded] = _INT32_MIN
-    top = np.partition(keys, c - k, axis=1)[:, c - k:]
+        np.copyto(keys, _INT32_MAX, where=excluded)
+    keys.partition(k - 1, axis=1)
+    top = keys[:, :k]
     top.sort(axis=1)
-    position = (c - 1) - (top[:, ::-1] & np.int32((1 << bits) - 1))
-    return candidates.reshape(-1)[position + (np.arange(b) * c)[:, None]]
+    position_code = np.bitwise_and(top, const.position_bits)
+    return candidates.take(position_code + const.row_offset)  # take without an axis indexes the flattened array
 
 
 ACTION_MODES = ("arm", "grid", "weights", "simplex")
@@ -150,7 +180,7 @@ class ActionMapper:
     (Box([-1, 1]^A): softmax of ``temperature * action``, the mode for PPO; values outside [-1, 1] are
     clipped), ``simplex`` (Box([0, 1]^A): the action divided by its sum; for fixed blends).
 
-    :meth:`to_weights` refuses, with an :class:`ActionError` (a ``ValueError``) naming the value, its row
+    :meth:`decide` refuses, with an :class:`ActionError` (a ``ValueError``) naming the value, its row
     and what is allowed: discrete actions that are not integers (floats such as 1.7 or 2.0, bools,
     strings) or are outside [0, n_actions); continuous actions that are not finite; ``simplex`` rows with
     a negative entry or whose sum is not positive and finite as float32 (any other row works: only its
@@ -187,7 +217,7 @@ class ActionMapper:
         low = -1.0 if self.mode == "weights" else 0.0
         return gym.spaces.Box(low=low, high=1.0, shape=(self.n_arms,), dtype=np.float32)
 
-    def to_weights(self, actions: np.ndarray) -> np.ndarray:
+    def decide(self, actions: np.ndarray) -> np.ndarray:
         """Weights (B, A) float32 for a batch of actions: (B,) integers (``arm``, ``grid``) or (B, A) numbers
         (``weights``, ``simplex``). Invalid actions raise :class:`ActionError` (see the class docstring)."""
         actions = np.asarray(actions)

@@ -30,12 +30,13 @@ _BAND, _WIDTH = 16, 240
 
 
 def _info(result: StepResult) -> dict[str, Any]:
-    """The ``info`` of a one-slot step (row 0 of ``result``)."""
+    """The ``info`` of a one-slot step (row 0 of ``result``). (``.item(0)`` gives the Python number without
+    the NumPy scalar that ``float(a[0])`` makes on the way.)"""
     return {"slate": result.slate[0], "clicks": result.clicks[0], "purchases": result.purchased[0],
-            "revenue": float(result.revenue[0]), "weights": result.weights[0], "candidates": result.candidates[0],
-            "arm_scores": np.concatenate(result.arm_scores), "request_id": int(result.request_id[0]),
-            "session_id": int(result.session_id[0]), "day": result.day, "segment": int(result.requests.segment[0]),
-            "surface": int(result.requests.surface[0]), "session_end": bool(result.terminated[0])}
+            "revenue": result.revenue.item(0), "weights": result.weights[0], "candidates": result.candidates[0],
+            "arm_scores": np.concatenate(result.arm_scores), "request_id": result.request_id.item(0),
+            "session_id": result.session_id.item(0), "day": result.day, "segment": result.requests.segment.item(0),
+            "surface": result.requests.surface.item(0), "session_end": result.terminated.item(0)}
 
 
 class _ShopEnv(gym.Env):
@@ -56,7 +57,7 @@ class _ShopEnv(gym.Env):
         # Discrete actions: the (1, A) weight row of each action, copied per step (``info`` holds it).
         self._action_rows: list[np.ndarray] | None = None
         if self.mapper.discrete:
-            self._action_rows = [self.mapper.to_weights(np.array([a])) for a in range(self.mapper.n_actions)]
+            self._action_rows = [self.mapper.decide(np.array([a])) for a in range(self.mapper.n_actions)]
         self._started = False
         self._last: StepResult | None = None
 
@@ -79,7 +80,7 @@ class _ShopEnv(gym.Env):
             weights = rows[action].copy()
         else:  # continuous actions, and anything the mapper must check
             batch = np.asarray(action)[None] if rows is not None else np.asarray(action, dtype=np.float32)[None]
-            weights = self.mapper.to_weights(batch)
+            weights = self.mapper.decide(batch)
         self._last = result = self.sim.step(weights)
         return result
 
@@ -183,7 +184,7 @@ class FusionEnv(_ShopEnv):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         result = self._serve(action)
-        return self.sim.contexts[0].copy(), float(result.reward[0]), False, False, _info(result)
+        return self.sim.contexts[0].copy(), result.reward.item(0), False, False, _info(result)
 
 
 class FusionSessionEnv(_ShopEnv):
@@ -242,9 +243,9 @@ class FusionSessionEnv(_ShopEnv):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         result = self._serve(action)
-        terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
+        terminated, truncated = result.terminated.item(0), result.truncated.item(0)
         obs = result.final_contexts[0] if (terminated or truncated) else self.sim.contexts[0]
-        return obs.copy(), float(result.reward[0]), terminated, truncated, _info(result)
+        return obs.copy(), result.reward.item(0), terminated, truncated, _info(result)
 
 
 def _specify(doc: str) -> str:

@@ -18,6 +18,8 @@ A log is a folder of ``part-NNNNN.parquet`` files (readable as one table with ``
 | propensity | float64 | probability (density) of the action under the logging policy |
 | weights_<arm> | float32 | the arm weights the action mapped to |
 | slate | list<int32> | item ids shown, best first |
+| zscore_<arm> | list<float32> | each shown item's standardised score under the arm (``envs.stacking.signals``) |
+| rank_<arm> | list<int32> | each shown item's place in the arm's own ranking of the candidates (0 = its best) |
 | clicks | list<int8> | 1 where the slot was clicked |
 | purchased | list<int8> | 1 where the slot was bought |
 | purchases | int32 | items bought |
@@ -38,6 +40,7 @@ import pyarrow.parquet as pq
 from fusionsim.envs.context import CONTEXT_NAMES
 from fusionsim.envs.scenario import DEVICES, SEGMENTS
 from fusionsim.envs.simulator import StepResult
+from fusionsim.envs.stacking.signals import shown_ranks_and_zscores
 from fusionsim.common.io import atomic_target, check_complete
 
 SURFACES = ("feed", "search")
@@ -84,6 +87,11 @@ def step_table(result: StepResult, arm_names: list[str]) -> pa.Table:
     for j, name in enumerate(arm_names):
         columns[f"weights_{name}"] = pa.array(result.weights[:, j])
     columns["slate"] = _fixed_lists(result.slate.astype(np.int32), pa.int32())
+    positions = (result.candidates[:, None, :] == result.slate[:, :, None]).argmax(axis=2)
+    ranks, zscores = shown_ranks_and_zscores(result.arm_scores, positions)
+    for j, name in enumerate(arm_names):
+        columns[f"zscore_{name}"] = _fixed_lists(zscores[j], pa.float32())
+        columns[f"rank_{name}"] = _fixed_lists(ranks[j], pa.int32())
     columns["clicks"] = _fixed_lists(result.clicks.astype(np.int8), pa.int8())
     columns["purchased"] = _fixed_lists(result.purchased.astype(np.int8), pa.int8())
     columns["purchases"] = pa.array(result.purchased.sum(axis=1).astype(np.int32))

@@ -1,7 +1,8 @@
 """The batched shop simulator: N shopper sessions step together, one request each per step, in numpy.
 
 Each of the N *slots* holds one shopper session. A step serves one request per slot: candidates ->
-arm scores -> blend with the given weights -> slate -> shopper response -> session update. A slot whose
+arm scores -> the fusion stage (``envs.strategies``: a weighted blend by default) -> slate -> shopper
+response -> session update. A slot whose
 shopper left (``terminated``) or hit ``traffic.max_session_steps`` (``truncated``) gets a newly arrived
 shopper at once, so every step serves N requests. Simulated time advances by N / requests_per_day
 days per step, so the clock depends on requests served, not on N.
@@ -31,11 +32,11 @@ import numpy as np
 from fusionsim.envs.allocator import reuse_freed_memory
 from fusionsim.envs.candidates import CandidateStage
 from fusionsim.envs.context import CONTEXT_DIM, build_contexts, static_context
-from fusionsim.envs.fusion import blend, select_slate
 from fusionsim.envs.response import ShopperModel
 from fusionsim.envs.scenario import DEVICES, SEGMENTS, Scenario
+from fusionsim.envs.strategies import Fusion, WeightedBlend
 from fusionsim.envs.world import World
-from fusionsim.recommenders.base import Recommender, RequestBatch
+from fusionsim.recommenders.base import ArmScorer, Recommender, RequestBatch
 from fusionsim.recommenders.data import QUERY_WORDS
 
 MAX_SLOTS = 1_048_576
@@ -87,7 +88,8 @@ class StepResult:
     ``requests``: what the shop knew; ``contexts`` (N, D) float32: what the policy saw; ``request_id``
     (N,) int64; ``session_id`` (N,) int64; ``day`` float (simulated day of these requests); ``candidates``
     (N, C) int32; ``excluded`` (N, C) bool (candidates never shown, see ``envs.candidates``);
-    ``arm_scores`` list of A arrays (N, C) float32; ``weights`` (N, A) float32; ``slate`` (N, k) int32;
+    ``arm_scores`` list of A arrays (N, C) float32; ``weights`` (N, A) float32 (the blend that ordered the slate;
+    NaN rows where a stacker did); ``slate`` (N, k) int32;
     ``clicks``, ``purchased`` (N, k) bool; ``revenue`` (N,) float32 (price of what was bought); ``reward``
     (N,) float32; ``terminated`` (N,) bool (shopper left); ``truncated`` (N,) bool (session time limit);
     ``final_contexts`` (N, D): the context the ended sessions would have shown next.
@@ -126,16 +128,19 @@ class BatchedSimulator:
         n_slots: concurrent sessions N (requests per step), 1 to :data:`MAX_SLOTS`.
         shoppers: optional (n_users,) bool mask: only these shoppers arrive (an A/B bucket's own shop
             front, with its own share of the traffic).
+        fusion: the fusion stage (``envs.strategies``); None: the weighted blend.
     """
 
     def __init__(self, world: World, arms: list[Recommender], n_slots: int = 1,
-                 shoppers: np.ndarray | None = None) -> None:
+                 shoppers: np.ndarray | None = None, fusion: Fusion | None = None) -> None:
         if not arms:
             raise ValueError("arms must hold at least one fitted recommender")
         n_slots = check_slots("n_slots", n_slots, world.scenario, len(arms))
         self.world = world
         self.scenario: Scenario = world.scenario
         self.arms = list(arms)
+        self.fusion: Fusion = fusion if fusion is not None else WeightedBlend()
+        self._scorer = ArmScorer(self.arms)
         self.n_slots = n_slots
         self.catalog = world.catalog
         self.model = ShopperModel(self.scenario.behaviour, world.catalog)
@@ -153,18 +158,31 @@ class BatchedSimulator:
         # Constants of the hot path, as 0-d arrays of the dtype they meet (the same numbers as Python
         # scalars, about half the cost per operation when N is small).
         vocab, traffic = self.catalog.vocab, self.scenario.traffic
-        self._draw_scale = np.array([vocab.n_attributes, self.scenario.world.n_leaf_per_top], dtype=np.float32)
-        self._n_leaves_f32 = np.array(self.catalog.n_leaves, dtype=np.float32)
+        # prepare_requests scales uniform columns 3, 4, 4 into an attribute word, a leaf within the intent's
+        # top category (search) and a random leaf (feed)
+        self._draw_columns = np.array([3, 4, 4], dtype=np.int64)
+        self._draw_scale = np.array([[vocab.n_attributes, self.scenario.world.n_leaf_per_top, self.catalog.n_leaves]],
+                                    dtype=np.float32)  # (1, 3), as wide as what it scales (see CandidateStage)
         self._leaf_per_top = np.array(self.scenario.world.n_leaf_per_top, dtype=np.int32)
+        self._leaf_per_top_i64 = np.array(self.scenario.world.n_leaf_per_top, dtype=np.int64)
         self._attribute_offset = np.array(vocab.attribute_offset, dtype=np.int32)
-        self._minus_one, self._zero, self._one = (np.array(v, dtype=np.int32) for v in (-1, 0, 1))
+        self._leaf_offset = np.array(vocab.leaf_offset, dtype=np.int64)
+        self._zero, self._one = np.array(0, dtype=np.int32), np.array(1, dtype=np.int32)
+        self._minus_one_intp, self._zero_intp = np.array(-1, dtype=np.intp), np.array(0, dtype=np.intp)
+        self._last_user = np.array(len(self._activity_cdf) - 1, dtype=np.int64)
+        self._activity_total, self._device_total = np.array(self._activity_cdf[-1]), np.array(self._device_cdf[-1])
+        self._segment_of_user = world.population.segment.astype(np.intp)
+        self._no_query = np.full((n_slots, QUERY_WORDS), -1, dtype=np.int32)
+        # the leaf of each item, and -1 at index -1: the leaf of a recent-items entry, -1 for none
+        self._leaf_or_none = np.append(self.catalog.leaf, np.int32(-1)).astype(np.intp)
         self._max_session_steps = np.array(traffic.max_session_steps, dtype=np.int32)
         self._requests_per_day = float(traffic.requests_per_day)
-        self._weights_shape = (n_slots, len(self.arms))
         self._reward_kind = self.scenario.reward
         self._is_search = np.zeros(n_slots, dtype=bool)
         self._centroids_t = self.catalog.leaf_centroid.T
         self._tiny, self._intent_temperature = np.array(1e-12, dtype=np.float32), np.array(1.5, dtype=np.float32)
+        self._inv_sqrt_d = np.array(self.model.inv_sqrt_d, dtype=np.float32)
+        self._row_starts_by_width: dict[int, np.ndarray] = {}
         self.rng: np.random.Generator | None = None
         reuse_freed_memory()
 
@@ -228,6 +246,9 @@ class BatchedSimulator:
 
         for name, (shape, dtype) in self._slot_layout().items():
             setattr(self, name, np.zeros(shape, dtype=dtype))
+        # user and device again as intp, the dtype NumPy indexes with (an int32 or int8 index is cast at
+        # every gather); start_sessions and load_state_dict keep them equal to user and device
+        self._user_index, self._device_index = np.zeros(self.n_slots, np.intp), np.zeros(self.n_slots, np.intp)
         traffic = self.scenario.traffic
         # query_thresholds column 0 is the segment's search share (set when a session starts)
         self.query_thresholds[:, 1:] = np.array([traffic.query_leaf_word, traffic.query_noise], dtype=np.float32)
@@ -240,48 +261,60 @@ class BatchedSimulator:
         return self.requests_served / self._requests_per_day
 
     def start_sessions(self, rows: np.ndarray) -> None:
-        """Replace the sessions in ``rows`` by newly arrived shoppers (the old sessions are dropped)."""
+        """Replace the sessions in ``rows`` (distinct slot indices) by newly arrived shoppers (the old
+        sessions are dropped)."""
         m = len(rows)
         if m == 0:
             return
+        if m == self.n_slots:  # every slot (often so with one slot): assign through a slice, not a scatter
+            rows = slice(None)
         rng = self.rng
         # Copy on write: the arrays a served RequestBatch refers to are never changed in place.
         self.user, self.segment, self.device = self.user.copy(), self.segment.copy(), self.device.copy()
         self.step_in_session = self.step_in_session.copy()
         u = rng.random((m, 2))
-        cdf = self._activity_cdf
-        user = np.minimum(cdf.searchsorted(u[:, 0] * cdf[-1], side="right"), len(cdf) - 1).astype(np.int32)
-        self.user[rows] = user
-        segment = self.world.population.segment[user]
-        device = self._device_cdf.searchsorted(u[:, 1] * self._device_cdf[-1], side="right")
-        self.segment[rows], self.device[rows] = segment, device
+        user = np.minimum(self._activity_cdf.searchsorted(u[:, 0] * self._activity_total, side="right"),
+                          self._last_user)
+        self.user[rows] = self._user_index[rows] = user
+        segment = self._segment_of_user[user]
+        device = self._device_cdf.searchsorted(u[:, 1] * self._device_total, side="right")
+        self.segment[rows] = segment
+        self.device[rows] = self._device_index[rows] = device
         self.static_context[rows] = static_context(segment, device)
         self.query_thresholds[rows, 0] = self._search_share[segment]
         self.leave_bias[rows] = self._leave_bias[segment]
-        taste = self.taste[user]
+        taste = self.taste.take(user, axis=0)
         self.coefficients[rows] = self.model.shopper_coefficients(taste, self.world.population.price_sensitivity[user])
-        # Session intent: a leaf drawn with probability ~ exp(1.5 * taste match + trend) (Gumbel-max).
-        affinity = taste @ self._centroids_t * self.model.inv_sqrt_d
+        # Session intent: a leaf drawn with probability ~ exp(1.5 * taste match + trend) (Gumbel-max), as
+        # argmax(1.5 * affinity + trend + gumbel) with gumbel = -log(-log(r + tiny) + tiny), the negations
+        # folded into subtractions (x + (-y) is exactly x - y in IEEE)
+        affinity = taste @ self._centroids_t
+        affinity *= self._inv_sqrt_d
         tiny = self._tiny
-        gumbel = -np.log(-np.log(rng.random(affinity.shape, dtype=np.float32) + tiny) + tiny)
-        intent = (self._intent_temperature * affinity + self.trend + gumbel).argmax(axis=1)
+        r = rng.random(affinity.shape, dtype=np.float32)
+        r += tiny
+        log_r = np.log(r, out=r)
+        score = self._intent_temperature * affinity
+        score += self.trend
+        score -= np.log(np.subtract(tiny, log_r, out=log_r), out=log_r)
+        intent = score.argmax(axis=1)
         self.intent[rows] = intent
-        intent_top = intent // self.scenario.world.n_leaf_per_top
+        intent_top = intent // self._leaf_per_top_i64
         self.intent_top[rows] = intent_top
         self.query_words[rows, 0] = intent_top
-        self.query_words[rows, 1] = self.catalog.vocab.leaf_offset + intent
+        self.query_words[rows, 1] = self._leaf_offset + intent
         # The shop's view of the shopper's history: the latest click's leaf and, for the session, the
-        # leaf of a random recent item (recent_items are compact: valid items first).
-        recent = self.recent_items[user]
-        n_valid = np.add.reduce(recent >= self._zero, axis=1)
-        has_history = n_valid > 0
-        leaf = self.catalog.leaf
-        self.last_leaf[rows] = np.where(has_history, leaf[recent[:, 0]], self._minus_one)
-        picked = recent[np.arange(m), (rng.random(m) * n_valid).astype(np.int64)]
-        self.shopper_leaf[rows] = np.where(has_history, leaf[picked], self._minus_one)
+        # leaf of a random recent item (recent_items are compact: valid items first, so an empty history
+        # starts with -1, whose leaf is -1).
+        recent = self.recent_items.take(user, axis=0)
+        n_valid = np.add.reduce(recent >= self._zero, axis=1, dtype=np.float64)  # float: it scales a draw
+        recent = recent.astype(np.intp)
+        self.last_leaf[rows] = self._leaf_or_none[recent[:, 0]]
+        picked = (rng.random(m) * n_valid).astype(np.intp) + self._row_starts(m, recent.shape[1])[:, 0]
+        self.shopper_leaf[rows] = self._leaf_or_none[recent.ravel()[picked]]
         self.step_in_session[rows] = 0
         self.session_clicks[rows] = 0
-        self.session_id[rows] = self.next_session_id + np.arange(m)
+        self.session_id[rows] = np.arange(self.next_session_id, self.next_session_id + m)
         self.next_session_id += m
         self.satiation[rows] = 0.0
         self.fatigue[rows] = 0.0
@@ -413,6 +446,7 @@ class BatchedSimulator:
         self.recent_items = np.array(state["shopper/recent_items"], copy=True)
         for name in self._slot_layout():
             setattr(self, name, np.array(state[f"slot/{name}"], copy=True))
+        self._user_index, self._device_index = self.user.astype(np.intp), self.device.astype(np.intp)
         self.requests = RequestBatch(**{name: np.array(state[f"request/{name}"], copy=True)
                                         for name in self._REQUEST_FIELDS})
         self._is_search = self.requests.surface.astype(bool)
@@ -428,27 +462,30 @@ class BatchedSimulator:
         flags = u[:, :3] < self.query_thresholds
         flags[:, 1:] &= flags[:, :1]
         is_search, names_leaf = flags[:, 0], flags[:, 1]
-        drawn = (u[:, 3:] * self._draw_scale).astype(np.int32)  # (N, 2): attribute word, leaf within the top
+        drawn = (u.take(self._draw_columns, axis=1) * self._draw_scale).astype(np.int32)  # see _draw_columns
         self.query_words[:, 2] = self._attribute_offset + drawn[:, 0]
-        query = np.where(flags, self.query_words, self._minus_one)
+        query = self._no_query.copy()
+        np.copyto(query, self.query_words, where=flags)
 
         # Recall leaves: the query's leaf (or a guess within its top category) on search, the latest
         # click's leaf (or a random leaf) on the feed; the shopper leaf was drawn at session start.
-        # (A query names a leaf only on search.)
-        feed = np.where(self.last_leaf >= self._zero, self.last_leaf,
-                        (u[:, 4] * self._n_leaves_f32).astype(np.int32))
-        guess = np.where(is_search, self.intent_top * self._leaf_per_top + drawn[:, 1], feed)
-        self.context_leaf = np.where(names_leaf, self.intent, guess)
+        # (A query names a leaf only on search.) Each choice overwrites the one before where it applies.
+        context_leaf = drawn[:, 2].copy()
+        np.copyto(context_leaf, self.last_leaf, where=self.last_leaf >= self._zero)
+        np.copyto(context_leaf, self.intent_top * self._leaf_per_top + drawn[:, 1], where=is_search)
+        np.copyto(context_leaf, self.intent, where=names_leaf)
+        self.context_leaf = context_leaf
 
         day = self.requests_served / self._requests_per_day
         t = np.empty(n, dtype=np.float32)
         t.fill(day)
         self._is_search = is_search
+        user = self._user_index
         self.requests = RequestBatch(user_id=self.user, segment=self.segment, surface=is_search.view(np.int8),
-                                     device=self.device, query=query, recent_items=self.recent_items[self.user],
+                                     device=self.device, query=query, recent_items=self.recent_items.take(user, axis=0),
                                      t=t, session_step=self.step_in_session)
         self.contexts = build_contexts(self.static_context, is_search, day, self.step_in_session,
-                                       self.n_purchases[self.user], self.session_clicks, names_leaf)
+                                       self.n_purchases[user], self.session_clicks, names_leaf)
         return self.contexts
 
     # ----------------------------------------------------------------------------------------- step
@@ -463,18 +500,22 @@ class BatchedSimulator:
         next_shift = self._trend_shifts[self._next_shift][0] if self._next_shift < len(self._trend_shifts) else np.inf
         self._next_event_day = min(next_shift, self.candidate_stage.next_rebuild_day)
 
-    def serve(self, policy, mapper) -> StepResult:
-        """The one request path of every loop driven by a policy (simulate, train, the oracle, ab-test,
-        explain): ``policy.act`` on the next contexts gives actions and their propensities, ``mapper`` (an
-        :class:`envs.fusion.ActionMapper`) turns the actions into arm weights, and :meth:`step` serves
-        them. The result carries the actions and propensities, which is all the log writer needs."""
+    def serve(self, policy, decoder) -> StepResult:
+        """The one request path of every loop driven by a policy (simulate, train, compare, the oracle,
+        ab-test, explain): ``policy.act`` on the next contexts gives actions and their propensities,
+        ``decoder.decide`` turns the actions into the fusion stage's decisions (an
+        :class:`envs.fusion.ActionMapper` for the weighted blend; a stacking or cascade strategy decodes its
+        own, see ``envs.strategies``), and :meth:`step` serves them. The result carries the actions and
+        propensities, which is all the log writer needs."""
         actions, propensities = policy.act(self.contexts)
-        result = self.step(mapper.to_weights(actions))
+        result = self.step(decoder.decide(actions))
         result.actions, result.propensities = actions, propensities
         return result
 
-    def step(self, weights: np.ndarray, truncate: np.ndarray | None = None) -> StepResult:
-        """Serve the pending request of every slot with arm ``weights`` (N, A) (rows on the simplex).
+    def step(self, decisions: np.ndarray, truncate: np.ndarray | None = None) -> StepResult:
+        """Serve the pending request of every slot with the fusion stage's ``decisions``: for the weighted
+        blend (the default) arm weights (N, A) (rows on the simplex); for another strategy what its
+        ``decide`` returns (see ``envs.strategies``).
 
         ``truncate``: optional (N,) bool, sessions to end after this request whatever their length (an
         outer time limit, e.g. a vector env's ``max_episode_steps``); they count as ``truncated`` unless
@@ -483,35 +524,40 @@ class BatchedSimulator:
         rng = self.rng
         if rng is None:
             raise RuntimeError("call reset() before step()")
-        weights = np.asarray(weights, dtype=np.float32)
-        if weights.shape != self._weights_shape:
-            raise ValueError(f"weights must have shape ({self.n_slots}, {self.n_arms}); got {weights.shape}")
         req, c = self.requests, self.catalog
         day = self.requests_served / self._requests_per_day
         if day >= self._next_event_day:
             self._apply_events(day)
         candidates, excluded = self.candidate_stage.generate(rng, self.context_leaf, self.shopper_leaf)
-        arm_scores = [arm.score(req, candidates) for arm in self.arms]
-        slate = select_slate(candidates, blend(arm_scores, weights), self.slate_size, excluded)
+        arm_scores = self._scorer.score(req, candidates)
+        slate, weights = self.fusion.rank(candidates, excluded, arm_scores, self.contexts, decisions, self.slate_size)
 
         is_search = self._is_search
         utility = self.model.utility(slate, self.coefficients, self.intent, is_search, req.query, self.satiation,
                                      self.trend)
-        clicks, purchased = self.model.respond(rng, utility, self.device)
-        revenue = np.add.reduce(c.price[slate] * purchased, axis=1)
-        n_clicks = np.add.reduce(clicks, axis=1, dtype=np.int32)
-        n_bought = np.add.reduce(purchased, axis=1, dtype=np.int32)
-        clicked, bought = n_clicks > self._zero, n_bought > self._zero
+        outcome = self.model.respond(rng, utility, self._device_index)  # (2, N, k): clicks, purchases
+        clicks, purchased = outcome[0], outcome[1]  # (indexing, not unpacking: an array's iterator is slow)
+        counts = np.add.reduce(outcome, axis=2, dtype=np.int32)
+        n_clicks, n_bought = counts[0], counts[1]
+        any_counts = counts > self._zero
+        clicked, bought = any_counts[0], any_counts[1]
+        if np.count_nonzero(n_bought):
+            revenue = np.add.reduce(c.price[slate] * purchased, axis=1)
+        else:  # nothing bought: the sum of price * 0 is 0 (prices are finite)
+            revenue = np.zeros(self.n_slots, dtype=np.float32)
         left = self.model.update_session(rng, utility, self.satiation, self.fatigue, self.leave_bias, clicked, bought)
-        self._update_shoppers(slate, clicks, purchased, clicked, n_bought)
+        if np.count_nonzero(n_clicks):
+            self._update_shoppers(slate, clicks, purchased, clicked, n_bought)
 
         reward_kind = self._reward_kind
         reward = (n_clicks if reward_kind == "clicks" else n_bought if reward_kind == "purchases" else revenue
                   ).astype(np.float32)
+        # new arrays rather than in place: the served RequestBatch refers to step_in_session, and an
+        # in-place operation on a one-element array costs twice a new one
         self.step_in_session = self.step_in_session + self._one
-        self.session_clicks += n_clicks
+        self.session_clicks = self.session_clicks + n_clicks
         terminated = left
-        truncated = ~left & (self.step_in_session >= self._max_session_steps)
+        truncated = np.greater(self.step_in_session >= self._max_session_steps, left)  # at the limit and not left
         if truncate is not None:
             truncated |= ~left & np.asarray(truncate, dtype=bool)
         request_id = np.arange(self.requests_served, self.requests_served + self.n_slots, dtype=np.int64)
@@ -521,11 +567,16 @@ class BatchedSimulator:
 
         done = (terminated | truncated).nonzero()[0]
         final_contexts = served_contexts  # contexts arrays are never changed in place once served
-        if len(done):
+        if len(done) == self.n_slots:  # every session ended (often so with one slot): no row selection
+            final_contexts = build_contexts(self.static_context, is_search, self.day, self.step_in_session,
+                                            self.n_purchases[self._user_index], self.session_clicks,
+                                            served_contexts[:, 13])
+            self.start_sessions(done)
+        elif len(done):
             final_contexts = served_contexts.copy()
             final_contexts[done] = build_contexts(
                 self.static_context[done], is_search[done], self.day, self.step_in_session[done],
-                self.n_purchases[self.user[done]], self.session_clicks[done], served_contexts[done, 13])
+                self.n_purchases[self._user_index[done]], self.session_clicks[done], served_contexts[done, 13])
             self.start_sessions(done)
         self.prepare_requests()
         return StepResult(requests=req, contexts=served_contexts, request_id=request_id, session_id=session_id,
@@ -533,19 +584,33 @@ class BatchedSimulator:
                           weights=weights, slate=slate, clicks=clicks, purchased=purchased, revenue=revenue,
                           reward=reward, terminated=terminated, truncated=truncated, final_contexts=final_contexts)
 
+    def _row_starts(self, m: int, width: int) -> np.ndarray:
+        """(m, 1) int64 start of each row in a flattened (m, width) array, m <= n_slots (cached per width)."""
+        starts = self._row_starts_by_width.get(width)
+        if starts is None:
+            starts = self._row_starts_by_width[width] = (np.arange(self.n_slots, dtype=np.int64) * width)[:, None]
+        return starts[:m]
+
     def _update_shoppers(self, slate: np.ndarray, clicks: np.ndarray, purchased: np.ndarray,
                          clicked: np.ndarray, n_bought: np.ndarray) -> None:
-        """Recent items, purchase counts, taste drift toward purchases, trending counts."""
+        """Recent items, purchase counts, taste drift toward purchases, trending counts (some request clicked)."""
         rows = clicked.nonzero()[0]
-        if len(rows) == 0:
-            return
-        users = self.user[rows]
-        clicked_items = np.where(clicks[rows], slate[rows], self._minus_one)
-        merged = np.concatenate([clicked_items, self.recent_items[users]], axis=1)
-        order = (merged < self._zero).argsort(axis=1, kind="stable")[:, :self.recent_items.shape[1]]
-        latest = merged.reshape(-1)[order + (np.arange(len(rows)) * merged.shape[1])[:, None]]
+        m = len(rows)
+        if m < self.n_slots:
+            users, slate_rows, clicks_rows = self._user_index[rows], slate[rows], clicks[rows]
+        else:  # every request had a click (often so with one slot): no row selection
+            rows, users, slate_rows, clicks_rows = slice(None), self._user_index, slate, clicks
+        k, n_recent = slate.shape[1], self.recent_items.shape[1]
+        # this slate's clicked items, then the old recent items; -1 entries sorted last, the rest in order
+        merged = np.empty((m, k + n_recent), dtype=np.intp)
+        merged[:, :k] = self._minus_one_intp
+        np.copyto(merged[:, :k], slate_rows, where=clicks_rows)
+        merged[:, k:] = self.recent_items.take(users, axis=0)
+        order = (merged < self._zero_intp).argsort(axis=1, kind="stable")[:, :n_recent]
+        order += self._row_starts(m, k + n_recent)
+        latest = merged.ravel()[order]
         self.recent_items[users] = latest
-        self.last_leaf[rows] = self.catalog.leaf[latest[:, 0]]
+        self.last_leaf[rows] = self._leaf_or_none[latest[:, 0]]
         self.candidate_stage.record_clicks(slate[clicks])
         buy_rows = n_bought.nonzero()[0]
         if len(buy_rows):

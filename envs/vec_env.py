@@ -67,7 +67,7 @@ class FusionVecEnv(VecEnv):
         self._actions = np.asarray(actions)
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        result = self.sim.step(self.mapper.to_weights(self._actions))
+        result = self.sim.step(self.mapper.decide(self._actions))
         self.last_result = result
         dones = result.terminated | result.truncated
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]

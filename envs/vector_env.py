@@ -80,7 +80,7 @@ class _ShopVectorEnv(VectorEnv):
     def _weights(self, actions: Any) -> np.ndarray:
         if not self._started:
             raise gym.error.ResetNeeded("call reset() before step()")
-        return self.mapper.to_weights(np.asarray(actions))
+        return self.mapper.decide(np.asarray(actions))
 
     def _outputs(self, result: StepResult, terminated: np.ndarray, truncated: np.ndarray,
                  final_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:

@@ -148,6 +148,12 @@ class Recommender(abc.ABC):
     def _score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
         """:meth:`score` of a fitted model."""
 
+    def item_scores(self) -> ItemScores | None:
+        """The table :meth:`score` looks candidates up in, for a fitted arm whose score depends on the item
+        alone (the same for every request); None otherwise (the default). :class:`ArmScorer` scores such
+        arms together, in one lookup. A subclass that changes :meth:`_score` must change this too."""
+        return None
+
     @property
     @abc.abstractmethod
     def fitted(self) -> bool:
@@ -222,12 +228,57 @@ def outside(ids: np.ndarray, n: int) -> np.ndarray | None:
     return (ids < 0) | (ids >= n)
 
 
-def lookup(values: np.ndarray, ids: np.ndarray, fallback: float) -> np.ndarray:
-    """``values[ids]`` as float32, with ``fallback`` where an id is outside ``values`` (unseen item)."""
-    ids = np.asarray(ids)
-    unknown = outside(ids, len(values))
-    if unknown is not None:
-        out = np.full(ids.shape, fallback, dtype=np.float32)
-        out[~unknown] = values[ids[~unknown]]
-        return out
-    return np.take(values, ids).astype(np.float32, copy=False)
+class ItemScores:
+    """Per-item scores (n,) for the items a model has seen, and one ``fallback`` score for every other id
+    (unseen items, negative ids), in one float32 table with the fallback in slot n: :meth:`lookup` clips
+    every id outside [0, n) to slot n (a negative id is huge as an unsigned integer)."""
+
+    def __init__(self, values: np.ndarray, fallback: float) -> None:
+        self.table = np.append(np.asarray(values, dtype=np.float32), np.float32(fallback))
+        self._fallback_slot = np.array(len(values), dtype=np.uint64)
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Scores (shaped as ``ids``) float32 of the integer item ``ids``; ``fallback`` where an id is outside."""
+        ids = np.asarray(ids)
+        if ids.dtype == np.int32:  # the candidates' dtype: one call (take casts uint32 indices to int64 safely)
+            return self.table.take(ids.view(np.uint32), mode="clip")
+        unsigned = ids.astype(np.int64, copy=False, casting="same_kind").view(np.uint64)  # integers only
+        return self.table.take(np.minimum(unsigned, self._fallback_slot))
+
+
+class ArmScorer:
+    """Scores of several arms, ``[arm.score(requests, candidates) for arm in arms]``, with the arms whose
+    scores depend on the item alone (:meth:`Recommender.item_scores`) looked up together: one gather
+    from their tables stacked into one (S, n + 1) float32 array, every arm's fallback in the last column.
+    The stack is rebuilt when an arm's table changes (a refit or a load makes a new one); ``arms`` is
+    read at every call."""
+
+    def __init__(self, arms: list[Recommender]) -> None:
+        self.arms = arms
+        self._tables: list[ItemScores | None] | None = None
+        self._stack = np.zeros((0, 1), dtype=np.float32)
+
+    def score(self, requests: RequestBatch, candidates: np.ndarray) -> list[np.ndarray]:
+        """Each arm's (B, C) float32 scores of ``candidates`` (B, C) int32 item ids for ``requests``."""
+        tables = [arm.item_scores() for arm in self.arms]
+        if tables != self._tables:  # ItemScores compare by identity
+            self._tables = tables
+            self._stack = self._stacked([t for t in tables if t is not None])
+        candidates = np.asarray(candidates)
+        if len(self._stack) == 0 or candidates.dtype != np.int32:
+            return [arm.score(requests, candidates) for arm in self.arms]
+        # ids outside [0, n) (negatives are huge as unsigned) clip to the fallback column
+        stacked = self._stack.take(candidates.view(np.uint32), axis=1, mode="clip")
+        rows = iter(stacked)
+        return [next(rows) if table is not None else arm.score(requests, candidates)
+                for arm, table in zip(self.arms, tables)]
+
+    @staticmethod
+    def _stacked(tables: list[ItemScores]) -> np.ndarray:
+        """(S, n + 1) float32: each table's scores, padded with its fallback to the longest, then the fallback."""
+        n = max((len(t.table) - 1 for t in tables), default=0)
+        stack = np.empty((len(tables), n + 1), dtype=np.float32)
+        for row, table in zip(stack, tables):
+            row[:] = table.table[-1]
+            row[:len(table.table) - 1] = table.table[:-1]
+        return stack

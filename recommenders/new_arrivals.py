@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fusionsim.recommenders.base import ItemTable, Recommender, RequestBatch, lookup
+from fusionsim.recommenders.base import ItemScores, ItemTable, Recommender, RequestBatch
 
 
 class NewArrivals(Recommender):
@@ -18,8 +18,7 @@ class NewArrivals(Recommender):
     name = "new_arrivals"
 
     def __init__(self) -> None:
-        self.launch_day = np.zeros(0, dtype=np.float32)
-        self.newest = 0.0
+        self.load_state({"launch_day": np.zeros(0, dtype=np.float32)})
 
     def fit(self, interactions: pd.DataFrame | None, items: ItemTable) -> "NewArrivals":
         self.load_state({"launch_day": items.launch_day})
@@ -30,7 +29,10 @@ class NewArrivals(Recommender):
         return len(self.launch_day) > 0
 
     def _score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
-        return lookup(self.launch_day, candidates, fallback=self.newest)
+        return self._scores.lookup(candidates)
+
+    def item_scores(self) -> ItemScores | None:
+        return self._scores if self.fitted else None
 
     def config(self) -> dict:
         return {}
@@ -41,3 +43,4 @@ class NewArrivals(Recommender):
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.launch_day = state["launch_day"].astype(np.float32)
         self.newest = float(self.launch_day.max()) if len(self.launch_day) else 0.0
+        self._scores = ItemScores(self.launch_day, fallback=self.newest)

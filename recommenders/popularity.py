@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fusionsim.recommenders.base import ItemTable, Recommender, RequestBatch, check_interactions, lookup
+from fusionsim.recommenders.base import ItemScores, ItemTable, Recommender, RequestBatch, check_interactions
 
 
 class Popularity(Recommender):
@@ -30,7 +30,7 @@ class Popularity(Recommender):
             raise ValueError(f"purchase_weight must be >= 0; got {purchase_weight}")
         self.half_life_days = float(half_life_days)
         self.purchase_weight = float(purchase_weight)
-        self.item_score = np.zeros(0, dtype=np.float32)
+        self.load_state({"item_score": np.zeros(0, dtype=np.float32)})
 
     def fit(self, interactions: pd.DataFrame, items: ItemTable) -> "Popularity":
         table = check_interactions(interactions)
@@ -39,7 +39,7 @@ class Popularity(Recommender):
         weight = weight * np.exp2(-(t.max() - t) / self.half_life_days)
         item_id = table["item_id"].to_numpy()
         counts = np.bincount(item_id, weights=weight, minlength=items.n_items)
-        self.item_score = np.log1p(counts).astype(np.float32)
+        self.load_state({"item_score": np.log1p(counts)})
         return self
 
     @property
@@ -47,7 +47,10 @@ class Popularity(Recommender):
         return len(self.item_score) > 0
 
     def _score(self, requests: RequestBatch, candidates: np.ndarray) -> np.ndarray:
-        return lookup(self.item_score, candidates, fallback=0.0)
+        return self._scores.lookup(candidates)
+
+    def item_scores(self) -> ItemScores | None:
+        return self._scores if self.fitted else None
 
     def config(self) -> dict:
         return {"half_life_days": self.half_life_days, "purchase_weight": self.purchase_weight}
@@ -57,3 +60,4 @@ class Popularity(Recommender):
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.item_score = state["item_score"].astype(np.float32)
+        self._scores = ItemScores(self.item_score, fallback=0.0)

@@ -77,24 +77,24 @@ def test_select_slate_matches_sorting_on_random_batches(rng):
 
 def test_action_mapper_modes():
     arm = ActionMapper("arm", 3)
-    np.testing.assert_array_equal(arm.to_weights(np.array([2, 0])), [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(arm.decide(np.array([2, 0])), [[0, 0, 1], [1, 0, 0]])
     grid = ActionMapper("grid", 2, grid_resolution=2)
-    np.testing.assert_array_equal(grid.to_weights(np.array([2])), [[0.5, 0.5]])
+    np.testing.assert_array_equal(grid.decide(np.array([2])), [[0.5, 0.5]])
     simplex = ActionMapper("simplex", 2)
-    np.testing.assert_allclose(simplex.to_weights(np.array([[3.0, 1.0], [0.0, 2.0]])), [[0.75, 0.25], [0.0, 1.0]])
+    np.testing.assert_allclose(simplex.decide(np.array([[3.0, 1.0], [0.0, 2.0]])), [[0.75, 0.25], [0.0, 1.0]])
     assert ActionMapper("weights", 4).space().shape == (4,)
 
 
 def test_action_mapper_accepts_every_integer_dtype_and_wide_floats():
     arm = ActionMapper("arm", 3)
     for dtype in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64):
-        np.testing.assert_array_equal(arm.to_weights(np.array([2, 0], dtype=dtype)), [[0, 0, 1], [1, 0, 0]])
-    assert arm.to_weights(np.zeros(0, dtype=np.int64)).shape == (0, 3)
+        np.testing.assert_array_equal(arm.decide(np.array([2, 0], dtype=dtype)), [[0, 0, 1], [1, 0, 0]])
+    assert arm.decide(np.zeros(0, dtype=np.int64)).shape == (0, 3)
     weights = ActionMapper("weights", 2)
     # finite values beyond [-1, 1] are clipped, also beyond the float32 range (1e39 is inf as float32)
-    np.testing.assert_array_equal(weights.to_weights(np.array([[1e39, -5.0]])),
-                                  weights.to_weights(np.array([[1.0, -1.0]], dtype=np.float32)))
-    np.testing.assert_array_equal(weights.to_weights(np.array([[1, 0]])), weights.to_weights(np.array([[1.0, 0.0]])))
+    np.testing.assert_array_equal(weights.decide(np.array([[1e39, -5.0]])),
+                                  weights.decide(np.array([[1.0, -1.0]], dtype=np.float32)))
+    np.testing.assert_array_equal(weights.decide(np.array([[1, 0]])), weights.decide(np.array([[1.0, 0.0]])))
 
 
 BAD_ACTIONS = [
@@ -160,7 +160,7 @@ BAD_ACTIONS = [
 def test_action_mapper_bad_actions(mode, actions, message):
     mapper = ActionMapper(mode, 3, grid_resolution=3)  # 3 arms at resolution 3: 10 grid points
     with pytest.raises(ActionError) as err, np.errstate(over="ignore"):
-        mapper.to_weights(actions)
+        mapper.decide(actions)
     assert str(err.value) == message
 
 
