@@ -43,7 +43,7 @@ def main() -> None:
     metrics = TrafficMetrics(k)
     for _ in range(args.requests // args.slots):
         actions, _ = policy.act(contexts)
-        result = sim.step(mapper.to_weights(actions))
+        result = sim.step(mapper.decide(actions))
         metrics.update(result)
         surface = result.requests.surface
         for s in range(len(SURFACES)):

@@ -21,7 +21,8 @@ from fusionsim.envs.fusion import ActionMapper
 from fusionsim.envs.scenario import load_scenario
 from fusionsim.envs.shop import make_shop
 from fusionsim.agents import ConstantAction
-from fusionsim.experiments.oracle import grid_search, run_policy_rewards
+from fusionsim.experiments.oracle import grid_search
+from fusionsim.experiments.online import run_online
 from fusionsim.experiments.train import TrainConfig, train
 
 
@@ -34,8 +35,8 @@ def main() -> None:
     world, arms = make_shop(scenario)
     search = grid_search(world, arms, 4, 50_000, seed=5, slots=256)
     grid = ActionMapper("grid", len(arms), 4)
-    results = {"best static blend": run_policy_rewards(world, arms, ConstantAction(search.best_global), grid,
-                                                       args.eval_requests, seed=99, slots=256)}
+    results = {"best static blend": run_online(world, arms, ConstantAction(search.best_global), grid,
+                                               args.eval_requests, seed=99, slots=256)}
     with tempfile.TemporaryDirectory() as tmp:
         log_every = args.requests // 20 // 256 * 256
         for agent in ("ppo", "linucb"):
@@ -44,9 +45,9 @@ def main() -> None:
             train(config, scenario, Path(tmp) / agent, progress=False)
         ppo = PPOPolicy.load(Path(tmp) / "ppo")
         linucb = LinUCB.load(Path(tmp) / "linucb" / "policy.npz")
-        results["PPO"] = run_policy_rewards(world, arms, ppo, ActionMapper("weights", len(arms)),
-                                            args.eval_requests, seed=99, slots=256)
-        results["LinUCB"] = run_policy_rewards(world, arms, linucb, grid, args.eval_requests, seed=99, slots=256)
+        results["PPO"] = run_online(world, arms, ppo, ActionMapper("weights", len(arms)),
+                                    args.eval_requests, seed=99, slots=256)
+        results["LinUCB"] = run_online(world, arms, linucb, grid, args.eval_requests, seed=99, slots=256)
     print(f"long_horizon, frozen policies on one fresh seed, {args.eval_requests:,} requests "
           f"(after {args.requests:,} requests of learning):")
     print(f"{'policy':<20}{'revenue/session':>16}{'revenue/request':>16}")

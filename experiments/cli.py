@@ -11,9 +11,12 @@ from pathlib import Path
 import click
 
 from fusionsim.envs.scenario import load_scenario
-from fusionsim.experiments.runs import new_run
+from fusionsim.experiments.compare import METHODS as COMPARE_METHODS, CompareConfig, compare, method_slug
+from fusionsim.experiments.runs import new_run, parse_choices
 from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import AGENTS, PPOConfig, TrainConfig, TrainError, train
+from fusionsim.envs.stacking import KINDS as STACKER_KINDS, TARGETS as STACKER_TARGETS
+from fusionsim.experiments.train_stacker import TrainStackerConfig, train_stacker
 from fusionsim.experiments.train_base import MODELS, TrainBaseConfig, TrainBaseError, parse_models, train_base
 
 
@@ -131,15 +134,17 @@ def cli() -> None:
               help="Folder of trained arms from fusionsim train-base (default: popularity and new arrivals).")
 @click.option("--grid-resolution", type=click.IntRange(min=1), default=4, show_default=True,
               help="Resolution of the weight grid that --policy uniform-grid draws from.")
+@click.option("--shuffle-slates", is_flag=True,
+              help="Show each slate in a random order (a position randomisation experiment, for train-stacker).")
 @click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def simulate(scenario: str, policy: str, requests: int, out: Path, seed: int, slots: int, chunk_rows: int,
-             base: Path | None, grid_resolution: int, overwrite: bool) -> None:
+             base: Path | None, grid_resolution: int, shuffle_slates: bool, overwrite: bool) -> None:
     """Simulate traffic under a static policy; write the Parquet log (with propensities) and metrics."""
     resolved = load_scenario(scenario)
     with new_run(out, overwrite) as folder:
         config = SimulateConfig(scenario=scenario, policy=policy, requests=requests, seed=seed, slots=slots,
                                 chunk_rows=chunk_rows, base=None if base is None else str(base),
-                                grid_resolution=grid_resolution)
+                                grid_resolution=grid_resolution, shuffle_slates=shuffle_slates)
         summary = run_policy(config, resolved, folder)
     m = summary.metrics
     click.echo(f"requests {m['requests']:,}  CTR {m['ctr']:.4f}  clicks/request {m['clicks_per_request']:.4f}  "
@@ -181,6 +186,30 @@ def train_base_command(scenario: str, logs: Path, models: str, out: Path, device
     click.echo(f"wrote {folder}/report.md, {folder}/metrics.json, {folder}/arms.json and {folder}/models/")
 
 
+@cli.command("train-stacker")
+@click.option("--logs", type=click.Path(path_type=Path), required=True,
+              help="A fusionsim simulate run folder served by the arms to fuse (e.g. simulate --base runs/arms).")
+@click.option("--kind", type=click.Choice(list(STACKER_KINDS)), default="mlp", show_default=True)
+@click.option("--hidden", type=click.IntRange(1, 1024), default=32, show_default=True,
+              help="Units per hidden layer of the mlp.")
+@click.option("--target", type=click.Choice([*STACKER_TARGETS, "auto"]), default="auto", show_default=True,
+              help="What to predict per impression (auto: from the scenario's reward).")
+@click.option("--epochs", type=click.IntRange(1, 1000), default=6, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/stacker"), show_default=True)
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
+def train_stacker_command(logs: Path, kind: str, hidden: int, target: str, epochs: int, seed: int, out: Path,
+                          overwrite: bool) -> None:
+    """Fit a stacking meta-ranker on a simulated log (its impressions, clicks and the arms' signals)."""
+    config = TrainStackerConfig(logs=str(logs), kind=kind, hidden=hidden, target=target, epochs=epochs, seed=seed)
+    with new_run(out, overwrite) as folder:
+        metrics = train_stacker(config, folder)
+    click.echo(f"{kind} stacker predicting {metrics['target']}: held-out loss {metrics['validation_loss']:.5f} "
+               f"(position only {metrics['baseline_loss']:.5f}, "
+               f"{100 * metrics['loss_reduction_vs_position_only']:.2f}% lower)")
+    click.echo(f"wrote {folder}/stacker.pt, {folder}/stacker.json, {folder}/metrics.json and {folder}/report.md")
+
+
 @cli.command("train")
 @click.option("--scenario", default="default", show_default=True)
 @click.option("--base", type=click.Path(path_type=Path), default=None,
@@ -200,9 +229,11 @@ def train_base_command(scenario: str, logs: Path, models: str, out: Path, device
 @click.option("--oracle-requests", type=click.IntRange(min=0, max=MAX_REQUESTS), default=20_000, show_default=True,
               help="Requests simulated per grid blend to find the oracle for the regret curve (0: no oracle).")
 @click.option("--discount", type=FiniteFloat(0.0, 1.0, min_open=True), default=1.0, show_default=True,
-              help="Per-request forgetting of linucb/lints (e.g. 0.99999 for a window of ~100,000 requests).")
+              help="Per-request forgetting of linucb, lints, joint_linucb and joint_lints (e.g. 0.99999 for a "
+                   "window of ~100,000 requests).")
 @click.option("--epsilon", type=FiniteFloat(0.0, 1.0), default=0.0, show_default=True,
-              help="linucb: share of uniformly random actions (a stochastic policy, for off-policy evaluation).")
+              help="linucb, joint_linucb: share of uniformly random actions (a stochastic policy, for off-policy "
+                   "evaluation).")
 @click.option("--ppo-n-steps", type=click.IntRange(min=1), default=PPOConfig.n_steps, show_default=True,
               help="ppo: rollout steps per slot between updates.")
 @click.option("--ppo-batch-size", type=click.IntRange(min=2), default=PPOConfig.batch_size, show_default=True)
@@ -240,6 +271,51 @@ def train_command(scenario: str, base: Path | None, agent: str, requests: int, o
                + (f", {last:.4f} over the last 20%" if last is not None else ""))
     saved = "ppo_policy.pt, ppo.json" if agent == "ppo" else "policy.npz"
     click.echo(f"wrote {folder}/metrics.json, {saved}, checkpoints/ and TensorBoard events in {folder}/tensorboard/")
+
+
+@cli.command("compare")
+@click.option("--scenario", default="default", show_default=True, help="Shipped scenario name or YAML path.")
+@click.option("--base", type=click.Path(path_type=Path), default=None,
+              help="A fusionsim train-base run folder (default: log traffic and train the four arms first).")
+@click.option("--stacker", type=click.Path(path_type=Path), default=None,
+              help="A fusionsim train-stacker run folder (default: fit a logistic and an MLP stacker, keep the "
+                   "better).")
+@click.option("--requests", type=click.IntRange(1, MAX_REQUESTS), default=500_000, show_default=True,
+              help="Requests each method is evaluated on.")
+@click.option("--search-requests", type=click.IntRange(1, MAX_REQUESTS), default=100_000, show_default=True,
+              help="Requests per blend and per cascade in the searches.")
+@click.option("--log-requests", type=click.IntRange(1, MAX_REQUESTS), default=400_000, show_default=True,
+              help="Requests logged to train the arms, and again the stacker, when they are not given.")
+@click.option("--methods", default=",".join(method_slug(m) for m in COMPARE_METHODS), show_default=True,
+              help="Comma-separated methods to run.")
+@click.option("--cascade-keep", default="20,50", show_default=True, help="Comma-separated N of the cascades searched.")
+@click.option("--grid-resolution", type=click.IntRange(1, 20), default=4, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--slots", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/compare"), show_default=True)
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
+def compare_command(scenario: str, base: Path | None, stacker: Path | None, requests: int, search_requests: int,
+                    log_requests: int, methods: str, cascade_keep: str, grid_resolution: int, seed: int, slots: int,
+                    out: Path, overwrite: bool) -> None:
+    """Run every fusion method on one shop and seed; write comparison.json, report.md and a learning curve."""
+    resolved = load_scenario(scenario)
+    by_slug = {method_slug(m): m for m in COMPARE_METHODS}
+    names = parse_choices(methods, list(by_slug), "--methods", "method", UsageFailure)
+    try:
+        keeps = tuple(int(v) for v in cascade_keep.split(","))
+    except ValueError:
+        raise UsageFailure(f"--cascade-keep {cascade_keep!r}: must be comma-separated integers, e.g. 20,50") from None
+    config = CompareConfig(scenario=scenario, base=None if base is None else str(base),
+                           stacker=None if stacker is None else str(stacker), requests=requests,
+                           search_requests=search_requests, log_requests=log_requests,
+                           methods=tuple(by_slug[n] for n in names), cascade_keep=keeps,
+                           grid_resolution=grid_resolution, seed=seed, slots=slots)
+    with new_run(out, overwrite) as folder:
+        comparison = compare(config, resolved, folder)
+    click.echo(f"{'method':<20}{'reward/request':>16}{'95% CI':>22}")
+    for name, r in comparison["methods"].items():
+        click.echo(f"{name:<20}{r['reward_per_request']:>16.4f}   [{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]")
+    click.echo(f"wrote {folder}/comparison.json, {folder}/report.md and {folder}/learning_curve.png")
 
 
 @cli.command("explain")

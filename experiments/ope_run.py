@@ -15,7 +15,7 @@ from fusionsim.envs.scenario import parse_scenario, scenario_to_dict
 from fusionsim.envs.shop import make_shop
 from fusionsim.experiments.evaluation import ESTIMATORS, OPEInputError, evaluate
 from fusionsim.experiments.evaluation.estimators import KernelizedInverseProbabilityWeighting
-from fusionsim.experiments.oracle import run_policy_rewards
+from fusionsim.experiments.online import run_online
 from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
 from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
 from fusionsim.experiments.train import TrainedRun, read_trained_run
@@ -134,8 +134,8 @@ def _simulated_truth(log_config: dict, logs: Path, trained: TrainedRun, requests
     """The policy's simulated on-policy value on the log's shop and seed (the ground truth of a simulated log)."""
     scenario = parse_scenario(log_config["scenario"], f"'{logs / 'config.yaml'}'")
     world, arms = make_shop(scenario, base=log_config["args"].get("base"))
-    return run_policy_rewards(world, arms, trained.policy, trained.mapper, requests,
-                              seed=int(log_config["args"]["seed"]), slots=256).mean
+    return run_online(world, arms, trained.policy, trained.mapper, requests,
+                      seed=int(log_config["args"]["seed"]), slots=256).mean
 
 
 def _finish(metrics: dict, logs: Path, source: Path, out: Path, config: OPEConfig) -> dict:

@@ -12,7 +12,8 @@ from fusionsim.agents import ConstantAction
 from fusionsim.agents.base import Policy, check_batch
 from fusionsim.envs.context import CELL_NAMES, N_CELLS, context_cell
 from fusionsim.envs.fusion import ActionMapper
-from fusionsim.envs.simulator import BatchedSimulator
+from fusionsim.envs.strategies import Fusion
+from fusionsim.experiments.online import run_online
 from fusionsim.envs.world import World
 from fusionsim.recommenders import Recommender
 
@@ -44,14 +45,13 @@ class CellTablePolicy(Policy):
 
 
 @dataclass
-class GridSearch:
-    """Mean reward per request of every grid point, overall and per context cell, on one seed.
+class ActionSearch:
+    """Mean reward per request of every action (a blend of the weight grid, a cascade configuration), overall
+    and per context cell, each simulated on the same seed.
 
-    ``grid`` (G, A) weights; ``overall`` (G,); ``by_cell`` (G, N_CELLS) (NaN where a cell got no request);
-    ``cell_requests`` (G, N_CELLS).
+    ``overall`` (G,); ``by_cell`` (G, N_CELLS) (NaN where a cell got no request); ``cell_requests`` (G, N_CELLS).
     """
 
-    grid: np.ndarray
     overall: np.ndarray
     by_cell: np.ndarray
     cell_requests: np.ndarray
@@ -60,13 +60,8 @@ class GridSearch:
     def best_global(self) -> int:
         return int(np.argmax(self.overall))
 
-    @property
-    def best_single_arm(self) -> int:
-        one_hot = np.flatnonzero(self.grid.max(axis=1) == 1.0)
-        return int(one_hot[np.argmax(self.overall[one_hot])])
-
     def oracle_table(self, min_requests: int = 200) -> np.ndarray:
-        """Best grid point per cell; cells seen less than ``min_requests`` times take the global best."""
+        """Best action per cell; cells seen less than ``min_requests`` times take the global best."""
         scores = np.where(self.cell_requests >= min_requests, np.nan_to_num(self.by_cell, nan=-np.inf), -np.inf)
         table = np.argmax(scores, axis=0)
         return np.where(np.isfinite(scores.max(axis=0)), table, self.best_global)
@@ -76,6 +71,18 @@ class GridSearch:
         table = self.oracle_table(min_requests)
         reward = self.by_cell[table, np.arange(N_CELLS)]
         return np.where(np.isfinite(reward), reward, self.overall[self.best_global])
+
+
+@dataclass
+class GridSearch(ActionSearch):
+    """An :class:`ActionSearch` over the points of a weight grid ``grid`` (G, A)."""
+
+    grid: np.ndarray | None = None
+
+    @property
+    def best_single_arm(self) -> int:
+        one_hot = np.flatnonzero(self.grid.max(axis=1) == 1.0)
+        return int(one_hot[np.argmax(self.overall[one_hot])])
 
     def describe(self, arm_names: list[str]) -> dict:
         def blend(g: int) -> dict:
@@ -88,49 +95,23 @@ class GridSearch:
                 "oracle_table": {CELL_NAMES[c]: blend(int(g)) for c, g in enumerate(table)}}
 
 
-@dataclass
-class PolicyRewards:
-    """Rewards of a simulated (non-learning) policy: mean per request overall and over the last 20% of
-    requests, reward sums and request counts per context cell (N_CELLS,), and revenue per ended session."""
-
-    mean: float
-    last_20pct: float
-    cell_sum: np.ndarray
-    cell_count: np.ndarray
-    revenue_per_session: float
-
-
-def run_policy_rewards(world: World, arms: list[Recommender], policy: Policy, mapper: ActionMapper, requests: int,
-                       seed: int, slots: int = 512) -> PolicyRewards:
-    """Simulate ``policy`` (not learning) for ``requests`` requests on ``seed``."""
-    sim = BatchedSimulator(world, arms, n_slots=slots)
-    sim.reset(seed=seed)
-    reward_sum, counts = np.zeros(N_CELLS), np.zeros(N_CELLS)
-    steps = max(1, requests // slots)
-    step_means = np.zeros(steps)
-    revenue, sessions = 0.0, 0
-    for i in range(steps):
-        result = sim.serve(policy, mapper)
-        cells = context_cell(result.contexts)
-        reward_sum += np.bincount(cells, weights=result.reward, minlength=N_CELLS)
-        counts += np.bincount(cells, minlength=N_CELLS)
-        step_means[i] = result.reward.mean()
-        revenue += float(result.revenue.sum(dtype=np.float64))
-        sessions += int((result.terminated | result.truncated).sum())
-    tail = step_means[int(0.8 * steps):]
-    return PolicyRewards(float(reward_sum.sum() / counts.sum()), float(tail.mean()), reward_sum, counts,
-                         revenue / max(sessions, 1))
+def search_actions(world: World, arms: list[Recommender], decoder, n_actions: int, requests: int, seed: int,
+                   slots: int = 512, fusion: Fusion | None = None) -> ActionSearch:
+    """Simulate each of the ``n_actions`` actions, always taken, for ``requests`` requests on the same
+    ``seed`` (common random numbers) through ``decoder`` and ``fusion`` (see ``experiments.online``)."""
+    overall, by_cell, cell_requests = [], [], []
+    for action in range(n_actions):
+        run = run_online(world, arms, ConstantAction(action), decoder, requests, seed, slots, fusion=fusion)
+        overall.append(run.mean)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            by_cell.append(run.cell_sum / run.cell_count)
+        cell_requests.append(run.cell_count)
+    return ActionSearch(np.array(overall), np.array(by_cell), np.array(cell_requests))
 
 
 def grid_search(world: World, arms: list[Recommender], resolution: int, requests: int, seed: int,
                 slots: int = 512) -> GridSearch:
     """Simulate every point of the weight grid for ``requests`` requests on the same ``seed``."""
     mapper = ActionMapper("grid", len(arms), resolution)
-    overall, by_cell, cell_requests = [], [], []
-    for g in range(mapper.n_actions):
-        rewards = run_policy_rewards(world, arms, ConstantAction(g), mapper, requests, seed, slots)
-        overall.append(rewards.mean)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            by_cell.append(rewards.cell_sum / rewards.cell_count)
-        cell_requests.append(rewards.cell_count)
-    return GridSearch(mapper.grid, np.array(overall), np.array(by_cell), np.array(cell_requests))
+    found = search_actions(world, arms, mapper, mapper.n_actions, requests, seed, slots)
+    return GridSearch(found.overall, found.by_cell, found.cell_requests, grid=mapper.grid)

@@ -15,6 +15,7 @@ from fusionsim.envs.logs import InteractionLogWriter
 from fusionsim.envs.scenario import Scenario, scenario_to_dict
 from fusionsim.envs.shop import make_shop
 from fusionsim.envs.simulator import BatchedSimulator
+from fusionsim.envs.strategies import ShuffledSlate, WeightedBlend
 from fusionsim.experiments.metrics import TrafficMetrics
 from fusionsim.experiments.runs import write_config, write_json
 from fusionsim.common.io import mark_complete
@@ -73,6 +74,9 @@ class SimulateConfig:
     """folder of trained arms from fusionsim train-base (None: popularity and new arrivals)"""
     grid_resolution: int = 4
     """resolution of the weight grid that ``uniform-grid`` draws from"""
+    shuffle_slates: bool = False
+    """show each slate's items in a uniformly random order (a position randomisation experiment, from which a
+    stacker learns position bias apart from item quality)"""
 
 
 @dataclass
@@ -86,14 +90,15 @@ def run_policy(config: SimulateConfig, scenario: Scenario, out: Path, progress: 
     ``config.scenario``); write logs/, metrics.json, config.yaml and complete.json to ``out``."""
     world, arms = make_shop(scenario, base=config.base)
     arm_names = [a.name for a in arms]
-    sim_seed, policy_seed = np.random.SeedSequence(config.seed).generate_state(2)
+    sim_seed, policy_seed, order_seed = np.random.SeedSequence(config.seed).generate_state(3)
     policy = make_static_policy(config.policy, arm_names, seed=int(policy_seed),
                                 grid_resolution=config.grid_resolution)
     config = dataclasses.replace(config, slots=min(config.slots, config.requests))
     requests, slots = config.requests, config.slots
     write_config(out, "simulate", dataclasses.asdict(config), scenario=scenario_to_dict(scenario), arms=arm_names,
                  policy={"name": policy.name, "config": policy.config()})
-    sim = BatchedSimulator(world, arms, n_slots=slots)
+    fusion = ShuffledSlate(WeightedBlend(), seed=int(order_seed)) if config.shuffle_slates else None
+    sim = BatchedSimulator(world, arms, n_slots=slots, fusion=fusion)
     mapper = ActionMapper(policy.action_mode, len(arms), config.grid_resolution)
     metrics = TrafficMetrics(scenario.candidates.slate_size)
     writer = InteractionLogWriter(out / "logs", arm_names, chunk_rows=config.chunk_rows)

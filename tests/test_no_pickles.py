@@ -41,7 +41,10 @@ def runs(tmp_path_factory):
               "--out", root / "arms"),
              ("train", "--agent", "linucb", "--actions", "arm", *train, "--out", root / "linucb"),
              ("train", "--agent", "ppo", *train, "--ppo-n-steps", 8, "--out", root / "ppo"),
-             ("simulate", "--scenario", scenario, "--requests", 1000, "--slots", 128, "--out", root / "uniform")]
+             ("simulate", "--scenario", scenario, "--requests", 1000, "--slots", 128, "--out", root / "uniform"),
+             ("simulate", "--scenario", scenario, "--requests", 1000, "--slots", 128, "--base", root / "arms",
+              "--policy", "uniform-grid", "--shuffle-slates", "--out", root / "blends"),
+             ("train-stacker", "--logs", root / "blends", "--kind", "mlp", "--epochs", 1, "--out", root / "stacker")]
     for step in steps:
         result = _run(*step)
         assert result.exit_code == 0, (step, result.output)
@@ -85,6 +88,9 @@ CASES = [
     ("arms", "models/content.pt", "raw", "simulate"),
     ("arms", "arms.json", "raw", "simulate"),
     ("logs", "logs/part-00000.parquet", "raw", "train-base"),
+    ("stacker", "stacker.pt", "torch", "compare"),
+    ("stacker", "stacker.pt", "raw", "compare"),
+    ("stacker", "stacker.json", "raw", "compare"),
 ]
 
 
@@ -114,6 +120,8 @@ def test_a_planted_pickle_never_runs(run_name, relative, kind, command, runs, tm
         "simulate": ("simulate", "--scenario", scenario, "--requests", 500, "--base", copy, "--out", tmp_path / "sim"),
         "train-base": ("train-base", "--scenario", scenario, "--logs", copy, "--models", "popularity",
                        "--out", tmp_path / "arms"),
+        "compare": ("compare", "--scenario", scenario, "--base", runs / "arms", "--stacker", copy, "--methods",
+                    "stacking", "--requests", 640, "--slots", 128, "--search-requests", 128, "--out", tmp_path / "c"),
     }[command]
     result = _run(*args)
     assert not marker.exists(), "the payload ran"

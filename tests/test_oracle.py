@@ -26,7 +26,7 @@ def test_oracle_table_picks_the_best_blend_per_cell_and_falls_back_when_unseen()
     by_cell[2, 1] = 2.0  # blend 2 best in cell 1
     counts = np.full((3, N_CELLS), 500.0)
     counts[:, 2] = 10.0  # cell 2 barely seen
-    search = GridSearch(grid, overall=np.array([0.3, 0.2, 0.25]), by_cell=by_cell, cell_requests=counts)
+    search = GridSearch(overall=np.array([0.3, 0.2, 0.25]), by_cell=by_cell, cell_requests=counts, grid=grid)
     table = search.oracle_table(min_requests=200)
     assert table[0] == 1 and table[1] == 2 and table[2] == 0  # unseen cell -> best global (blend 0)
     assert search.best_global == 0 and search.best_single_arm == 0

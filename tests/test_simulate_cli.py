@@ -43,7 +43,8 @@ def test_simulate_writes_logs_metrics_and_config(scenario_file, tmp_path):
     assert len(log) == 3000 and log["request_id"].tolist() == list(range(3000))
     expected = ["request_id", "t", "session_id", "session_step", "user_id", "segment", "surface", "device", "query",
                 *[f"context_{c}" for c in CONTEXT_NAMES], "action", "propensity", "weights_popularity",
-                "weights_new_arrivals", "slate", "clicks", "purchased", "purchases", "revenue", "reward",
+                "weights_new_arrivals", "slate", "zscore_popularity", "rank_popularity", "zscore_new_arrivals",
+                "rank_new_arrivals", "clicks", "purchased", "purchases", "revenue", "reward",
                 "terminated", "truncated"]
     assert list(log.columns) == expected
     assert (log["propensity"] == 0.5).all() and set(log["action"]) == {0, 1}

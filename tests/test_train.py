@@ -64,7 +64,7 @@ def test_bad_train_input(scenario_file, tmp_path):
     result = _train(scenario_file, tmp_path / "a", "--agent", "dqn", "--requests", "100")
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == ("Error: --agent 'dqn' is not allowed: use one of linucb, lints, "
-                                                      "eps, ucb, ts, ppo")
+                                                      "eps, ucb, ts, joint_linucb, joint_lints, ppo")
     assert not (tmp_path / "a").exists(), "a refused run leaves nothing behind"
     result = _train(scenario_file, tmp_path / "b", "--agent", "ucb", "--requests", "100", "--resume")
     assert result.exit_code == 2
@@ -91,7 +91,8 @@ def test_linucb_ends_closer_to_the_oracle_than_static_blends(tmp_path):
     from fusionsim.envs.scenario import load_scenario
     from fusionsim.envs.shop import make_shop
     from fusionsim.agents import ConstantAction
-    from fusionsim.experiments.oracle import CellTablePolicy, grid_search, run_policy_rewards
+    from fusionsim.experiments.oracle import CellTablePolicy, grid_search
+    from fusionsim.experiments.online import run_online
     from fusionsim.experiments.train import TrainConfig, train
 
     scenario = load_scenario("default")
@@ -101,7 +102,7 @@ def test_linucb_ends_closer_to_the_oracle_than_static_blends(tmp_path):
     n = 102_400
 
     def last_20pct(policy):
-        return run_policy_rewards(world, arms, policy, mapper, n, seed=7, slots=256).last_20pct
+        return run_online(world, arms, policy, mapper, n, seed=7, slots=256).last_20pct
 
     oracle = last_20pct(CellTablePolicy(search.oracle_table().tolist()))
     static = last_20pct(ConstantAction(search.best_global))

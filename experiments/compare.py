@@ -1,0 +1,301 @@
+"""``fusionsim compare``: every fusion method on one shop, on one fresh seed with common random numbers.
+
+Steps (each a pure function of the config and seeds spawned from ``seed``):
+
+1. Without ``base``: log ``log_requests`` requests of uniformly random arms and train the four arms on them
+   (``traffic/``, ``arms/``, complete run folders of ``simulate`` and ``train-base``).
+2. Without ``stacker`` (and when a method needs one): log ``log_requests`` requests of uniformly random
+   blends served by those arms, each slate in a random order (``stacker_traffic/``), fit a logistic and an
+   MLP stacker on that log alone (``stacker_logistic/``, ``stacker_mlp/``) and keep the one with the lower
+   held-out loss.
+3. Search, each candidate for ``search_requests`` requests on one search seed: every blend of the weight grid
+   (the best single arm, the best static blend, and the oracle's best blend per context cell), and every
+   cascade ``arm > N > arm or stacker`` for N in ``cascade_keep``.
+4. Evaluate every method for ``requests`` requests on one fresh evaluation seed (the same shoppers and
+   draws for all): a method's figure is its reward per request over the last 20% of its requests, with
+   a 95% batch-means interval; the learners (``linucb``, ``joint_linucb``, ``adaptive cascade``) learn
+   online from the start.
+
+Writes ``comparison.json``, ``report.md``, ``learning_curve.png``, TensorBoard curves (``tensorboard/``),
+``config.yaml`` and ``complete.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fusionsim.agents import ConstantAction  # noqa: E402
+from fusionsim.common.io import atomic_write_text, check_complete, mark_complete  # noqa: E402
+from fusionsim.envs.fusion import ActionMapper  # noqa: E402
+from fusionsim.envs.scenario import Scenario, scenario_to_dict  # noqa: E402
+from fusionsim.envs.shop import make_shop, world_signature  # noqa: E402
+from fusionsim.envs.stacking import KINDS as STACKER_KINDS  # noqa: E402
+from fusionsim.envs.stacking.stacker import Stacker  # noqa: E402
+from fusionsim.envs.strategies import STACKER, Cascade, CascadeConfig, Stacking  # noqa: E402
+from fusionsim.experiments.online import OnlineRun, run_online  # noqa: E402
+from fusionsim.experiments.oracle import CellTablePolicy, grid_search, search_actions  # noqa: E402
+from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
+from fusionsim.experiments.simulate import SimulateConfig, run_policy  # noqa: E402
+from fusionsim.experiments.train import TrainConfig, make_agent  # noqa: E402
+from fusionsim.experiments.train_base import TrainBaseConfig, train_base  # noqa: E402
+from fusionsim.experiments.train_stacker import TrainStackerConfig, train_stacker  # noqa: E402
+
+METHOD_KINDS = {"best single arm": "reference", "best static blend": "static", "oracle": "reference",
+                "linucb": "adaptive", "joint_linucb": "adaptive", "stacking": "stacking", "cascade": "cascade",
+                "adaptive cascade": "cascade"}
+"""Every method ``compare`` runs, and its kind."""
+METHODS = tuple(METHOD_KINDS)
+NEEDS_STACKER = ("stacking", "cascade", "adaptive cascade")
+LEARNERS = ("linucb", "joint_linucb", "adaptive cascade")
+CURVE_POINTS = 50
+"""Points of each learning curve (windows of consecutive steps)."""
+
+
+class CompareError(ValueError):
+    """Bad ``compare`` input; the message is one line naming the option."""
+
+
+def method_slug(name: str) -> str:
+    """A method's name as the command line writes it (``best static blend`` -> ``best-static-blend``)."""
+    return name.replace(" ", "-").replace("_", "-")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What one ``fusionsim compare`` run does; written whole as ``config.yaml``'s ``args``."""
+
+    scenario: str = "default"
+    """shipped scenario name or YAML path"""
+    base: str | None = None
+    """a fusionsim train-base run folder of the arms (None: log traffic and train the four arms first)"""
+    stacker: str | None = None
+    """a fusionsim train-stacker run folder (None: fit a logistic and an MLP stacker, keep the better)"""
+    requests: int = 500_000
+    """requests each method is evaluated on (the learners learn during them)"""
+    search_requests: int = 100_000
+    """requests per blend and per cascade in the searches"""
+    log_requests: int = 400_000
+    """requests logged to train the arms, and again to fit the stacker, when they are not given"""
+    grid_resolution: int = 4
+    """resolution of the weight grid of the blends"""
+    cascade_keep: tuple[int, ...] = (20, 50)
+    """the N of the cascades searched (each from the slate size to the number of candidates)"""
+    methods: tuple[str, ...] = METHODS
+    """the methods to run, from METHODS"""
+    seed: int = 0
+    """seed from which the traffic, search, evaluation and policy seeds are spawned"""
+    slots: int = 256
+    """concurrent shopper sessions per step"""
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHOD_KINDS]
+        if unknown or not self.methods:
+            raise CompareError(f"--methods: unknown method {unknown[0] if unknown else '(none)'!r}; choose from "
+                               f"{', '.join(method_slug(m) for m in METHODS)}")
+        for name, value in (("--requests", self.requests), ("--search-requests", self.search_requests),
+                            ("--log-requests", self.log_requests), ("--slots", self.slots)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CompareError(f"{name} must be an integer >= 1; got {value!r}")
+        if self.requests < 5 * self.slots:
+            raise CompareError(f"--requests {self.requests} must be at least 5 steps of --slots {self.slots} "
+                               f"({5 * self.slots}), so the last 20% holds a whole step")
+
+
+@dataclass
+class _Seeds:
+    traffic: int
+    stacker_traffic: int
+    fit: int
+    search: int
+    evaluation: int
+    policy: int
+
+
+def _seeds(seed: int) -> _Seeds:
+    return _Seeds(*(int(s) for s in np.random.SeedSequence(seed).generate_state(6)))
+
+
+def _arms_folder(config: CompareConfig, scenario: Scenario, out: Path, seeds: _Seeds, progress: bool) -> Path:
+    if config.base is not None:
+        return Path(config.base)
+    traffic, arms = out / "traffic", out / "arms"
+    run_policy(SimulateConfig(scenario=config.scenario, policy="uniform", requests=config.log_requests,
+                              seed=seeds.traffic, slots=min(1024, config.log_requests)), scenario, traffic,
+               progress=progress)
+    train_base(TrainBaseConfig(logs=str(traffic), scenario=config.scenario, seed=seeds.fit), scenario, arms,
+               progress=progress)
+    return arms
+
+
+def _stacker(config: CompareConfig, scenario: Scenario, arm_names: list[str], base: Path, out: Path,
+             seeds: _Seeds, progress: bool) -> tuple[Stacker, dict]:
+    """The stacker to use, and how it was chosen."""
+    if config.stacker is not None:
+        check_complete(config.stacker, "--stacker", ("train-stacker",))
+        stacker = Stacker.load(config.stacker, "--stacker")
+        stacker.check_shop(arm_names, world_signature(scenario), f"--stacker {config.stacker}")
+        return stacker, {"given": config.stacker, "kind": stacker.spec.kind}
+    traffic = out / "stacker_traffic"
+    run_policy(SimulateConfig(scenario=config.scenario, policy="uniform-grid", requests=config.log_requests,
+                              seed=seeds.stacker_traffic, slots=min(1024, config.log_requests), base=str(base),
+                              grid_resolution=config.grid_resolution, shuffle_slates=True), scenario, traffic,
+               progress=progress)
+    losses = {}
+    for kind in STACKER_KINDS:
+        folder = out / f"stacker_{kind}"
+        metrics = train_stacker(TrainStackerConfig(logs=str(traffic), kind=kind, seed=seeds.fit), folder)
+        losses[kind] = {"validation_loss": metrics["validation_loss"], "baseline_loss": metrics["baseline_loss"]}
+    kind = min(losses, key=lambda k: losses[k]["validation_loss"])
+    return Stacker.load(out / f"stacker_{kind}"), {"kind": kind, "held_out_loss": losses}
+
+
+def cascade_configs(n_arms: int, keeps: tuple[int, ...], with_stacker: bool) -> list[CascadeConfig]:
+    """Every ``arm i > N > arm j`` (j != i) and ``arm i > N > stacker`` for N in ``keeps``."""
+    eye = [tuple(float(v) for v in row) for row in np.eye(n_arms)]
+    seconds = [*range(n_arms), *([STACKER] if with_stacker else [])]
+    return [CascadeConfig(eye[i], int(keep), STACKER if j == STACKER else eye[j])
+            for i in range(n_arms) for keep in keeps for j in seconds if j != i]
+
+
+def _result(run: OnlineRun, kind: str) -> dict:
+    low, high = run.tail_interval()
+    windows = np.array_split(run.step_rewards, min(CURVE_POINTS, len(run.step_rewards)))
+    ends = np.cumsum([len(w) for w in windows]) * run.slots
+    return {"reward_per_request": run.last_20pct, "ci95": [low, high], "requests": run.requests, "kind": kind,
+            "mean_reward_per_request": run.mean, "revenue_per_session": run.revenue_per_session,
+            "curve": {"requests": ends.tolist(), "reward_per_request": [float(w.mean()) for w in windows]}}
+
+
+def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool = True) -> dict:
+    """Run every method of ``config.methods`` on ``scenario`` (resolved from ``config.scenario``); write
+    the outputs listed in the module docstring to ``out`` and return the comparison."""
+    seeds = _seeds(config.seed)
+    k, c = scenario.candidates.slate_size, scenario.candidates.n_candidates
+    bad = [keep for keep in config.cascade_keep if not k <= keep <= c]
+    if bad:
+        raise CompareError(f"--cascade-keep {bad[0]} is not allowed: each N must be an integer from the slate size {k} "
+                           f"to the number of candidates {c}")
+    write_config(out, "compare", {**dataclasses.asdict(config), "methods": list(config.methods),
+                                  "cascade_keep": list(config.cascade_keep)}, scenario=scenario_to_dict(scenario))
+    base = _arms_folder(config, scenario, out, seeds, progress)
+    world, arms = make_shop(scenario, base=base)
+    arm_names = [a.name for a in arms]
+    comparison: dict = {"scenario": scenario.name, "reward": scenario.reward, "arms": arm_names, "methods": {}}
+    stacker = None
+    if any(m in NEEDS_STACKER for m in config.methods):
+        stacker, comparison["stacker"] = _stacker(config, scenario, arm_names, base, out, seeds, progress)
+    mapper = ActionMapper("grid", len(arms), config.grid_resolution)
+    search = grid_search(world, arms, config.grid_resolution, config.search_requests, seeds.search, config.slots)
+    comparison["blends"] = search.describe(arm_names)
+    cascade = None
+    if any(m in ("cascade", "adaptive cascade") for m in config.methods):
+        configs = cascade_configs(len(arms), config.cascade_keep, stacker is not None)
+        cascade = Cascade(configs, len(arms), scenario.candidates.n_candidates, scenario.candidates.slate_size,
+                          stacker=stacker)
+        cascade_search = search_actions(world, arms, cascade, len(configs), config.search_requests, seeds.search,
+                                        config.slots, fusion=cascade)
+        best_cascade = cascade_search.best_global
+        comparison["cascades"] = {"best": configs[best_cascade].label(arm_names),
+                                  "searched": {c.label(arm_names): float(r)
+                                               for c, r in zip(configs, cascade_search.overall)}}
+
+    def evaluate(method: str) -> OnlineRun:
+        def run(policy, decoder, fusion=None, learn=False):
+            return run_online(world, arms, policy, decoder, config.requests, seeds.evaluation, config.slots,
+                              fusion=fusion, learn=learn)
+        if method == "best single arm":
+            return run(ConstantAction(search.best_single_arm), mapper)
+        if method == "best static blend":
+            return run(ConstantAction(search.best_global), mapper)
+        if method == "oracle":
+            return run(CellTablePolicy(search.oracle_table().tolist()), mapper)
+        if method in ("linucb", "joint_linucb"):
+            agent = make_agent(TrainConfig(agent=method, grid_resolution=config.grid_resolution), mapper.n_actions,
+                               seeds.policy, len(arms))
+            return run(agent, mapper, learn=True)
+        if method == "stacking":
+            stacking = Stacking(stacker)
+            return run(ConstantAction(0), stacking, stacking)
+        if method == "cascade":
+            return run(ConstantAction(best_cascade), cascade, cascade)
+        agent = make_agent(TrainConfig(agent="linucb"), cascade.n_actions, seeds.policy, len(arms))
+        return run(agent, cascade, cascade, learn=True)
+
+    for method in config.methods:
+        comparison["methods"][method] = _result(evaluate(method), METHOD_KINDS[method])
+    _add_headroom(comparison["methods"])
+    write_json(out / "comparison.json", comparison)
+    _write_curves(comparison, out)
+    atomic_write_text(out / "report.md", render_report(comparison, config))
+    mark_complete(out, "compare")
+    return comparison
+
+
+def _add_headroom(methods: dict) -> None:
+    """Each method's share of the headroom, (method - best static blend) / (oracle - best static blend)."""
+    if "best static blend" not in methods or "oracle" not in methods:
+        return
+    static, oracle = methods["best static blend"]["reward_per_request"], methods["oracle"]["reward_per_request"]
+    for result in methods.values():
+        gap = oracle - static
+        result["headroom_captured"] = (result["reward_per_request"] - static) / gap if gap > 0 else None
+
+
+def _write_curves(comparison: dict, out: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    writer = SummaryWriter(str(out / "tensorboard"))
+    for name, result in comparison["methods"].items():
+        curve = result["curve"]
+        ax.plot(curve["requests"], curve["reward_per_request"], label=name,
+                linestyle="-" if result["kind"] in ("adaptive", "cascade", "stacking") else "--")
+        for x, y in zip(curve["requests"], curve["reward_per_request"]):
+            writer.add_scalar(f"compare/{method_slug(name)}", y, x)
+    writer.close()
+    ax.set_xlabel("requests")
+    ax.set_ylabel(f"{comparison['reward']} per request (window mean)")
+    ax.set_title(f"Fusion methods on scenario '{comparison['scenario']}'")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out / "learning_curve.png")
+
+
+def render_report(comparison: dict, config: CompareConfig) -> str:
+    """A Markdown table of every method, and a sentence on which fusion pays."""
+    methods = comparison["methods"]
+    lines = [f"# Fusion methods on scenario `{comparison['scenario']}`", "",
+             f"Each method served {config.requests:,} requests of the same shoppers (one evaluation seed, common "
+             f"random numbers); the figure is {comparison['reward']} per request over the last 20%, with a 95% "
+             "batch-means interval. Learners learn online from the first request.", "",
+             "| method | kind | reward/request | 95% CI | vs best static blend | headroom captured |",
+             "|---|---|---|---|---|---|"]
+    static = methods.get("best static blend", {}).get("reward_per_request")
+    for name, r in methods.items():
+        versus = f"{100 * (r['reward_per_request'] / static - 1):+.2f}%" if static else "-"
+        headroom = r.get("headroom_captured")
+        lines.append(f"| {name} | {r['kind']} | {r['reward_per_request']:.4f} | [{r['ci95'][0]:.4f}, "
+                     f"{r['ci95'][1]:.4f}] | {versus} | {'-' if headroom is None else f'{100 * headroom:.0f}%'} |")
+    best = max(methods, key=lambda m: methods[m]["reward_per_request"] if methods[m]["kind"] != "reference" else -1)
+    lines += ["", _verdict(best, methods, static)]
+    if "stacker" in comparison:
+        lines += ["", f"Stacker: {comparison['stacker']['kind']}."]
+    if "cascades" in comparison:
+        lines += [f"Best searched cascade: `{comparison['cascades']['best']}`."]
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(best: str, methods: dict, static: float | None) -> str:
+    r = methods[best]
+    if static is None or best == "best static blend":
+        return f"On this shop the best method that a shop can deploy is {best} ({r['reward_per_request']:.4f})."
+    return (f"On this shop {best} pays most: {r['reward_per_request']:.4f} per request, "
+            f"{100 * (r['reward_per_request'] / static - 1):+.2f}% against the best static blend.")

@@ -1,0 +1,74 @@
+"""``fusionsim compare``: every method on one small shop at a tiny budget, and its bad input."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fusionsim.experiments.cli import cli
+from fusionsim.experiments.compare import METHODS, cascade_configs
+from tests.test_simulate_cli import scenario_file  # noqa: F401  (fixture)
+
+
+def _run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def arms(scenario_file, tmp_path_factory):  # noqa: F811
+    root = tmp_path_factory.mktemp("compare")
+    result = _run("simulate", "--scenario", scenario_file, "--requests", 3000, "--slots", 500, "--out",
+                  root / "traffic")
+    assert result.exit_code == 0, result.output
+    result = _run("train-base", "--scenario", scenario_file, "--logs", root / "traffic", "--models",
+                  "popularity,content", "--out", root / "arms")
+    assert result.exit_code == 0, result.output
+    return root / "arms"
+
+
+def test_compare_runs_every_method(scenario_file, arms, tmp_path):  # noqa: F811
+    out = tmp_path / "cmp"
+    result = _run("compare", "--scenario", scenario_file, "--base", arms, "--requests", 2560, "--search-requests",
+                  512, "--log-requests", 3000, "--slots", 256, "--cascade-keep", "20", "--grid-resolution", 2,
+                  "--out", out)
+    assert result.exit_code == 0, result.output
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert list(comparison["methods"]) == list(METHODS)
+    kinds = {name: r["kind"] for name, r in comparison["methods"].items()}
+    assert kinds["best single arm"] == kinds["oracle"] == "reference" and kinds["best static blend"] == "static"
+    assert kinds["stacking"] == "stacking" and kinds["cascade"] == kinds["adaptive cascade"] == "cascade"
+    for r in comparison["methods"].values():
+        low, high = r["ci95"]
+        assert low <= r["reward_per_request"] <= high and r["requests"] == 2560
+    # the stacker was fitted on a log the run wrote, and both kinds were measured before choosing
+    assert set(comparison["stacker"]["held_out_loss"]) == {"logistic", "mlp"}
+    assert (out / "stacker_traffic" / "complete.json").is_file()
+    for name in ("report.md", "learning_curve.png", "complete.json"):
+        assert (out / name).is_file(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    report = (out / "report.md").read_text()
+    assert "| oracle | reference |" in report and "pays most" in report or "best method" in report
+
+
+def test_cascade_configs():
+    configs = cascade_configs(2, (20, 50), with_stacker=True)
+    labels = [c.label(["a", "b"]) for c in configs]
+    assert labels == ["a>20>b", "a>20>stacker", "a>50>b", "a>50>stacker", "b>20>a", "b>20>stacker", "b>50>a",
+                      "b>50>stacker"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--methods", "oracle,magic"), "--methods 'oracle,magic': unknown method magic; choose from best-single-arm"),
+    (("--cascade-keep", "20,x"), "--cascade-keep '20,x': must be comma-separated integers, e.g. 20,50"),
+    (("--requests", "100", "--slots", "256"), "--requests 100 must be at least 5 steps of --slots 256 (1280)"),
+    (("--cascade-keep", "5"), "--cascade-keep 5 is not allowed: each N must be an integer from the slate size 10 to "
+                              "the number of candidates 200"),
+    (("--stacker", "{tmp}/none"), "--stacker {tmp}/none holds no stacker (expected stacker.json and stacker.pt"),
+])
+def test_compare_bad_input(scenario_file, arms, tmp_path, args, message):  # noqa: F811
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = _run("compare", "--scenario", scenario_file, "--base", arms, "--search-requests", 256, "--requests", 1280,
+                  *args, "--out", tmp_path / "o")
+    assert result.exit_code == 2, result.output
+    assert message.format(tmp=tmp_path) in result.output and result.output.count("\n") == 1, result.output
+    assert not (tmp_path / "o").exists()
