@@ -229,8 +229,12 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
         agent = make_agent(TrainConfig(agent="linucb"), cascade.n_actions, seeds.policy, len(arms))
         return run(agent, cascade, cascade, learn=True)
 
-    for method in config.methods:
-        comparison["methods"][method] = _result(evaluate(method), METHOD_KINDS[method])
+    runs = {method: evaluate(method) for method in config.methods}
+    for method, run in runs.items():
+        comparison["methods"][method] = _result(run, METHOD_KINDS[method])
+        if "best static blend" in runs:
+            difference, interval = run.tail_difference(runs["best static blend"])
+            comparison["methods"][method]["vs_best_static_blend"] = {"difference": difference, "ci95": list(interval)}
     _add_headroom(comparison["methods"])
     write_json(out / "comparison.json", comparison)
     _write_curves(comparison, out)
@@ -276,11 +280,13 @@ def render_report(comparison: dict, config: CompareConfig) -> str:
              f"Each method served {config.requests:,} requests of the same shoppers (one evaluation seed, common "
              f"random numbers); the figure is {comparison['reward']} per request over the last 20%, with a 95% "
              "batch-means interval. Learners learn online from the first request.", "",
-             "| method | kind | reward/request | 95% CI | vs best static blend | headroom captured |",
+             "| method | kind | reward/request | 95% CI | minus best static (paired 95% CI) | headroom captured |",
              "|---|---|---|---|---|---|"]
     static = methods.get("best static blend", {}).get("reward_per_request")
     for name, r in methods.items():
-        versus = f"{100 * (r['reward_per_request'] / static - 1):+.2f}%" if static else "-"
+        versus = r.get("vs_best_static_blend")
+        versus = (f"{versus['difference']:+.4f} [{versus['ci95'][0]:+.4f}, {versus['ci95'][1]:+.4f}]"
+                  if versus and name != "best static blend" else "-")
         headroom = r.get("headroom_captured")
         lines.append(f"| {name} | {r['kind']} | {r['reward_per_request']:.4f} | [{r['ci95'][0]:.4f}, "
                      f"{r['ci95'][1]:.4f}] | {versus} | {'-' if headroom is None else f'{100 * headroom:.0f}%'} |")
@@ -294,8 +300,13 @@ def render_report(comparison: dict, config: CompareConfig) -> str:
 
 
 def _verdict(best: str, methods: dict, static: float | None) -> str:
+    """One sentence: the deployable method that earned most, and whether its edge over the best static blend
+    is resolved (its paired interval excludes zero)."""
     r = methods[best]
     if static is None or best == "best static blend":
         return f"On this shop the best method that a shop can deploy is {best} ({r['reward_per_request']:.4f})."
+    low, high = r["vs_best_static_blend"]["ci95"]
+    resolved = ("the paired 95% interval of the difference excludes zero" if low > 0 else
+                "but the paired 95% interval of the difference includes zero: not resolved at this many requests")
     return (f"On this shop {best} pays most: {r['reward_per_request']:.4f} per request, "
-            f"{100 * (r['reward_per_request'] / static - 1):+.2f}% against the best static blend.")
+            f"{100 * (r['reward_per_request'] / static - 1):+.2f}% against the best static blend; {resolved}.")

@@ -52,16 +52,29 @@ class OnlineRun:
         return float(self.tail().mean())
 
     def tail_interval(self, level: float = 0.95) -> tuple[float, float]:
-        """Interval of the tail's mean reward per request by batch means: the tail's steps cut into
-        :data:`TAIL_BATCHES` consecutive batches, a t interval over the batch means (consecutive steps share
-        sessions, batches of many steps are close to independent). A tail of fewer steps than batches uses
-        one step per batch; a single step has no interval (NaN)."""
-        tail = self.tail()
-        batches = np.array([b.mean() for b in np.array_split(tail, min(TAIL_BATCHES, len(tail)))])
-        if len(batches) < 2:
-            return float("nan"), float("nan")
-        half = stats.t.ppf(0.5 + level / 2, len(batches) - 1) * batches.std(ddof=1) / np.sqrt(len(batches))
-        return float(batches.mean() - half), float(batches.mean() + half)
+        """Interval of the tail's mean reward per request by batch means (see :func:`batch_means_interval`)."""
+        return batch_means_interval(self.tail(), level)
+
+    def tail_difference(self, other: "OnlineRun", level: float = 0.95) -> tuple[float, tuple[float, float]]:
+        """This run's tail mean minus ``other``'s, with its paired batch-means interval: both runs served the
+        same shoppers on the same seed (common random numbers), so step i of one is compared with step i of
+        the other, which cancels most of the traffic noise. Both runs must have the same steps."""
+        if len(self.step_rewards) != len(other.step_rewards):
+            raise ValueError(f"paired runs need the same steps; got {len(self.step_rewards)} and "
+                             f"{len(other.step_rewards)}")
+        difference = self.tail() - other.tail()
+        return float(difference.mean()), batch_means_interval(difference, level)
+
+
+def batch_means_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean of consecutive step values: cut into :data:`TAIL_BATCHES` consecutive batches, a
+    t interval over the batch means (consecutive steps share sessions; batches of many steps are close to
+    independent). Fewer steps than batches: one step per batch; a single step has no interval (NaN)."""
+    batches = np.array([b.mean() for b in np.array_split(values, min(TAIL_BATCHES, len(values)))])
+    if len(batches) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(batches) - 1) * batches.std(ddof=1) / np.sqrt(len(batches))
+    return float(batches.mean() - half), float(batches.mean() + half)
 
 
 def run_online(world: World, arms: list[Recommender], policy: Policy, decoder, requests: int, seed: int,

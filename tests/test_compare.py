@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -63,7 +64,8 @@ def test_cascade_configs():
     (("--requests", "100", "--slots", "256"), "--requests 100 must be at least 5 steps of --slots 256 (1280)"),
     (("--cascade-keep", "5"), "--cascade-keep 5 is not allowed: each N must be an integer from the slate size 10 to "
                               "the number of candidates 200"),
-    (("--stacker", "{tmp}/none"), "--stacker {tmp}/none holds no stacker (expected stacker.json and stacker.pt"),
+    (("--stacker", "{tmp}/none"), "--stacker {tmp}/none does not exist or is not a folder; give a fusionsim "
+                                  "train-stacker run folder"),
 ])
 def test_compare_bad_input(scenario_file, arms, tmp_path, args, message):  # noqa: F811
     args = [a.format(tmp=tmp_path) for a in args]
@@ -72,3 +74,22 @@ def test_compare_bad_input(scenario_file, arms, tmp_path, args, message):  # noq
     assert result.exit_code == 2, result.output
     assert message.format(tmp=tmp_path) in result.output and result.output.count("\n") == 1, result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_batch_means_interval_by_hand():
+    from fusionsim.experiments.online import OnlineRun, batch_means_interval
+
+    # ten steps, one per batch: mean 5.5, sd 3.02765, t(0.975, 9) = 2.262157
+    low, high = batch_means_interval(np.arange(1.0, 11.0))
+    assert abs(low - (5.5 - 2.262157 * 3.0276504 / np.sqrt(10))) < 1e-5 and abs(high + low - 11.0) < 1e-12
+    # 25 steps in 10 batches of 3, 3, 3, 3, 3, 2, 2, 2, 2, 2 steps (numpy's array_split)
+    values = np.arange(25.0)
+    means = [b.mean() for b in np.array_split(values, 10)]
+    half = 2.262157 * np.std(means, ddof=1) / np.sqrt(10)
+    np.testing.assert_allclose(batch_means_interval(values), (np.mean(means) - half, np.mean(means) + half), rtol=1e-6)
+    # the paired difference of two runs over their last 20% of steps
+    empty = np.zeros(24)
+    a = OnlineRun(np.arange(50.0), 1, empty, empty, 0.0)
+    b = OnlineRun(np.arange(50.0) - np.tile([1.0, 3.0], 25), 1, empty, empty, 0.0)
+    difference, (low, high) = a.tail_difference(b)
+    assert difference == 2.0 and low < 2.0 < high
