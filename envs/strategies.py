@@ -203,8 +203,9 @@ class Cascade(Fusion):
             np.put_along_axis(dropped, kept, False, axis=1)
             dropped |= excluded[rows]
             second = self._second[index]
-            if second is None:
-                ordering = self.stacker.score(scores, contexts[rows])
+            if second is None:  # the stacker scores the kept candidates only; the dropped ones are never shown
+                ordering = np.zeros((n, c), dtype=np.float32)
+                np.put_along_axis(ordering, kept, self.stacker.score(scores, contexts[rows], kept), axis=1)
                 weights[rows] = np.nan
             else:
                 ordering = blend(scores, np.broadcast_to(second, (n, len(arm_scores))))

@@ -94,6 +94,9 @@ def test_save_load_round_trip_and_refusals(tmp_path):
     rng = np.random.default_rng(0)
     scores = [rng.standard_normal((4, 20)).astype(np.float32) for _ in range(2)]
     np.testing.assert_array_equal(loaded.score(scores, contexts[:4]), stacker.score(scores, contexts[:4]))
+    some = np.array([[3, 0], [19, 5], [7, 8], [1, 2]])  # scoring a few candidates equals picking from all
+    np.testing.assert_allclose(stacker.score(scores, contexts[:4], some),
+                               np.take_along_axis(stacker.score(scores, contexts[:4]), some, axis=1), rtol=1e-6)
     assert loaded.spec == stacker.spec and loaded.report == json.loads(json.dumps(stacker.report))
 
     loaded.check_shop(["a", "b"], WORLD, "--stacker s")

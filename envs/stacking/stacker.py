@@ -110,10 +110,15 @@ class Stacker:
         """(k,) learned log-odds effect of each position (position 0 first)."""
         return self.network.position_logit.detach().numpy().copy()
 
-    def score(self, arm_scores: list[np.ndarray], contexts: np.ndarray) -> np.ndarray:
+    def score(self, arm_scores: list[np.ndarray], contexts: np.ndarray, positions: np.ndarray | None = None,
+              ) -> np.ndarray:
         """Scores (B, C) float32 of every candidate, higher = better, from the arms' scores [(B, C)] * A (in
-        :attr:`StackerSpec.arm_names` order) and the requests' contexts (B, D)."""
-        signals = torch.from_numpy(candidate_signals(arm_scores))
+        :attr:`StackerSpec.arm_names` order) and the requests' contexts (B, D); with ``positions`` (B, n),
+        the scores (B, n) of those candidates only (their signals still rank them among all C)."""
+        signals = candidate_signals(arm_scores)
+        if positions is not None:
+            signals = np.take_along_axis(signals, positions[:, :, None], axis=1)
+        signals = torch.from_numpy(signals)
         with torch.inference_mode():
             logits = self.network.model(signals, torch.from_numpy(np.asarray(contexts, dtype=np.float32)))
         return logits.numpy()
