@@ -128,12 +128,31 @@ class _SlateKeys:
 
 @functools.lru_cache(maxsize=4)  # row_offset holds B x k int32: keep few shapes
 def _slate_keys(b: int, c: int, k: int) -> _SlateKeys:
-    bits = max(1, (c - 1).bit_length())
+    bits = position_bits(c)
     spare = (1 << bits) - c
     return _SlateKeys(score_bits=np.array(-(1 << bits), dtype=np.int32),
                       position_bits=np.array((1 << bits) - 1, dtype=np.int32),
                       flip=(np.int32(-(1 << bits)) | (np.arange(c, dtype=np.int32) + spare))[None, :],
                       row_offset=np.repeat((np.arange(b, dtype=np.int32) * c - spare)[:, None], k, axis=1))
+
+
+def position_bits(c: int) -> int:
+    """Low bits of a ranking key that hold a candidate's position among ``c``: ceil(log2 c), at least 1."""
+    return max(1, (c - 1).bit_length())
+
+
+def ranking_keys(scores: np.ndarray) -> np.ndarray:
+    """Distinct int32 keys (B, C) in the order in which :func:`select_slate` ranks ``scores`` (B, C): the
+    float32 bits made order-preserving (negatives flipped), their lowest :func:`position_bits` bits replaced
+    by ``C - 1 - position``, so each key is unique and an earlier position wins a tie. (``select_slate``
+    builds their complement in place, for speed.)"""
+    c = scores.shape[1]
+    bits = position_bits(c)
+    keys = np.ascontiguousarray(scores, dtype=np.float32).view(np.int32)
+    keys = keys ^ ((keys >> 31) & np.int32(0x7FFFFFFF))
+    keys &= np.int32(-(1 << bits))
+    keys |= np.arange(c - 1, -1, -1, dtype=np.int32)
+    return keys
 
 
 def select_slate(candidates: np.ndarray, blended: np.ndarray, k: int, excluded: np.ndarray | None = None,

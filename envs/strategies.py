@@ -192,8 +192,9 @@ class Cascade(Fusion):
         slate = np.empty((b, slate_size), dtype=np.int32)
         weights = np.empty((b, len(arm_scores)), dtype=np.float32)
         places = np.broadcast_to(np.arange(c, dtype=np.int32), (b, c))
-        for index in np.unique(decisions).tolist():  # one pass per configuration in use, not per request
-            rows = slice(None) if len(decisions) and decisions.min() == decisions.max() else decisions == index
+        in_use = np.unique(decisions).tolist()
+        for index in in_use:  # one pass per configuration in use, not per request
+            rows = slice(None) if len(in_use) == 1 else decisions == index
             scores = [s[rows] for s in arm_scores]
             n = len(scores[0])
             first = np.broadcast_to(self._first[index], (n, len(arm_scores)))

@@ -8,8 +8,9 @@ import torch
 from click.testing import CliRunner
 
 from fusionsim.envs.context import CONTEXT_DIM, CONTEXT_NAMES
-from fusionsim.envs.stacking.signals import (candidate_signals, rank_discount, ranking_keys, ranks_and_zscores,
-                                             shown_ranks_and_zscores, signal_names, signals)
+from fusionsim.envs.fusion import ranking_keys, select_slate
+from fusionsim.envs.stacking.signals import (candidate_signals, rank_discount, shown_ranks_and_zscores, signal_names,
+                                             signals)
 from fusionsim.envs.stacking.stacker import FitConfig, Stacker, StackerError, StackerSpec, fit_stacker
 from fusionsim.experiments.cli import cli
 from tests.test_simulate_cli import scenario_file  # noqa: F401  (fixture)
@@ -24,7 +25,8 @@ def _spec(kind="logistic", arms=("a", "b"), **changes):
 
 def test_ranks_and_zscores_by_hand():
     # scores 3, 1, 2, 2: mean 2, variance 0.5; the tie at 2 goes to the earlier position
-    ranks, zscores = ranks_and_zscores([np.array([[3.0, 1.0, 2.0, 2.0]], dtype=np.float32)])
+    ranks, zscores = shown_ranks_and_zscores([np.array([[3.0, 1.0, 2.0, 2.0]], dtype=np.float32)],
+                                             np.array([[0, 1, 2, 3]]))
     np.testing.assert_array_equal(ranks, [[[0, 3, 1, 2]]])
     z = 1.0 / (np.sqrt(0.5) + 1e-6)
     np.testing.assert_allclose(zscores, [[[z, -z, 0.0, 0.0]]], rtol=1e-6)
@@ -44,6 +46,10 @@ def test_logged_signals_equal_the_served_ones():
     keys = ranking_keys(scores[1])
     expected = (keys[:, None, :] > np.take_along_axis(keys, positions, axis=1)[:, :, None]).sum(axis=2)
     np.testing.assert_array_equal(shown_ranks_and_zscores(scores, positions)[0][1], expected)
+    # the keys order candidates as the slate is picked: the top k by key are select_slate's slate
+    candidates = np.tile(np.arange(c, dtype=np.int32), (b, 1))
+    by_key = np.argsort(-keys.astype(np.int64), axis=1)[:, :k]
+    np.testing.assert_array_equal(select_slate(candidates, scores[1], k), by_key)
 
 
 def _synthetic(n=3000, k=3, seed=0):

@@ -5,9 +5,9 @@ For arm a and candidate c of a request with C candidates:
 - ``zscore``: ``(s_a[c] - mean_a) / (std_a + STD_FLOOR)``, mean and standard deviation over the request's C
   candidates, computed in float32 as :func:`envs.fusion.blend` standardises;
 - ``rank``: the candidate's place in the arm's own ranking of the C candidates, 0 = the arm's best, by the
-  order-preserving int32 keys of :func:`ranking_keys` (scores closer than about 3e-5 relative count as
-  tied, and ties go to the earlier candidate position). The model reads it as the discount
-  ``1 / log2(2 + rank)`` in (0, 1].
+  order-preserving int32 keys of :func:`envs.fusion.ranking_keys`, the order slates are picked in (scores
+  closer than about 3e-5 relative count as tied, and ties go to the earlier candidate position). The model
+  reads it as the discount ``1 / log2(2 + rank)`` in (0, 1].
 
 The same numbers are logged for the shown items (``envs.logs``: ``zscore_<arm>``, ``rank_<arm>``) and
 computed for every candidate when a stacker serves, by the same function, so a model trained on a log
@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from fusionsim.envs.fusion import STD_FLOOR
+from fusionsim.envs.fusion import STD_FLOOR, position_bits, ranking_keys
 
 SIGNALS_PER_ARM = 2
 """Channels per arm in a signal array: the z-score, then the rank discount."""
@@ -36,25 +36,6 @@ def rank_discount(rank: np.ndarray) -> np.ndarray:
     return (1.0 / np.log2(2.0 + np.asarray(rank, dtype=np.float32))).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=8)
-def _position_bits(c: int) -> tuple[int, np.ndarray]:
-    """Bits needed for a candidate position, and the positions' key bits (C - 1 ... 0) as int32."""
-    return max(1, (c - 1).bit_length()), np.arange(c - 1, -1, -1, dtype=np.int32)
-
-
-def ranking_keys(scores: np.ndarray) -> np.ndarray:
-    """Distinct int32 keys (B, C) in the order of ``scores`` (B, C): the float32 bits made order-preserving
-    (negatives flipped), their lowest ceil(log2 C) bits replaced by ``C - 1 - position`` so that each key is
-    unique and an earlier position wins a tie."""
-    c = scores.shape[1]
-    bits, low_bits = _position_bits(c)
-    keys = np.ascontiguousarray(scores, dtype=np.float32).view(np.int32)
-    keys = keys ^ ((keys >> 31) & np.int32(0x7FFFFFFF))
-    keys &= np.int32(-(1 << bits))
-    keys |= low_bits
-    return keys
-
-
 def _zscores(s: np.ndarray) -> np.ndarray:
     """z-scores (B, C) float32 of float32 scores (B, C), standardised over each request's candidates."""
     c = s.shape[1]
@@ -63,27 +44,9 @@ def _zscores(s: np.ndarray) -> np.ndarray:
     return (s - mean[:, None]) * (np.float32(1.0) / (np.sqrt(var) + np.float32(STD_FLOOR)))[:, None]
 
 
-def ranks_and_zscores(arm_scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Every candidate's rank (A, B, C) int32 and z-score (A, B, C) float32 under each arm, from per-arm
-    scores [(B, C)] * A."""
-    b, c = arm_scores[0].shape
-    bits, _ = _position_bits(c)
-    ranks = np.empty((len(arm_scores), b, c), dtype=np.int32)
-    zscores = np.empty((len(arm_scores), b, c), dtype=np.float32)
-    places = np.broadcast_to(np.arange(c, dtype=np.int32), (b, c))
-    for a, scores in enumerate(arm_scores):
-        s = np.asarray(scores, dtype=np.float32)
-        zscores[a] = _zscores(s)
-        # sorted distinct keys carry their candidate's position in their low bits: one int32 sort ranks them
-        best_first = np.sort(ranking_keys(s), axis=1)[:, ::-1]
-        np.put_along_axis(ranks[a], (c - 1) - (best_first & np.int32((1 << bits) - 1)), places, axis=1)
-    return ranks, zscores
-
-
 def shown_ranks_and_zscores(arm_scores: list[np.ndarray], positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ranks (A, B, k) int32 and z-scores (A, B, k) float32 of the candidates at ``positions`` (B, k) only
-    (what a log keeps of the shown items): the same numbers as :func:`ranks_and_zscores` at those positions,
-    a rank counted as the number of candidates whose key is higher, without sorting all C."""
+    """The ranks (A, B, k) int32 and z-scores (A, B, k) float32 of the candidates at ``positions`` (B, k) (what
+    a log keeps of the shown items): a rank is the number of the request's candidates whose key is higher."""
     ranks = np.empty((len(arm_scores),) + positions.shape, dtype=np.int32)
     zscores = np.empty((len(arm_scores),) + positions.shape, dtype=np.float32)
     for a, scores in enumerate(arm_scores):
@@ -106,11 +69,12 @@ def signals(ranks: np.ndarray, zscores: np.ndarray) -> np.ndarray:
 
 
 def candidate_signals(arm_scores: list[np.ndarray]) -> np.ndarray:
-    """Signals (B, C, 2A) of every candidate, from per-arm scores [(B, C)] * A: the numbers of
-    ``signals(*ranks_and_zscores(arm_scores))``, written straight into the output (the rank discounts come
-    from a table, scattered by the sort's positions), as the serving path needs them."""
+    """Signals (B, C, 2A) of every candidate, from per-arm scores [(B, C)] * A: the numbers
+    ``signals(*shown_ranks_and_zscores(arm_scores, positions))`` gives for all positions, written straight
+    into the output (sorted distinct keys carry their candidate's position in their low bits, so one int32
+    sort ranks them, and the rank discounts come from a table scattered by those positions)."""
     b, c = arm_scores[0].shape
-    bits, _ = _position_bits(c)
+    bits = position_bits(c)
     out = np.empty((b, c, SIGNALS_PER_ARM * len(arm_scores)), dtype=np.float32)
     discounts = np.broadcast_to(_discount_table(c), (b, c))
     for a, scores in enumerate(arm_scores):
