@@ -93,3 +93,17 @@ def test_batch_means_interval_by_hand():
     b = OnlineRun(np.arange(50.0) - np.tile([1.0, 3.0], 25), 1, empty, empty, 0.0)
     difference, (low, high) = a.tail_difference(b)
     assert difference == 2.0 and low < 2.0 < high
+
+
+def test_a_stacker_of_another_arm_list_is_refused(scenario_file, arms, tmp_path):  # noqa: F811
+    """A stacker fitted on a log served by popularity and new_arrivals cannot fuse popularity and content."""
+    assert _run("simulate", "--scenario", scenario_file, "--requests", 1000, "--slots", 500, "--policy", "uniform-grid",
+                "--out", tmp_path / "log").exit_code == 0
+    assert _run("train-stacker", "--logs", tmp_path / "log", "--kind", "logistic", "--epochs", 1,
+                "--out", tmp_path / "stacker").exit_code == 0
+    result = _run("compare", "--scenario", scenario_file, "--base", arms, "--stacker", tmp_path / "stacker",
+                  "--methods", "stacking", "--requests", 1280, "--search-requests", 256, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert (f"--stacker {tmp_path / 'stacker'} was trained on the arms [popularity, new_arrivals]; this shop's arms "
+            "are [popularity, content] (names and order must match)") in result.output
+    assert not (tmp_path / "o").exists()
