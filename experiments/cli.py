@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 
 from fusionsim.envs.scenario import load_scenario
-from fusionsim.experiments.compare import METHODS as COMPARE_METHODS, CompareConfig, compare, method_slug
+from fusionsim.experiments.compare import METHODS as COMPARE_METHODS
+from fusionsim.experiments.compare import PER as COMPARE_PER
+from fusionsim.experiments.compare import CompareConfig, compare, method_slug
 from fusionsim.experiments.runs import new_run, parse_choices
 from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import AGENTS, PPOConfig, TrainConfig, TrainError, train
@@ -292,11 +294,13 @@ def train_command(scenario: str, base: Path | None, agent: str, requests: int, o
 @click.option("--grid-resolution", type=click.IntRange(1, 20), default=4, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--slots", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--per", type=click.Choice(COMPARE_PER), default="request", show_default=True,
+              help="Rank the methods by reward per request or per session.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/compare"), show_default=True)
 @click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def compare_command(scenario: str, base: Path | None, stacker: Path | None, requests: int, search_requests: int,
                     log_requests: int, methods: str, cascade_keep: str, grid_resolution: int, seed: int, slots: int,
-                    out: Path, overwrite: bool) -> None:
+                    per: str, out: Path, overwrite: bool) -> None:
     """Run every fusion method on one shop and seed; write comparison.json, report.md and a learning curve."""
     resolved = load_scenario(scenario)
     by_slug = {method_slug(m): m for m in COMPARE_METHODS}
@@ -309,12 +313,13 @@ def compare_command(scenario: str, base: Path | None, stacker: Path | None, requ
                            stacker=None if stacker is None else str(stacker), requests=requests,
                            search_requests=search_requests, log_requests=log_requests,
                            methods=tuple(by_slug[n] for n in names), cascade_keep=keeps,
-                           grid_resolution=grid_resolution, seed=seed, slots=slots)
+                           grid_resolution=grid_resolution, seed=seed, slots=slots, per=per)
     with new_run(out, overwrite) as folder:
         comparison = compare(config, resolved, folder)
-    click.echo(f"{'method':<20}{'reward/request':>16}{'95% CI':>22}")
+    click.echo(f"{'method':<20}{'reward/' + per:>16}{'95% CI':>22}")
+    interval = "ci95" if per == "request" else "session_ci95"
     for name, r in comparison["methods"].items():
-        click.echo(f"{name:<20}{r['reward_per_request']:>16.4f}   [{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]")
+        click.echo(f"{name:<20}{r['reward_per_' + per]:>16.4f}   [{r[interval][0]:.4f}, {r[interval][1]:.4f}]")
     click.echo(f"wrote {folder}/comparison.json, {folder}/report.md and {folder}/learning_curve.png")
 
 

@@ -55,6 +55,8 @@ METHOD_KINDS = {"best single arm": "reference", "best static blend": "static", "
 METHODS = tuple(METHOD_KINDS)
 NEEDS_STACKER = ("stacking", "cascade", "adaptive cascade")
 LEARNERS = ("linucb", "joint_linucb", "adaptive cascade")
+PER = ("request", "session")
+"""What ``CompareConfig.per`` may rank the methods by."""
 CURVE_POINTS = 50
 """Points of each learning curve (windows of consecutive steps)."""
 
@@ -94,8 +96,13 @@ class CompareConfig:
     """seed from which the traffic, search, evaluation and policy seeds are spawned"""
     slots: int = 256
     """concurrent shopper sessions per step"""
+    per: str = "request"
+    """the figure that ranks the methods: reward per "request", or per "session" (where what is shown early
+    decides how long a shopper stays)"""
 
     def __post_init__(self) -> None:
+        if self.per not in PER:
+            raise CompareError(f"--per {self.per!r} is not allowed; choose from {', '.join(PER)}")
         unknown = [m for m in self.methods if m not in METHOD_KINDS]
         if unknown or not self.methods:
             raise CompareError(f"--methods: unknown method {unknown[0] if unknown else '(none)'!r}; choose from "
@@ -167,11 +174,18 @@ def cascade_configs(n_arms: int, keeps: tuple[int, ...], with_stacker: bool) -> 
 
 def _result(run: OnlineRun, kind: str) -> dict:
     low, high = run.tail_interval()
+    per_session, session_interval = run.tail_per_session()
     windows = np.array_split(run.step_rewards, min(CURVE_POINTS, len(run.step_rewards)))
     ends = np.cumsum([len(w) for w in windows]) * run.slots
-    return {"reward_per_request": run.last_20pct, "ci95": [low, high], "requests": run.requests, "kind": kind,
+    return {"reward_per_request": run.last_20pct, "ci95": [low, high], "reward_per_session": per_session,
+            "session_ci95": list(session_interval), "requests": run.requests, "kind": kind,
             "mean_reward_per_request": run.mean, "revenue_per_session": run.revenue_per_session,
             "curve": {"requests": ends.tolist(), "reward_per_request": [float(w.mean()) for w in windows]}}
+
+
+def headline(result: dict, per: str) -> float:
+    """A method's figure per ``per`` ("request" or "session") over the last 20% of its requests."""
+    return result[f"reward_per_{per}"]
 
 
 def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool = True) -> dict:
@@ -188,7 +202,8 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
     base = _arms_folder(config, scenario, out, seeds, progress)
     world, arms = make_shop(scenario, base=base)
     arm_names = [a.name for a in arms]
-    comparison: dict = {"scenario": scenario.name, "reward": scenario.reward, "arms": arm_names, "methods": {}}
+    comparison: dict = {"scenario": scenario.name, "reward": scenario.reward, "per": config.per, "arms": arm_names,
+                        "methods": {}}
     stacker = None
     if any(m in NEEDS_STACKER for m in config.methods):
         stacker, comparison["stacker"] = _stacker(config, scenario, arm_names, base, out, seeds, progress)
@@ -233,9 +248,10 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
     for method, run in runs.items():
         comparison["methods"][method] = _result(run, METHOD_KINDS[method])
         if "best static blend" in runs:
-            difference, interval = run.tail_difference(runs["best static blend"])
+            paired = run.tail_difference if config.per == "request" else run.tail_difference_per_session
+            difference, interval = paired(runs["best static blend"])
             comparison["methods"][method]["vs_best_static_blend"] = {"difference": difference, "ci95": list(interval)}
-    _add_headroom(comparison["methods"])
+    _add_headroom(comparison["methods"], config.per)
     write_json(out / "comparison.json", comparison)
     _write_curves(comparison, out)
     atomic_write_text(out / "report.md", render_report(comparison, config))
@@ -243,14 +259,15 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
     return comparison
 
 
-def _add_headroom(methods: dict) -> None:
-    """Each method's share of the headroom, (method - best static blend) / (oracle - best static blend)."""
+def _add_headroom(methods: dict, per: str) -> None:
+    """Each method's share of the headroom, (method - best static blend) / (oracle - best static blend), in
+    the figure ``per``."""
     if "best static blend" not in methods or "oracle" not in methods:
         return
-    static, oracle = methods["best static blend"]["reward_per_request"], methods["oracle"]["reward_per_request"]
+    static, oracle = headline(methods["best static blend"], per), headline(methods["oracle"], per)
     for result in methods.values():
         gap = oracle - static
-        result["headroom_captured"] = (result["reward_per_request"] - static) / gap if gap > 0 else None
+        result["headroom_captured"] = (headline(result, per) - static) / gap if gap > 0 else None
 
 
 def _write_curves(comparison: dict, out: Path) -> None:
@@ -275,23 +292,27 @@ def _write_curves(comparison: dict, out: Path) -> None:
 
 def render_report(comparison: dict, config: CompareConfig) -> str:
     """A Markdown table of every method, and a sentence on which fusion pays."""
-    methods = comparison["methods"]
+    methods, per = comparison["methods"], comparison["per"]
     lines = [f"# Fusion methods on scenario `{comparison['scenario']}`", "",
              f"Each method served {config.requests:,} requests of the same shoppers (one evaluation seed, common "
-             f"random numbers); the figure is {comparison['reward']} per request over the last 20%, with a 95% "
-             "batch-means interval. Learners learn online from the first request.", "",
-             "| method | kind | reward/request | 95% CI | minus best static (paired 95% CI) | headroom captured |",
-             "|---|---|---|---|---|---|"]
-    static = methods.get("best static blend", {}).get("reward_per_request")
+             f"random numbers); the figures are {comparison['reward']} per request and per ended session over the "
+             "last 20%, each with a 95% batch-means interval. Learners learn online from the first request. "
+             f"Methods are ranked by {comparison['reward']} per {per}.", "",
+             f"| method | kind | reward/request | 95% CI | reward/session | 95% CI | minus best static per {per} "
+             "(paired 95% CI) | headroom captured |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in methods.items():
         versus = r.get("vs_best_static_blend")
         versus = (f"{versus['difference']:+.4f} [{versus['ci95'][0]:+.4f}, {versus['ci95'][1]:+.4f}]"
                   if versus and name != "best static blend" else "-")
         headroom = r.get("headroom_captured")
         lines.append(f"| {name} | {r['kind']} | {r['reward_per_request']:.4f} | [{r['ci95'][0]:.4f}, "
-                     f"{r['ci95'][1]:.4f}] | {versus} | {'-' if headroom is None else f'{100 * headroom:.0f}%'} |")
-    best = max(methods, key=lambda m: methods[m]["reward_per_request"] if methods[m]["kind"] != "reference" else -1)
-    lines += ["", _verdict(best, methods, static)]
+                     f"{r['ci95'][1]:.4f}] | {r['reward_per_session']:.4f} | [{r['session_ci95'][0]:.4f}, "
+                     f"{r['session_ci95'][1]:.4f}] | {versus} | "
+                     f"{'-' if headroom is None else f'{100 * headroom:.0f}%'} |")
+    deployable = [m for m in methods if methods[m]["kind"] != "reference"] or list(methods)
+    best = max(deployable, key=lambda m: headline(methods[m], per))
+    lines += ["", _verdict(best, methods, per)]
     if "stacker" in comparison:
         lines += ["", f"Stacker: {comparison['stacker']['kind']}."]
     if "cascades" in comparison:
@@ -299,14 +320,15 @@ def render_report(comparison: dict, config: CompareConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _verdict(best: str, methods: dict, static: float | None) -> str:
-    """One sentence: the deployable method that earned most, and whether its edge over the best static blend
-    is resolved (its paired interval excludes zero)."""
-    r = methods[best]
-    if static is None or best == "best static blend":
-        return f"On this shop the best method that a shop can deploy is {best} ({r['reward_per_request']:.4f})."
+def _verdict(best: str, methods: dict, per: str) -> str:
+    """One sentence: the deployable method that earned most per ``per``, and whether its edge over the best
+    static blend is resolved (its paired interval excludes zero)."""
+    r, value = methods[best], headline(methods[best], per)
+    if "best static blend" not in methods or best == "best static blend":
+        return f"On this shop the best method that a shop can deploy is {best} ({value:.4f} per {per})."
+    static = headline(methods["best static blend"], per)
     low, high = r["vs_best_static_blend"]["ci95"]
     resolved = ("the paired 95% interval of the difference excludes zero" if low > 0 else
                 "but the paired 95% interval of the difference includes zero: not resolved at this many requests")
-    return (f"On this shop {best} pays most: {r['reward_per_request']:.4f} per request, "
-            f"{100 * (r['reward_per_request'] / static - 1):+.2f}% against the best static blend; {resolved}.")
+    return (f"On this shop {best} pays most: {value:.4f} per {per}, "
+            f"{100 * (value / static - 1):+.2f}% against the best static blend; {resolved}.")

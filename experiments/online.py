@@ -27,13 +27,15 @@ TAIL_BATCHES = 10
 class OnlineRun:
     """What a run of ``steps`` steps of ``slots`` requests earned: ``step_rewards`` (steps,) mean reward per
     request of each step; reward sums and request counts per context cell (N_CELLS,); revenue per ended
-    session."""
+    session; ``step_sessions`` (steps,) sessions that ended in each step (the shopper left or hit the time
+    limit)."""
 
     step_rewards: np.ndarray
     slots: int
     cell_sum: np.ndarray
     cell_count: np.ndarray
     revenue_per_session: float
+    step_sessions: np.ndarray
 
     @property
     def requests(self) -> int:
@@ -59,11 +61,34 @@ class OnlineRun:
         """This run's tail mean minus ``other``'s, with its paired batch-means interval: both runs served the
         same shoppers on the same seed (common random numbers), so step i of one is compared with step i of
         the other, which cancels most of the traffic noise. Both runs must have the same steps."""
+        self._check_paired(other)
+        difference = self.tail() - other.tail()
+        return float(difference.mean()), batch_means_interval(difference, level)
+
+    def _tail_sessions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Reward sums and ended sessions of the tail's steps."""
+        start = int((1.0 - TAIL_SHARE) * len(self.step_rewards))
+        return self.step_rewards[start:] * self.slots, self.step_sessions[start:].astype(np.float64)
+
+    def tail_per_session(self, level: float = 0.95) -> tuple[float, tuple[float, float]]:
+        """Reward per ended session over the tail (reward earned in its steps / sessions that ended in them),
+        with its batch-means interval (see :func:`ratio_residuals`)."""
+        ratio, residuals = ratio_residuals(*self._tail_sessions())
+        return ratio, _t_interval(ratio, residuals, level)
+
+    def tail_difference_per_session(self, other: "OnlineRun",
+                                    level: float = 0.95) -> tuple[float, tuple[float, float]]:
+        """:meth:`tail_per_session` of this run minus ``other``'s, with the paired interval of the two ratios'
+        per-batch residuals (same steps on the same seed, as :meth:`tail_difference`)."""
+        self._check_paired(other)
+        (mine, residuals), (theirs, other_residuals) = (ratio_residuals(*self._tail_sessions()),
+                                                        ratio_residuals(*other._tail_sessions()))
+        return mine - theirs, _t_interval(mine - theirs, residuals - other_residuals, level)
+
+    def _check_paired(self, other: "OnlineRun") -> None:
         if len(self.step_rewards) != len(other.step_rewards):
             raise ValueError(f"paired runs need the same steps; got {len(self.step_rewards)} and "
                              f"{len(other.step_rewards)}")
-        difference = self.tail() - other.tail()
-        return float(difference.mean()), batch_means_interval(difference, level)
 
 
 def batch_means_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -71,10 +96,29 @@ def batch_means_interval(values: np.ndarray, level: float = 0.95) -> tuple[float
     t interval over the batch means (consecutive steps share sessions; batches of many steps are close to
     independent). Fewer steps than batches: one step per batch; a single step has no interval (NaN)."""
     batches = np.array([b.mean() for b in np.array_split(values, min(TAIL_BATCHES, len(values)))])
-    if len(batches) < 2:
+    return _t_interval(float(batches.mean()), batches - batches.mean(), level)
+
+
+def ratio_residuals(values: np.ndarray, denominators: np.ndarray) -> tuple[float, np.ndarray]:
+    """The ratio R = sum(values) / sum(denominators) of consecutive steps (e.g. reward per ended session),
+    and its linearised residual in each of :data:`TAIL_BATCHES` consecutive batches b,
+    e_b = (v_b - R d_b) / mean(d) with v_b, d_b the batch sums: the delta method's ratio-estimator variance
+    is var(e) / batches, so R +- t sd(e) / sqrt(batches) is its interval. NaN when no denominator is > 0."""
+    count = min(TAIL_BATCHES, len(values))
+    v = np.array([b.sum() for b in np.array_split(values, count)])
+    d = np.array([b.sum() for b in np.array_split(denominators, count)])
+    if d.sum() <= 0:
+        return float("nan"), np.full(count, np.nan)
+    ratio = float(v.sum() / d.sum())
+    return ratio, (v - ratio * d) / d.mean()
+
+
+def _t_interval(center: float, residuals: np.ndarray, level: float) -> tuple[float, float]:
+    """center +- t(level, n - 1) sd(residuals) / sqrt(n) over n batch residuals; NaN for n < 2 or a NaN."""
+    if len(residuals) < 2 or not np.isfinite(residuals).all():
         return float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, len(batches) - 1) * batches.std(ddof=1) / np.sqrt(len(batches))
-    return float(batches.mean() - half), float(batches.mean() + half)
+    half = stats.t.ppf(0.5 + level / 2, len(residuals) - 1) * residuals.std(ddof=1) / np.sqrt(len(residuals))
+    return center - half, center + half
 
 
 def run_online(world: World, arms: list[Recommender], policy: Policy, decoder, requests: int, seed: int,
@@ -86,9 +130,9 @@ def run_online(world: World, arms: list[Recommender], policy: Policy, decoder, r
     sim = BatchedSimulator(world, arms, n_slots=slots, fusion=fusion)
     sim.reset(seed=seed)
     steps = max(1, requests // slots)
-    step_rewards = np.zeros(steps)
+    step_rewards, step_sessions = np.zeros(steps), np.zeros(steps, dtype=np.int64)
     cell_sum, cell_count = np.zeros(N_CELLS), np.zeros(N_CELLS)
-    revenue, sessions = 0.0, 0
+    revenue = 0.0
     for i in range(steps):
         result = sim.serve(policy, decoder)
         if learn:
@@ -98,5 +142,6 @@ def run_online(world: World, arms: list[Recommender], policy: Policy, decoder, r
         cell_count += np.bincount(cells, minlength=N_CELLS)
         step_rewards[i] = result.reward.mean()
         revenue += float(result.revenue.sum(dtype=np.float64))
-        sessions += int((result.terminated | result.truncated).sum())
-    return OnlineRun(step_rewards, slots, cell_sum, cell_count, revenue / max(sessions, 1))
+        step_sessions[i] = int((result.terminated | result.truncated).sum())
+    return OnlineRun(step_rewards, slots, cell_sum, cell_count, revenue / max(int(step_sessions.sum()), 1),
+                     step_sessions)

@@ -41,6 +41,8 @@ def test_compare_runs_every_method(scenario_file, arms, tmp_path):  # noqa: F811
     for r in comparison["methods"].values():
         low, high = r["ci95"]
         assert low <= r["reward_per_request"] <= high and r["requests"] == 2560
+        low, high = r["session_ci95"]
+        assert low <= r["reward_per_session"] <= high
     # the stacker was fitted on a log the run wrote, and both kinds were measured before choosing
     assert set(comparison["stacker"]["held_out_loss"]) == {"logistic", "mlp"}
     assert (out / "stacker_traffic" / "complete.json").is_file()
@@ -49,6 +51,23 @@ def test_compare_runs_every_method(scenario_file, arms, tmp_path):  # noqa: F811
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     report = (out / "report.md").read_text()
     assert "| oracle | reference |" in report and "pays most" in report or "best method" in report
+
+
+def test_compare_ranks_per_session(scenario_file, arms, tmp_path):  # noqa: F811
+    out = tmp_path / "cmp"
+    result = _run("compare", "--scenario", scenario_file, "--base", arms, "--requests", 2560, "--search-requests",
+                  512, "--slots", 256, "--grid-resolution", 2, "--methods", "best-static-blend,oracle,linucb",
+                  "--per", "session", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"{'method':<20}{'reward/session':>16}")
+    comparison = json.loads((out / "comparison.json").read_text())
+    methods = comparison["methods"]
+    static, oracle, linucb = (methods[m]["reward_per_session"] for m in ("best static blend", "oracle", "linucb"))
+    assert comparison["per"] == "session"
+    assert methods["linucb"]["vs_best_static_blend"]["difference"] == pytest.approx(linucb - static)
+    headroom = (linucb - static) / (oracle - static) if oracle > static else None
+    assert methods["linucb"]["headroom_captured"] == pytest.approx(headroom)
+    assert f"Methods are ranked by {comparison['reward']} per session." in (out / "report.md").read_text()
 
 
 def test_cascade_configs():
@@ -89,10 +108,29 @@ def test_batch_means_interval_by_hand():
     np.testing.assert_allclose(batch_means_interval(values), (np.mean(means) - half, np.mean(means) + half), rtol=1e-6)
     # the paired difference of two runs over their last 20% of steps
     empty = np.zeros(24)
-    a = OnlineRun(np.arange(50.0), 1, empty, empty, 0.0)
-    b = OnlineRun(np.arange(50.0) - np.tile([1.0, 3.0], 25), 1, empty, empty, 0.0)
+    a = OnlineRun(np.arange(50.0), 1, empty, empty, 0.0, np.ones(50, dtype=np.int64))
+    b = OnlineRun(np.arange(50.0) - np.tile([1.0, 3.0], 25), 1, empty, empty, 0.0, np.ones(50, dtype=np.int64))
     difference, (low, high) = a.tail_difference(b)
     assert difference == 2.0 and low < 2.0 < high
+
+
+def test_reward_per_session_and_its_paired_difference_by_hand():
+    from fusionsim.experiments.online import OnlineRun
+
+    # 50 steps of 2 requests; the tail is the last 10 steps, one per batch. Reward 1 per request (2 per step),
+    # sessions ending 1, 3, 1, 3, ...: R = 20 / 20 = 1; residuals (2 - d) / 2 = +-0.5, sd 0.527046,
+    # half width t(0.975, 9) 2.262157 * 0.527046 / sqrt(10) = 0.377026
+    empty, sessions = np.zeros(24), np.tile([1, 3], 25)
+    a = OnlineRun(np.ones(50), 2, empty, empty, 0.0, sessions)
+    value, (low, high) = a.tail_per_session()
+    assert value == 1.0 and abs(low - (1 - 0.377026)) < 1e-6 and abs(high - (1 + 0.377026)) < 1e-6
+    # half the reward on the same sessions: difference 0.5, residuals +-0.25, half width 0.188513
+    b = OnlineRun(np.full(50, 0.5), 2, empty, empty, 0.0, sessions)
+    difference, (low, high) = a.tail_difference_per_session(b)
+    assert difference == 0.5 and abs(low - (0.5 - 0.188513)) < 1e-6 and abs(high - (0.5 + 0.188513)) < 1e-6
+    # no session ended in the tail: no figure
+    none = OnlineRun(np.ones(50), 2, empty, empty, 0.0, np.zeros(50, dtype=np.int64))
+    assert all(np.isnan(v) for v in (none.tail_per_session()[0], *none.tail_per_session()[1]))
 
 
 def test_a_stacker_of_another_arm_list_is_refused(scenario_file, arms, tmp_path):  # noqa: F811
