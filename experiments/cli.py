@@ -326,15 +326,15 @@ def compare_command(scenario: str, base: Path | None, stacker: Path | None, requ
 @cli.command("explain")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--requests", type=click.IntRange(min=1), default=50_000, show_default=True,
-              help="Requests replayed to average the weights per cell.")
+              help="Requests replayed (a train run) or held-out requests scored (a train-stacker run).")
 def explain_command(run: Path, requests: int) -> None:
-    """Show the learned arm weights per context cell of a trained run (table + heat map PNG)."""
+    """Show what a method does per context cell: a train run's arm weights, a train-stacker run's reliance
+    on each arm, a compare run's cascade choices (table + heat map PNG)."""
     from fusionsim.experiments.explain import explain
-    table = explain(run, requests)
-    arms = [k for k in next(iter(table.values())) if k != "requests"]
-    click.echo(f"{'cell':<22}" + "".join(f"{a:>14}" for a in arms))
-    for cell, row in table.items():
-        click.echo(f"{cell:<22}" + "".join(f"{row[a]:>14.2f}" for a in arms))
+    e = explain(run, requests)
+    click.echo(f"{'cell':<18}" + "".join(f"{c[:13]:>14}" for c in e.columns))
+    for i, cell in enumerate(e.cells):
+        click.echo(f"{cell:<18}" + "".join(f"{format(v, e.value_format):>14}" for v in e.values[i]))
     click.echo(f"wrote {run}/explain.md, {run}/explain.json and {run}/explain.png")
 
 

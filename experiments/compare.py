@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 
 from fusionsim.agents import ConstantAction  # noqa: E402
 from fusionsim.common.io import atomic_write_text, check_complete, mark_complete  # noqa: E402
+from fusionsim.envs.context import CELL_NAMES  # noqa: E402
 from fusionsim.envs.fusion import ActionMapper  # noqa: E402
 from fusionsim.envs.scenario import Scenario, scenario_to_dict  # noqa: E402
 from fusionsim.envs.shop import make_shop, world_signature  # noqa: E402
@@ -183,6 +184,17 @@ def _result(run: OnlineRun, kind: str) -> dict:
             "curve": {"requests": ends.tolist(), "reward_per_request": [float(w.mean()) for w in windows]}}
 
 
+def _choices_by_cell(counts: np.ndarray, labels: list[str]) -> dict:
+    """{cell: {action label: share of the cell's tail requests}} from counts (N_CELLS, n_actions), the
+    actions a cell never took left out, the most taken first; cells without a tail request are left out."""
+    choices = {}
+    for cell, row in enumerate(counts):
+        if row.sum() > 0:
+            order = np.argsort(-row, kind="stable")
+            choices[CELL_NAMES[cell]] = {labels[a]: float(row[a] / row.sum()) for a in order if row[a] > 0}
+    return choices
+
+
 def headline(result: dict, per: str) -> float:
     """A method's figure per ``per`` ("request" or "session") over the last 20% of its requests."""
     return result[f"reward_per_{per}"]
@@ -220,7 +232,9 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
         best_cascade = cascade_search.best_global
         comparison["cascades"] = {"best": configs[best_cascade].label(arm_names),
                                   "searched": {c.label(arm_names): float(r)
-                                               for c, r in zip(configs, cascade_search.overall)}}
+                                               for c, r in zip(configs, cascade_search.overall)},
+                                  "best_by_cell": {CELL_NAMES[cell]: configs[a].label(arm_names)
+                                                   for cell, a in enumerate(cascade_search.oracle_table())}}
 
     def evaluate(method: str) -> OnlineRun:
         def run(policy, decoder, fusion=None, learn=False):
@@ -242,11 +256,17 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
         if method == "cascade":
             return run(ConstantAction(best_cascade), cascade, cascade)
         agent = make_agent(TrainConfig(agent="linucb"), cascade.n_actions, seeds.policy, len(arms))
-        return run(agent, cascade, cascade, learn=True)
+        return run_online(world, arms, agent, cascade, config.requests, seeds.evaluation, config.slots,
+                          fusion=cascade, learn=True, n_actions=cascade.n_actions)
 
     runs = {method: evaluate(method) for method in config.methods}
     for method, run in runs.items():
         comparison["methods"][method] = _result(run, METHOD_KINDS[method])
+        if run.tail_actions is not None:
+            comparison["methods"][method]["choices_by_cell"] = _choices_by_cell(
+                run.tail_actions, [c.label(arm_names) for c in cascade.configs])
+            comparison["methods"][method]["tail_requests_by_cell"] = {
+                CELL_NAMES[cell]: int(n) for cell, n in enumerate(run.tail_actions.sum(axis=1)) if n > 0}
         if "best static blend" in runs:
             paired = run.tail_difference if config.per == "request" else run.tail_difference_per_session
             difference, interval = paired(runs["best static blend"])
@@ -310,9 +330,7 @@ def render_report(comparison: dict, config: CompareConfig) -> str:
                      f"{r['ci95'][1]:.4f}] | {r['reward_per_session']:.4f} | [{r['session_ci95'][0]:.4f}, "
                      f"{r['session_ci95'][1]:.4f}] | {versus} | "
                      f"{'-' if headroom is None else f'{100 * headroom:.0f}%'} |")
-    deployable = [m for m in methods if methods[m]["kind"] != "reference"] or list(methods)
-    best = max(deployable, key=lambda m: headline(methods[m], per))
-    lines += ["", _verdict(best, methods, per)]
+    lines += ["", verdict(comparison)]
     if "stacker" in comparison:
         lines += ["", f"Stacker: {comparison['stacker']['kind']}."]
     if "cascades" in comparison:
@@ -320,9 +338,12 @@ def render_report(comparison: dict, config: CompareConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _verdict(best: str, methods: dict, per: str) -> str:
-    """One sentence: the deployable method that earned most per ``per``, and whether its edge over the best
-    static blend is resolved (its paired interval excludes zero)."""
+def verdict(comparison: dict) -> str:
+    """One sentence: the deployable method (not a reference) that earned most per ``comparison["per"]``, by how
+    much against the best static blend, and whether that edge is resolved (its paired interval excludes 0)."""
+    methods, per = comparison["methods"], comparison["per"]
+    deployable = [m for m in methods if methods[m]["kind"] != "reference"] or list(methods)
+    best = max(deployable, key=lambda m: headline(methods[m], per))
     r, value = methods[best], headline(methods[best], per)
     if "best static blend" not in methods or best == "best static blend":
         return f"On this shop the best method that a shop can deploy is {best} ({value:.4f} per {per})."

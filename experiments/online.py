@@ -28,7 +28,8 @@ class OnlineRun:
     """What a run of ``steps`` steps of ``slots`` requests earned: ``step_rewards`` (steps,) mean reward per
     request of each step; reward sums and request counts per context cell (N_CELLS,); revenue per ended
     session; ``step_sessions`` (steps,) sessions that ended in each step (the shopper left or hit the time
-    limit)."""
+    limit); ``tail_actions`` (N_CELLS, n_actions) how often each discrete action was taken in each cell over
+    the tail (None unless asked for)."""
 
     step_rewards: np.ndarray
     slots: int
@@ -36,6 +37,7 @@ class OnlineRun:
     cell_count: np.ndarray
     revenue_per_session: float
     step_sessions: np.ndarray
+    tail_actions: np.ndarray | None = None
 
     @property
     def requests(self) -> int:
@@ -47,7 +49,7 @@ class OnlineRun:
 
     def tail(self) -> np.ndarray:
         """The step rewards of the last :data:`TAIL_SHARE` of the steps."""
-        return self.step_rewards[int((1.0 - TAIL_SHARE) * len(self.step_rewards)):]
+        return self.step_rewards[tail_start(len(self.step_rewards)):]
 
     @property
     def last_20pct(self) -> float:
@@ -67,7 +69,7 @@ class OnlineRun:
 
     def _tail_sessions(self) -> tuple[np.ndarray, np.ndarray]:
         """Reward sums and ended sessions of the tail's steps."""
-        start = int((1.0 - TAIL_SHARE) * len(self.step_rewards))
+        start = tail_start(len(self.step_rewards))
         return self.step_rewards[start:] * self.slots, self.step_sessions[start:].astype(np.float64)
 
     def tail_per_session(self, level: float = 0.95) -> tuple[float, tuple[float, float]]:
@@ -89,6 +91,11 @@ class OnlineRun:
         if len(self.step_rewards) != len(other.step_rewards):
             raise ValueError(f"paired runs need the same steps; got {len(self.step_rewards)} and "
                              f"{len(other.step_rewards)}")
+
+
+def tail_start(steps: int) -> int:
+    """The first step of the tail (the last :data:`TAIL_SHARE`) of a run of ``steps`` steps."""
+    return int((1.0 - TAIL_SHARE) * steps)
 
 
 def batch_means_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -122,26 +129,32 @@ def _t_interval(center: float, residuals: np.ndarray, level: float) -> tuple[flo
 
 
 def run_online(world: World, arms: list[Recommender], policy: Policy, decoder, requests: int, seed: int,
-               slots: int = 512, fusion: Fusion | None = None, learn: bool = False) -> OnlineRun:
+               slots: int = 512, fusion: Fusion | None = None, learn: bool = False,
+               n_actions: int | None = None) -> OnlineRun:
     """Serve ``requests`` requests (whole steps of ``slots``, at least one) on a shop reset with ``seed``:
     ``policy`` acts, ``decoder`` (an ``envs.fusion.ActionMapper``, or the ``fusion`` strategy itself) turns its
     actions into the ``fusion`` stage's decisions (None: the weighted blend); with ``learn`` the policy is
-    updated with each step's rewards."""
+    updated with each step's rewards. With ``n_actions`` (a policy of discrete actions 0 .. n_actions - 1) the
+    run counts the actions taken per context cell over its tail."""
     sim = BatchedSimulator(world, arms, n_slots=slots, fusion=fusion)
     sim.reset(seed=seed)
     steps = max(1, requests // slots)
     step_rewards, step_sessions = np.zeros(steps), np.zeros(steps, dtype=np.int64)
     cell_sum, cell_count = np.zeros(N_CELLS), np.zeros(N_CELLS)
     revenue = 0.0
+    first_tail_step = tail_start(steps)
+    tail_actions = None if n_actions is None else np.zeros(N_CELLS * n_actions, dtype=np.int64)
     for i in range(steps):
         result = sim.serve(policy, decoder)
         if learn:
             policy.update(result.contexts, result.actions, result.reward)
         cells = context_cell(result.contexts)
+        if tail_actions is not None and i >= first_tail_step:
+            tail_actions += np.bincount(cells * n_actions + result.actions, minlength=len(tail_actions))
         cell_sum += np.bincount(cells, weights=result.reward, minlength=N_CELLS)
         cell_count += np.bincount(cells, minlength=N_CELLS)
         step_rewards[i] = result.reward.mean()
         revenue += float(result.revenue.sum(dtype=np.float64))
         step_sessions[i] = int((result.terminated | result.truncated).sum())
     return OnlineRun(step_rewards, slots, cell_sum, cell_count, revenue / max(int(step_sessions.sum()), 1),
-                     step_sessions)
+                     step_sessions, None if tail_actions is None else tail_actions.reshape(N_CELLS, n_actions))

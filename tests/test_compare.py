@@ -51,6 +51,19 @@ def test_compare_runs_every_method(scenario_file, arms, tmp_path):  # noqa: F811
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     report = (out / "report.md").read_text()
     assert "| oracle | reference |" in report and "pays most" in report or "best method" in report
+    # explain: which arm filters and which reorders per cell, from the adaptive cascade's last 20%
+    result = _run("explain", out)
+    assert result.exit_code == 0, result.output
+    explained = json.loads((out / "explain.json").read_text())
+    assert explained["kind"] == "cascade"
+    assert explained["columns"] == ["filter popularity", "filter content", "reorder popularity", "reorder content",
+                                    "reorder stacker"]
+    cells = explained["cells"]
+    assert sum(row["tail requests"] for row in cells.values()) == 512  # the last 20% of 2560 requests
+    for row in cells.values():
+        assert row["filter popularity"] + row["filter content"] == pytest.approx(1.0)
+        assert row["reorder popularity"] + row["reorder content"] + row["reorder stacker"] == pytest.approx(1.0)
+        assert row["searched best"] in comparison["cascades"]["searched"]
 
 
 def test_compare_ranks_per_session(scenario_file, arms, tmp_path):  # noqa: F811
@@ -67,6 +80,10 @@ def test_compare_ranks_per_session(scenario_file, arms, tmp_path):  # noqa: F811
     assert methods["linucb"]["vs_best_static_blend"]["difference"] == pytest.approx(linucb - static)
     headroom = (linucb - static) / (oracle - static) if oracle > static else None
     assert methods["linucb"]["headroom_captured"] == pytest.approx(headroom)
+    explained = _run("explain", out)
+    assert explained.exit_code == 2 and explained.output == (
+        f"Error: explain {out}: this compare run has no adaptive cascade to explain; run compare with --methods "
+        "including adaptive-cascade\n")
     assert f"Methods are ranked by {comparison['reward']} per session." in (out / "report.md").read_text()
 
 

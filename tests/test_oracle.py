@@ -62,4 +62,4 @@ def test_explain_writes_a_table_and_a_heat_map(tmp_path):
     missing = CliRunner().invoke(cli, ["explain", str(tmp_path / "nothing")])
     assert missing.exit_code == 2
     assert missing.output.strip() == (f"Error: explain {tmp_path / 'nothing'} does not exist or is not a folder; give "
-                                      "a fusionsim train run folder")
+                                      "a fusionsim train or fusionsim train-stacker or fusionsim compare run folder")

@@ -124,7 +124,12 @@ def test_demo_runs_every_step_at_a_tiny_scale(tmp_path):
     result = CliRunner().invoke(cli, ["demo", "--scale", "0.01", "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = (out / "summary.md").read_text()
-    for row in ("base recommenders, NDCG@10", "LinUCB online", "A/B static", "A/B linucb", "off-policy value"):
+    for row in ("base recommenders, NDCG@10", "LinUCB online", "fusion methods", "A/B static", "A/B linucb",
+                "off-policy value"):
         assert row in summary
-    for folder in ("logs", "arms", "ope_logs", "linucb", "ab_test", "ope"):
+    # every method of compare with its interval, and one sentence on which fusion pays
+    from fusionsim.experiments.compare import METHODS
+    assert all(f"{method} " in summary for method in METHODS)
+    assert "pays most" in summary or "the best method that a shop can deploy is" in summary
+    for folder in ("logs", "arms", "ope_logs", "linucb", "compare", "ab_test", "ope"):
         assert (out / folder / "config.yaml").is_file()

@@ -84,6 +84,24 @@ def test_fit_learns_which_arm_matters_where(kind):
     assert logits[0, 0] > logits[0, 1] and logits[1, 1] > logits[1, 0]
 
 
+def test_permutation_importance_finds_which_arm_matters_where():
+    from fusionsim.envs.context import CELL_NAMES
+    from fusionsim.experiments.explain import permutation_importance
+
+    contexts, sig, labels = _synthetic(n=6000)
+    stacker, _ = fit_stacker(_spec("logistic"), contexts, sig, labels, FitConfig(epochs=15, seed=0))
+    seen, counts, rise = permutation_importance(stacker, contexts, sig, labels, np.random.default_rng(0))
+    assert [CELL_NAMES[c] for c in seen] == ["new/feed/0", "new/search/0"] and counts.sum() == 6000
+    # the feed's clicks follow arm b, search's arm a: shuffling that arm costs several times more
+    assert rise[0, 1] > 3 * rise[0, 0] > 0 and rise[1, 0] > 3 * rise[1, 1] > 0
+    # an arm the model does not read (its weights zeroed) costs exactly nothing when shuffled
+    with torch.no_grad():
+        stacker.network.model.signal_weights.weight[2:] = 0.0
+        stacker.network.model.signal_weights.bias[2:] = 0.0
+    rise = permutation_importance(stacker, contexts, sig, labels, np.random.default_rng(0))[2]
+    assert np.all(rise[:, 1] == 0.0) and np.all(rise[:, 0] > 0)
+
+
 def test_fit_is_deterministic():
     contexts, sig, labels = _synthetic(n=600)
     a = fit_stacker(_spec("mlp"), contexts, sig, labels, FitConfig(epochs=2, seed=4))[0]
@@ -147,6 +165,13 @@ def test_train_stacker_from_a_log_folder_alone(scenario_file, tmp_path):  # noqa
     assert (out / "complete.json").is_file() and (out / "report.md").is_file()
     stacker = Stacker.load(out)
     assert stacker.spec.world["scenario"] == "small" and stacker.spec.slate_size == 10
+    # explain reads the held-out requests of the stacker's own log
+    result = runner.invoke(cli, ["explain", str(out)])
+    assert result.exit_code == 0, result.output
+    explained = json.loads((out / "explain.json").read_text())
+    assert explained["kind"] == "stacker" and explained["columns"] == ["popularity", "new_arrivals"]
+    assert sum(row["requests"] for row in explained["cells"].values()) == metrics["validation_requests"]
+    assert (out / "explain.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     bad = runner.invoke(cli, ["train-stacker", "--logs", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and bad.output.count("\n") == 1, bad.output

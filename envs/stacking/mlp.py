@@ -28,5 +28,8 @@ class MLPStacker(nn.Module):
     def forward(self, signals: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
         """Click (or purchase) logits (B, C) of candidates with ``signals`` (B, C, S) in requests with
         ``contexts`` (B, D), before the position term."""
-        h = torch.relu(self.signal_in(signals) + self.context_in(contexts)[:, None, :])
-        return self.out(torch.relu(self.hidden(h))).squeeze(-1)
+        # in place on the (B, C, hidden) activations: each new temporary of that size costs as much as a layer
+        h = self.signal_in(signals)
+        h += self.context_in(contexts).unsqueeze(1)
+        h = self.hidden(h.relu_()).relu_()
+        return self.out(h).squeeze(-1)
