@@ -288,8 +288,9 @@ def train_command(scenario: str, base: Path | None, agent: str, requests: int, o
               help="Requests per blend and per cascade in the searches.")
 @click.option("--log-requests", type=click.IntRange(1, MAX_REQUESTS), default=400_000, show_default=True,
               help="Requests logged to train the arms, and again the stacker, when they are not given.")
-@click.option("--methods", default=",".join(method_slug(m) for m in COMPARE_METHODS), show_default=True,
-              help="Comma-separated methods to run.")
+@click.option("--methods", default=None,
+              help="Comma-separated methods to run, from " + ",".join(method_slug(m) for m in COMPARE_METHODS)
+                   + " [default: all but ppo; with --per session, all].")
 @click.option("--cascade-keep", default="20,50", show_default=True, help="Comma-separated N of the cascades searched.")
 @click.option("--grid-resolution", type=click.IntRange(1, 20), default=4, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
@@ -304,7 +305,7 @@ def compare_command(scenario: str, base: Path | None, stacker: Path | None, requ
     """Run every fusion method on one shop and seed; write comparison.json, report.md and a learning curve."""
     resolved = load_scenario(scenario)
     by_slug = {method_slug(m): m for m in COMPARE_METHODS}
-    names = parse_choices(methods, list(by_slug), "--methods", "method", UsageFailure)
+    names = None if methods is None else parse_choices(methods, list(by_slug), "--methods", "method", UsageFailure)
     try:
         keeps = tuple(int(v) for v in cascade_keep.split(","))
     except ValueError:
@@ -312,7 +313,7 @@ def compare_command(scenario: str, base: Path | None, stacker: Path | None, requ
     config = CompareConfig(scenario=scenario, base=None if base is None else str(base),
                            stacker=None if stacker is None else str(stacker), requests=requests,
                            search_requests=search_requests, log_requests=log_requests,
-                           methods=tuple(by_slug[n] for n in names), cascade_keep=keeps,
+                           methods=None if names is None else tuple(by_slug[n] for n in names), cascade_keep=keeps,
                            grid_resolution=grid_resolution, seed=seed, slots=slots, per=per)
     with new_run(out, overwrite) as folder:
         comparison = compare(config, resolved, folder)

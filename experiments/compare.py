@@ -41,19 +41,22 @@ from fusionsim.envs.shop import make_shop, world_signature  # noqa: E402
 from fusionsim.envs.stacking import KINDS as STACKER_KINDS  # noqa: E402
 from fusionsim.envs.stacking.stacker import Stacker  # noqa: E402
 from fusionsim.envs.strategies import STACKER, Cascade, CascadeConfig, Stacking  # noqa: E402
-from fusionsim.experiments.online import OnlineRun, run_online  # noqa: E402
+from fusionsim.experiments.online import OnlineRun, StepRecorder, run_online  # noqa: E402
 from fusionsim.experiments.oracle import CellTablePolicy, grid_search, search_actions  # noqa: E402
 from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
 from fusionsim.experiments.simulate import SimulateConfig, run_policy  # noqa: E402
-from fusionsim.experiments.train import TrainConfig, make_agent  # noqa: E402
+from fusionsim.experiments.train import PPOConfig, TrainConfig, make_agent  # noqa: E402
 from fusionsim.experiments.train_base import TrainBaseConfig, train_base  # noqa: E402
 from fusionsim.experiments.train_stacker import TrainStackerConfig, train_stacker  # noqa: E402
 
 METHOD_KINDS = {"best single arm": "reference", "best static blend": "static", "oracle": "reference",
-                "linucb": "adaptive", "joint_linucb": "adaptive", "stacking": "stacking", "cascade": "cascade",
-                "adaptive cascade": "cascade"}
+                "linucb": "adaptive", "joint_linucb": "adaptive", "ppo": "adaptive", "stacking": "stacking",
+                "cascade": "cascade", "adaptive cascade": "cascade"}
 """Every method ``compare`` runs, and its kind."""
 METHODS = tuple(METHOD_KINDS)
+DEFAULT_METHODS = {"request": tuple(m for m in METHODS if m != "ppo"), "session": METHODS}
+"""The methods run when none are named: PPO (which learns from the discounted rest of the session, not the
+request alone) where the methods are ranked per session."""
 NEEDS_STACKER = ("stacking", "cascade", "adaptive cascade")
 LEARNERS = ("linucb", "joint_linucb", "adaptive cascade")
 PER = ("request", "session")
@@ -91,8 +94,8 @@ class CompareConfig:
     """resolution of the weight grid of the blends"""
     cascade_keep: tuple[int, ...] = (20, 50)
     """the N of the cascades searched (each from the slate size to the number of candidates)"""
-    methods: tuple[str, ...] = METHODS
-    """the methods to run, from METHODS"""
+    methods: tuple[str, ...] | None = None
+    """the methods to run, from METHODS (None: DEFAULT_METHODS[per])"""
     seed: int = 0
     """seed from which the traffic, search, evaluation and policy seeds are spawned"""
     slots: int = 256
@@ -104,6 +107,8 @@ class CompareConfig:
     def __post_init__(self) -> None:
         if self.per not in PER:
             raise CompareError(f"--per {self.per!r} is not allowed; choose from {', '.join(PER)}")
+        if self.methods is None:
+            object.__setattr__(self, "methods", DEFAULT_METHODS[self.per])
         unknown = [m for m in self.methods if m not in METHOD_KINDS]
         if unknown or not self.methods:
             raise CompareError(f"--methods: unknown method {unknown[0] if unknown else '(none)'!r}; choose from "
@@ -163,6 +168,30 @@ def _stacker(config: CompareConfig, scenario: Scenario, arm_names: list[str], ba
         losses[kind] = {"validation_loss": metrics["validation_loss"], "baseline_loss": metrics["baseline_loss"]}
     kind = min(losses, key=lambda k: losses[k]["validation_loss"])
     return Stacker.load(out / f"stacker_{kind}"), {"kind": kind, "held_out_loss": losses}
+
+
+def _ppo_run(config: CompareConfig, scenario: Scenario, arms: list, seeds: _Seeds) -> OnlineRun:
+    """stable-baselines3 PPO (``fusionsim train``'s defaults, ``PPOConfig``) learning online on the evaluation
+    seed over continuous blend weights, as ``train --agent ppo`` does, recorded step by step like the others."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from fusionsim.envs.vec_env import FusionVecEnv
+
+    venv = FusionVecEnv(scenario, n_envs=config.slots, action_mode="weights", arms=arms, seed=seeds.evaluation)
+    ppo = PPOConfig()
+    model = PPO("MlpPolicy", venv, n_steps=ppo.n_steps, batch_size=ppo.batch_size, n_epochs=ppo.n_epochs,
+                gamma=ppo.gamma, learning_rate=ppo.learning_rate, ent_coef=ppo.ent_coef, seed=seeds.policy % 2**32,
+                device="cpu", verbose=0)
+    recorder = StepRecorder(max(1, config.requests // config.slots), config.slots)
+
+    class Record(BaseCallback):
+        def _on_step(self) -> bool:
+            recorder.add(venv.last_result)
+            return recorder.done < recorder.steps
+
+    model.learn(total_timesteps=recorder.steps * config.slots, callback=Record())
+    return recorder.run()
 
 
 def cascade_configs(n_arms: int, keeps: tuple[int, ...], with_stacker: bool) -> list[CascadeConfig]:
@@ -250,6 +279,8 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
             agent = make_agent(TrainConfig(agent=method, grid_resolution=config.grid_resolution), mapper.n_actions,
                                seeds.policy, len(arms))
             return run(agent, mapper, learn=True)
+        if method == "ppo":
+            return _ppo_run(config, scenario, arms, seeds)
         if method == "stacking":
             stacking = Stacking(stacker)
             return run(ConstantAction(0), stacking, stacking)

@@ -11,7 +11,7 @@ from scipy import stats
 
 from fusionsim.agents.base import Policy
 from fusionsim.envs.context import N_CELLS, context_cell
-from fusionsim.envs.simulator import BatchedSimulator
+from fusionsim.envs.simulator import BatchedSimulator, StepResult
 from fusionsim.envs.strategies import Fusion
 from fusionsim.envs.world import World
 from fusionsim.recommenders import Recommender
@@ -128,6 +128,36 @@ def _t_interval(center: float, residuals: np.ndarray, level: float) -> tuple[flo
     return center - half, center + half
 
 
+class StepRecorder:
+    """Accumulates the :class:`OnlineRun` of a run of ``steps`` steps of ``slots`` requests, one
+    :class:`StepResult` at a time (``n_actions``: count discrete actions per cell over the tail)."""
+
+    def __init__(self, steps: int, slots: int, n_actions: int | None = None) -> None:
+        self.steps, self.slots, self.n_actions, self.done = steps, slots, n_actions, 0
+        self.step_rewards, self.step_sessions = np.zeros(steps), np.zeros(steps, dtype=np.int64)
+        self.cell_sum, self.cell_count = np.zeros(N_CELLS), np.zeros(N_CELLS)
+        self.revenue = 0.0
+        self.first_tail_step = tail_start(steps)
+        self.tail_actions = None if n_actions is None else np.zeros(N_CELLS * n_actions, dtype=np.int64)
+
+    def add(self, result: StepResult) -> None:
+        i = self.done
+        cells = context_cell(result.contexts)
+        if self.tail_actions is not None and i >= self.first_tail_step:
+            self.tail_actions += np.bincount(cells * self.n_actions + result.actions, minlength=len(self.tail_actions))
+        self.cell_sum += np.bincount(cells, weights=result.reward, minlength=N_CELLS)
+        self.cell_count += np.bincount(cells, minlength=N_CELLS)
+        self.step_rewards[i] = result.reward.mean()
+        self.revenue += float(result.revenue.sum(dtype=np.float64))
+        self.step_sessions[i] = int((result.terminated | result.truncated).sum())
+        self.done += 1
+
+    def run(self) -> OnlineRun:
+        tail_actions = None if self.tail_actions is None else self.tail_actions.reshape(N_CELLS, self.n_actions)
+        return OnlineRun(self.step_rewards, self.slots, self.cell_sum, self.cell_count,
+                         self.revenue / max(int(self.step_sessions.sum()), 1), self.step_sessions, tail_actions)
+
+
 def run_online(world: World, arms: list[Recommender], policy: Policy, decoder, requests: int, seed: int,
                slots: int = 512, fusion: Fusion | None = None, learn: bool = False,
                n_actions: int | None = None) -> OnlineRun:
@@ -138,23 +168,10 @@ def run_online(world: World, arms: list[Recommender], policy: Policy, decoder, r
     run counts the actions taken per context cell over its tail."""
     sim = BatchedSimulator(world, arms, n_slots=slots, fusion=fusion)
     sim.reset(seed=seed)
-    steps = max(1, requests // slots)
-    step_rewards, step_sessions = np.zeros(steps), np.zeros(steps, dtype=np.int64)
-    cell_sum, cell_count = np.zeros(N_CELLS), np.zeros(N_CELLS)
-    revenue = 0.0
-    first_tail_step = tail_start(steps)
-    tail_actions = None if n_actions is None else np.zeros(N_CELLS * n_actions, dtype=np.int64)
-    for i in range(steps):
+    recorder = StepRecorder(max(1, requests // slots), slots, n_actions)
+    for _ in range(recorder.steps):
         result = sim.serve(policy, decoder)
         if learn:
             policy.update(result.contexts, result.actions, result.reward)
-        cells = context_cell(result.contexts)
-        if tail_actions is not None and i >= first_tail_step:
-            tail_actions += np.bincount(cells * n_actions + result.actions, minlength=len(tail_actions))
-        cell_sum += np.bincount(cells, weights=result.reward, minlength=N_CELLS)
-        cell_count += np.bincount(cells, minlength=N_CELLS)
-        step_rewards[i] = result.reward.mean()
-        revenue += float(result.revenue.sum(dtype=np.float64))
-        step_sessions[i] = int((result.terminated | result.truncated).sum())
-    return OnlineRun(step_rewards, slots, cell_sum, cell_count, revenue / max(int(step_sessions.sum()), 1),
-                     step_sessions, None if tail_actions is None else tail_actions.reshape(N_CELLS, n_actions))
+        recorder.add(result)
+    return recorder.run()

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from fusionsim.experiments.cli import cli
-from fusionsim.experiments.compare import METHODS, cascade_configs
+from fusionsim.experiments.compare import DEFAULT_METHODS, METHODS, cascade_configs
 from tests.test_simulate_cli import scenario_file  # noqa: F401  (fixture)
 
 
@@ -34,7 +34,7 @@ def test_compare_runs_every_method(scenario_file, arms, tmp_path):  # noqa: F811
                   "--out", out)
     assert result.exit_code == 0, result.output
     comparison = json.loads((out / "comparison.json").read_text())
-    assert list(comparison["methods"]) == list(METHODS)
+    assert list(comparison["methods"]) == list(DEFAULT_METHODS["request"])
     kinds = {name: r["kind"] for name, r in comparison["methods"].items()}
     assert kinds["best single arm"] == kinds["oracle"] == "reference" and kinds["best static blend"] == "static"
     assert kinds["stacking"] == "stacking" and kinds["cascade"] == kinds["adaptive cascade"] == "cascade"
@@ -69,7 +69,7 @@ def test_compare_runs_every_method(scenario_file, arms, tmp_path):  # noqa: F811
 def test_compare_ranks_per_session(scenario_file, arms, tmp_path):  # noqa: F811
     out = tmp_path / "cmp"
     result = _run("compare", "--scenario", scenario_file, "--base", arms, "--requests", 2560, "--search-requests",
-                  512, "--slots", 256, "--grid-resolution", 2, "--methods", "best-static-blend,oracle,linucb",
+                  512, "--slots", 256, "--grid-resolution", 2, "--methods", "best-static-blend,oracle,linucb,ppo",
                   "--per", "session", "--out", out)
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"{'method':<20}{'reward/session':>16}")
@@ -77,6 +77,10 @@ def test_compare_ranks_per_session(scenario_file, arms, tmp_path):  # noqa: F811
     methods = comparison["methods"]
     static, oracle, linucb = (methods[m]["reward_per_session"] for m in ("best static blend", "oracle", "linucb"))
     assert comparison["per"] == "session"
+    # PPO learned online on the same evaluation seed, recorded step by step like the others
+    assert methods["ppo"]["kind"] == "adaptive" and methods["ppo"]["requests"] == 2560
+    low, high = methods["ppo"]["session_ci95"]
+    assert low <= methods["ppo"]["reward_per_session"] <= high
     assert methods["linucb"]["vs_best_static_blend"]["difference"] == pytest.approx(linucb - static)
     headroom = (linucb - static) / (oracle - static) if oracle > static else None
     assert methods["linucb"]["headroom_captured"] == pytest.approx(headroom)
@@ -85,6 +89,13 @@ def test_compare_ranks_per_session(scenario_file, arms, tmp_path):  # noqa: F811
         f"Error: explain {out}: this compare run has no adaptive cascade to explain; run compare with --methods "
         "including adaptive-cascade\n")
     assert f"Methods are ranked by {comparison['reward']} per session." in (out / "report.md").read_text()
+
+
+def test_ppo_runs_by_default_only_where_the_methods_are_ranked_per_session():
+    from fusionsim.experiments.compare import CompareConfig
+
+    assert "ppo" not in CompareConfig().methods and CompareConfig(per="session").methods == METHODS
+    assert CompareConfig(methods=("ppo",)).methods == ("ppo",)
 
 
 def test_cascade_configs():

@@ -128,8 +128,8 @@ def test_demo_runs_every_step_at_a_tiny_scale(tmp_path):
                 "off-policy value"):
         assert row in summary
     # every method of compare with its interval, and one sentence on which fusion pays
-    from fusionsim.experiments.compare import METHODS
-    assert all(f"{method} " in summary for method in METHODS)
+    from fusionsim.experiments.compare import DEFAULT_METHODS
+    assert all(f"{method} " in summary for method in DEFAULT_METHODS["request"])
     assert "pays most" in summary or "the best method that a shop can deploy is" in summary
     for folder in ("logs", "arms", "ope_logs", "linucb", "compare", "ab_test", "ope"):
         assert (out / folder / "config.yaml").is_file()
