@@ -12,8 +12,8 @@ Steps (each a pure function of the config and seeds spawned from ``seed``):
    (the best single arm, the best static blend, and the oracle's best blend per context cell), and every
    cascade ``arm > N > arm or stacker`` for N in ``cascade_keep``.
 4. Evaluate every method for ``requests`` requests on one fresh evaluation seed (the same shoppers and
-   draws for all): a method's figure is its reward per request over the last 20% of its requests, with
-   a 95% batch-means interval; the learners (``linucb``, ``joint_linucb``, ``adaptive cascade``) learn
+   draws for all): a method's figure is its reward per request (with ``per="session"``: per ended session)
+   over the last 20% of its requests, with a 95% batch-means interval; the learners (the bandits of ``BANDITS``, ``ppo``, ``adaptive cascade``) learn
    online from the start.
 
 Writes ``comparison.json``, ``report.md``, ``learning_curve.png``, TensorBoard curves (``tensorboard/``),
@@ -49,8 +49,10 @@ from fusionsim.experiments.train import PPOConfig, TrainConfig, make_agent  # no
 from fusionsim.experiments.train_base import TrainBaseConfig, train_base  # noqa: E402
 from fusionsim.experiments.train_stacker import TrainStackerConfig, train_stacker  # noqa: E402
 
+BANDITS = ("linucb", "joint_linucb", "lints", "joint_lints", "eps", "ucb", "ts")
+"""The bandits of ``fusionsim train`` over the blend grid, each with train's default hyperparameters."""
 METHOD_KINDS = {"best single arm": "reference", "best static blend": "static", "oracle": "reference",
-                "linucb": "adaptive", "joint_linucb": "adaptive", "ppo": "adaptive", "stacking": "stacking",
+                **{bandit: "adaptive" for bandit in BANDITS}, "ppo": "adaptive", "stacking": "stacking",
                 "cascade": "cascade", "adaptive cascade": "cascade"}
 """Every method ``compare`` runs, and its kind."""
 METHODS = tuple(METHOD_KINDS)
@@ -58,7 +60,6 @@ DEFAULT_METHODS = {"request": tuple(m for m in METHODS if m != "ppo"), "session"
 """The methods run when none are named: PPO (which learns from the discounted rest of the session, not the
 request alone) where the methods are ranked per session."""
 NEEDS_STACKER = ("stacking", "cascade", "adaptive cascade")
-LEARNERS = ("linucb", "joint_linucb", "adaptive cascade")
 PER = ("request", "session")
 """What ``CompareConfig.per`` may rank the methods by."""
 CURVE_POINTS = 50
@@ -275,7 +276,7 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
             return run(ConstantAction(search.best_global), mapper)
         if method == "oracle":
             return run(CellTablePolicy(search.oracle_table().tolist()), mapper)
-        if method in ("linucb", "joint_linucb"):
+        if method in BANDITS:
             agent = make_agent(TrainConfig(agent=method, grid_resolution=config.grid_resolution), mapper.n_actions,
                                seeds.policy, len(arms))
             return run(agent, mapper, learn=True)
