@@ -45,6 +45,8 @@ def test_compare_runs_every_method(scenario_file, arms, tmp_path):  # noqa: F811
         assert low <= r["reward_per_session"] <= high
     # the stacker was fitted on a log the run wrote, and both kinds were measured before choosing
     assert set(comparison["stacker"]["held_out_loss"]) == {"logistic", "mlp"}
+    searched = comparison["stacker"]["search_reward_per_request"]
+    assert comparison["stacker"]["kind"] == max(searched, key=searched.get)
     assert (out / "stacker_traffic" / "complete.json").is_file()
     for name in ("report.md", "learning_curve.png", "complete.json"):
         assert (out / name).is_file(), name
