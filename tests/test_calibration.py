@@ -1,0 +1,178 @@
+"""A shop's own data: the catalog and impression schemas (bad-input table), fusionsim's logs in them, and
+position bias recovered from a log simulated with known parameters."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fusionsim.envs.calibration.position_bias import pbm_em, randomized_position_bias
+from fusionsim.envs.calibration.readers import catalog_of_world, impressions_of_log
+from fusionsim.envs.calibration.schema import SchemaError, read_catalog, read_impression_log
+from fusionsim.envs.logs import read_interaction_log
+from fusionsim.envs.shop import make_shop
+from fusionsim.experiments.simulate import SimulateConfig, run_policy
+from tests.conftest import small_scenario
+
+CATALOG = "item_id,category,price,brand\n0,shoes/running,59.0,acme\n1,shoes/trail,89.5,acme\n2,socks,4.0,\n"
+IMPRESSIONS = ("request_id,timestamp,user_id,surface,query,position,item_id,click,purchase,revenue\n"
+               "0,1.5,7,feed,,0,2,1,0,0\n0,1.5,7,feed,,1,0,0,0,0\n1,1.7,-1,search,red shoes,0,1,1,1,89.5\n")
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_good_files_read_with_their_types(tmp_path):
+    catalog = read_catalog(_write(tmp_path, "c.csv", CATALOG))
+    assert catalog["item_id"].tolist() == [0, 1, 2] and catalog["brand"].tolist() == ["acme", "acme", ""]
+    log = read_impression_log(_write(tmp_path, "i.csv", IMPRESSIONS))
+    assert log["click"].dtype == np.int64 and log["timestamp"].tolist() == [1.5, 1.5, 1.7]
+    assert log["query"].tolist() == ["", "", "red shoes"] and log["user_id"].tolist() == [7, 7, -1]
+    # Parquet, with a date-time timestamp (days since 1970)
+    frame = pd.read_csv(tmp_path / "i.csv")
+    frame["timestamp"] = pd.to_datetime(["2026-01-01 12:00", "2026-01-01 12:00", "2026-01-02 00:00"])
+    frame.to_parquet(tmp_path / "i.parquet")
+    assert read_impression_log(tmp_path / "i.parquet")["timestamp"].iloc[0] == pytest.approx(20454.5)
+
+
+def _replace(text, old, new):
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("c.csv", _replace(CATALOG, "item_id,", "id,"),
+     "{p} has no column 'item_id' (required: item_id, category, price)"),
+    ("c.csv", _replace(CATALOG, "89.5", "-3"), "{p}: column 'price' must be a finite number > 0; got -3.0 at row 1"),
+    ("c.csv", _replace(CATALOG, "89.5", "cheap"),
+     "{p}: column 'price' must be a finite number > 0; got 'cheap' at row 1"),
+    ("c.csv", _replace(CATALOG, "2,socks", "1,socks"),
+     "{p}: column 'item_id' must be unique; item 1 appears again at row 2"),
+    ("c.csv", _replace(CATALOG, "2,socks", "2.5,socks"), "{p}: column 'item_id' must be an integer >= 0; got 2.5 at row 2"),
+    ("c.csv", _replace(CATALOG, ",socks,", ",,"),
+     "{p}: column 'category' must be a non-empty category path (levels joined by '/'); got nan at row 2"),
+    ("c.csv", "item_id,category,price\n", "--catalog {p} holds no rows"),
+    ("c.txt", CATALOG, "--catalog {p}: expected a .parquet or .csv file, or a folder of .parquet parts"),
+])
+def test_bad_catalogs(tmp_path, name, text, message):
+    path = _write(tmp_path, name, text)
+    with pytest.raises(SchemaError) as err:
+        read_catalog(path)
+    assert str(err.value) == message.format(p=path)
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("position,", "slot,", "{p} has no column 'position' (required: request_id, timestamp, user_id, surface, "
+                           "position, item_id, click)"),
+    ("feed,,1,0,0", "feed,,1,0,2", "{p}: column 'click' must be 0 or 1; got 2 at row 1"),
+    ("feed,,1,0,0", "feed,,-1,0,0", "{p}: column 'position' must be an integer >= 0 (0 = the top slot); got -1 at row 1"),
+    ("0,1.5,7,feed,,0,2,1", "0,inf,7,feed,,0,2,1",
+     "{p}: column 'timestamp' must be a finite number or a date-time; got inf at row 0"),
+    (",-1,search", ",-2,search", "{p}: column 'user_id' must be an integer >= 0, or -1 for an unknown shopper; got -2 "
+                                 "at row 2"),
+    ("0,1,1,1,89.5", "0,1,0,1,89.5",
+     "{p}: column 'purchase' must be 0 where click is 0 (a purchase follows a click); got 1 at row 2"),
+    ("1,89.5\n", "1,-89.5\n", "{p}: column 'revenue' must be a finite number >= 0; got -89.5 at row 2"),
+    ("feed,,1,0,0", "feed,,0,0,0",
+     "{p}: column 'position' must be unique within a request; request 0 shows position 0 again at row 1"),
+    ("0,1.5,7,feed,,1", "0,1.5,8,feed,,1",
+     "{p}: column 'user_id' must be the same on every row of a request; request 0 has 8 at row 1"),
+    ("0,1.5,7,feed,,1", "0,1.5,7,,,1", "{p}: column 'surface' must be a non-empty string; got nan at row 1"),
+])
+def test_bad_impression_logs(tmp_path, old, new, message):
+    path = _write(tmp_path, "i.csv", _replace(IMPRESSIONS, old, new))
+    with pytest.raises(SchemaError) as err:
+        read_impression_log(path)
+    assert str(err.value) == message.format(p=path)
+
+
+def test_bad_impression_propensities_and_scores(tmp_path):
+    frame = pd.read_csv(_write(tmp_path, "i.csv", IMPRESSIONS))
+    frame["position_propensity"] = [0.5, 0.0, 1.0]
+    frame.to_parquet(tmp_path / "p.parquet")
+    with pytest.raises(SchemaError, match=r"column 'position_propensity' must be a finite number in \(0, 1\]; "
+                                          "got 0.0 at row 1"):
+        read_impression_log(tmp_path / "p.parquet")
+    frame["position_propensity"] = 0.5
+    frame["score_popularity"] = [0.1, np.nan, 2.0]
+    frame.to_parquet(tmp_path / "s.parquet")
+    with pytest.raises(SchemaError, match="column 'score_popularity' must be a finite number; got nan at row 1"):
+        read_impression_log(tmp_path / "s.parquet")
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(SchemaError, match="is not a readable Parquet file"):
+        read_impression_log(tmp_path / "broken.parquet")
+    with pytest.raises(SchemaError, match="does not exist"):
+        read_impression_log(tmp_path / "none.csv")
+
+
+def _simulated_impressions(tmp_path, requests=20_000, shuffle=True, **behaviour):
+    """A log of a small shop with known examination (all devices decay alike) in the impression schema."""
+    scenario = small_scenario(**{"behaviour.mobile_extra_decay": 0.0, **{f"behaviour.{k}": v for k, v in
+                                                                         behaviour.items()}})
+    run_policy(SimulateConfig(policy="uniform-grid", requests=requests, seed=3, shuffle_slates=shuffle,
+                              grid_resolution=2), scenario, tmp_path / "log", progress=False)
+    world, arms = make_shop(scenario)
+    log = read_interaction_log(tmp_path / "log", "--logs")
+    impressions = impressions_of_log(log, [a.name for a in arms], world.catalog.price.astype(np.float64))
+    return scenario, world, impressions
+
+
+def test_a_simulated_log_is_a_valid_impression_log(tmp_path):
+    scenario, world, impressions = _simulated_impressions(tmp_path, requests=2_000)
+    impressions.to_parquet(tmp_path / "impressions.parquet")
+    log = read_impression_log(tmp_path / "impressions.parquet")
+    assert len(log) == 2_000 * scenario.candidates.slate_size
+    assert {"action", "action_propensity", "score_popularity", "score_new_arrivals", "revenue"} <= set(log.columns)
+    raw = read_interaction_log(tmp_path / "log", "--logs")
+    assert log["click"].sum() == sum(int(np.sum(c)) for c in raw["clicks"])
+    assert log["revenue"].sum() == pytest.approx(float(raw["revenue"].sum()), rel=1e-5)
+    catalog_of_world(world).to_csv(tmp_path / "catalog.csv", index=False)
+    catalog = read_catalog(tmp_path / "catalog.csv")
+    assert len(catalog) == world.catalog.n_items and catalog["category"].iloc[0] == "top0/leaf0"
+
+
+def test_randomized_position_bias_by_hand():
+    # two requests of two positions: clicks (1, 1) and (1, 0): CTR 1 and 0.5, ratio 0.5
+    bias = randomized_position_bias(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]), np.array([1, 1, 1, 0]))
+    np.testing.assert_allclose(bias.relative, [1.0, 0.5])
+    # per-request residuals (c_1 - 0.5) / 1 - (c_0 - 1) / 2 = +0.5, -0.5: sd 0.7071, half 1.96 * 0.5 * sqrt(2) * 0.7071
+    assert bias.high[1] - 0.5 == pytest.approx(1.959964 * 0.5, rel=1e-5) and bias.low[0] == bias.high[0] == 1.0
+
+
+def test_position_bias_is_recovered_from_a_randomised_log(tmp_path):
+    """theta_k / theta_0 = 1 / log2(k + 2) ** decay under the PBM; 200,000 impressions of shuffled slates."""
+    scenario, _, impressions = _simulated_impressions(tmp_path, examination_decay=1.0)
+    bias = randomized_position_bias(impressions["request_id"].to_numpy(), impressions["position"].to_numpy(),
+                                    impressions["click"].to_numpy())
+    truth = 1.0 / np.log2(np.arange(scenario.candidates.slate_size) + 2.0)
+    covered = (bias.low <= truth) & (truth <= bias.high)
+    assert covered.sum() >= 8, (bias.relative, truth)  # 95% intervals: 10 positions, 1 of them exact
+    assert abs(bias.relative[1:] / truth[1:] - 1).max() < 0.08
+    assert bias.decay() == pytest.approx(1.0, abs=0.05)
+
+
+def test_pbm_em_recovers_known_parameters():
+    rng = np.random.default_rng(0)
+    theta = np.array([0.9, 0.6, 0.45, 0.35, 0.3])
+    gamma = rng.uniform(0.05, 0.6, size=300)
+    item = rng.integers(0, 300, size=200_000)
+    position = rng.integers(0, 5, size=200_000)
+    click = (rng.random(200_000) < theta[position] * gamma[item]).astype(np.int64)
+    bias, fitted_gamma = pbm_em(item, position, click)
+    np.testing.assert_allclose(bias.relative, theta / theta[0], rtol=0.03)
+    # attraction is identified up to the same factor
+    scale = np.median(fitted_gamma / gamma)
+    assert np.median(np.abs(fitted_gamma / (scale * gamma) - 1)) < 0.1
+
+
+@pytest.mark.parametrize("decay", [1.0, 1.5])
+def test_pbm_em_recovers_the_decay_from_a_log_in_policy_order(tmp_path, decay):
+    """No randomisation: the blends of a uniform-grid policy put items at many positions, and EM separates
+    position from item (attraction in the simulator also depends on the shopper, which the PBM's one
+    gamma per item averages over). A steeper decay is told apart."""
+    _, _, impressions = _simulated_impressions(tmp_path, shuffle=False, examination_decay=decay)
+    bias, _ = pbm_em(impressions["item_id"].to_numpy(), impressions["position"].to_numpy(),
+                     impressions["click"].to_numpy())
+    assert bias.decay() == pytest.approx(decay, abs=0.06)
