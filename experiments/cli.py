@@ -339,6 +339,24 @@ def explain_command(run: Path, requests: int) -> None:
     click.echo(f"wrote {run}/explain.md, {run}/explain.json and {run}/explain.png")
 
 
+@cli.command("fidelity")
+@click.option("--scenario", default="default", show_default=True, help="Shipped scenario name or YAML path.")
+@click.option("--logs", type=click.Path(path_type=Path), required=True,
+              help="A fusionsim simulate run folder: the log whose statistics the scenario must reproduce.")
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="Seed of the simulation.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/fidelity"), show_default=True)
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
+def fidelity_command(scenario: str, logs: Path, seed: int, out: Path, overwrite: bool) -> None:
+    """Simulate a log's policy on a scenario and compare the statistics (fidelity.md, fidelity.json, a plot)."""
+    from fusionsim.experiments.fidelity import FidelityConfig, fidelity
+
+    resolved = load_scenario(scenario)
+    with new_run(out, overwrite) as folder:
+        result = fidelity(FidelityConfig(logs=str(logs), scenario=scenario, seed=seed), resolved, folder)
+    click.echo(result["verdict"])
+    click.echo(f"wrote {folder}/fidelity.md, {folder}/fidelity.json and {folder}/ctr_by_position.png")
+
+
 @cli.command("ope")
 @click.option("--logs", type=click.Path(path_type=Path), default=None,
               help="A fusionsim simulate run folder whose logs/ hold the logged traffic with propensities.")

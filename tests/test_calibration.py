@@ -176,3 +176,57 @@ def test_pbm_em_recovers_the_decay_from_a_log_in_policy_order(tmp_path, decay):
     bias, _ = pbm_em(impressions["item_id"].to_numpy(), impressions["position"].to_numpy(),
                      impressions["click"].to_numpy())
     assert bias.decay() == pytest.approx(decay, abs=0.06)
+
+
+def test_statistics_by_hand():
+    from fusionsim.envs.calibration.statistics import compare_statistics, log_statistics, ratio_estimate
+
+    # ratio of sums 3 / 4 over units (1, 2), (2, 2): residuals 1 - 1.5 = -0.5, 2 - 1.5 = 0.5; se = sqrt(0.5) / 4
+    estimate = ratio_estimate(np.array([1.0, 2.0]), np.array([2.0, 2.0]))
+    assert estimate.value == 0.75 and estimate.se == pytest.approx(np.sqrt(0.5) / 4)
+    log = pd.DataFrame({"request_id": [0, 0, 1, 1], "position": [0, 1, 0, 1], "click": [1, 0, 1, 1],
+                        "surface": ["feed", "feed", "search", "search"], "purchase": [1, 0, 0, 0],
+                        "session_id": [5, 5, 5, 5]})
+    s = log_statistics(log)
+    assert s["CTR at position 1"].value == 1.0 and s["CTR at position 2"].value == 0.5
+    assert s["CTR on feed"].value == 0.5 and s["CTR on search"].value == 1.0
+    assert s["clicks per request"].value == 1.5 and s["purchases per click"].value == pytest.approx(1 / 3)
+    assert s["requests per session"].value == 2.0 and s["share of sessions of 2-3 requests"].value == 1.0
+    rows = compare_statistics(s, s)
+    assert all(r.verdict == "consistent" and r.difference == 0 for r in rows)
+
+
+def test_fidelity_passes_its_own_scenario_and_detects_a_steeper_position_decay(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from fusionsim.experiments.cli import cli
+
+    def scenario_file(name, decay):
+        scenario = small_scenario(**{"behaviour.examination_decay": decay})
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
+        return path
+
+    same, steeper = scenario_file("same", 1.0), scenario_file("steeper", 1.5)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["simulate", "--scenario", str(same), "--requests", "16000", "--slots", "500",
+                                 "--policy", "uniform-grid", "--out", str(tmp_path / "log")])
+    assert result.exit_code == 0, result.output
+    for name, scenario in (("own", same), ("perturbed", steeper)):
+        result = runner.invoke(cli, ["fidelity", "--scenario", str(scenario), "--logs", str(tmp_path / "log"),
+                                     "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    import json
+    own = json.loads((tmp_path / "own" / "fidelity.json").read_text())
+    perturbed = json.loads((tmp_path / "perturbed" / "fidelity.json").read_text())
+    # 19 statistics at 95%: more than 3 differ by chance alone with probability about 1.5%
+    assert len(own["statistics"]) >= 17 and len(own["differing"]) <= 3, own["differing"]
+    lower = [f"CTR at position {k}" for k in range(3, 11)]
+    assert set(lower) <= set(perturbed["differing"]), perturbed["differing"]
+    assert all(row["difference"] < 0 for row in perturbed["statistics"] if row["statistic"] in lower)
+    assert (tmp_path / "perturbed" / "ctr_by_position.png").read_bytes()[:4] == b"\x89PNG"
+    assert "statistics differ at 95%" in (tmp_path / "perturbed" / "fidelity.md").read_text()
+    bad = runner.invoke(cli, ["fidelity", "--logs", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and bad.output == (f"Error: --logs {tmp_path / 'none'} does not exist or is not a folder; "
+                                                 "give a fusionsim simulate run folder\n")

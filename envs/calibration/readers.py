@@ -41,6 +41,7 @@ def impressions_of_log(log: pd.DataFrame, arm_names: list[str], prices: np.ndarr
         "request_id": per_item(log["request_id"].to_numpy(np.int64)),
         "timestamp": per_item(log["t"].to_numpy(np.float64)),
         "user_id": per_item(log["user_id"].to_numpy(np.int64)),
+        "session_id": per_item(log["session_id"].to_numpy(np.int64)),
         "surface": per_item(log["surface"].astype(str).to_numpy()),
         "query": per_item(np.array(words, dtype=object)),
         "position": np.tile(np.arange(k, dtype=np.int64), n),

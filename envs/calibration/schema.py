@@ -21,6 +21,7 @@ line naming the file, the column, the first bad row (0-based, in file order) and
 | request_id | yes | integer | >= 0; the rows of one request share timestamp, user_id and surface |
 | timestamp | yes | number or date-time | finite |
 | user_id | yes | integer | >= 0, or -1 where the shop does not know the shopper |
+| session_id | no | integer | >= 0, the shopper's visit (requests of one session share it) |
 | surface | yes | string | non-empty (``feed``, ``search``, or the shop's own names) |
 | query | no | string | (empty on surfaces without a query) |
 | position | yes | integer | >= 0, 0 = the top slot; unique within a request |
@@ -92,6 +93,7 @@ IMPRESSION_COLUMNS = (
     Column("request_id", True, "integer", 0.0),
     Column("timestamp", True, "time"),
     Column("user_id", True, "integer", -1.0, allowed="an integer >= 0, or -1 for an unknown shopper"),
+    Column("session_id", False, "integer", 0.0),
     Column("surface", True, "string"),
     Column("query", False, "string"),
     Column("position", True, "integer", 0.0, allowed="an integer >= 0 (0 = the top slot)"),
