@@ -339,6 +339,29 @@ def explain_command(run: Path, requests: int) -> None:
     click.echo(f"wrote {run}/explain.md, {run}/explain.json and {run}/explain.png")
 
 
+@cli.command("calibrate")
+@click.option("--logs", type=click.Path(path_type=Path), required=True,
+              help="A fusionsim simulate run folder: the log to fit.")
+@click.option("--scenario", default="default", show_default=True,
+              help="Starting scenario (name or YAML path): what is not fitted comes from it.")
+@click.option("--holdout", type=FiniteFloat(0.0, 1.0, min_open=True), default=0.2, show_default=True,
+              help="Share of the latest requests held out for the fidelity check.")
+@click.option("--seed", type=click.IntRange(min=0), default=7, show_default=True, help="Seed of the simulations.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/calibrate"), show_default=True)
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
+def calibrate_command(logs: Path, scenario: str, holdout: float, seed: int, out: Path, overwrite: bool) -> None:
+    """Fit position bias, attraction and purchase to a log; write scenario.yaml and a held-out fidelity report."""
+    from fusionsim.experiments.calibrate import CalibrateConfig, calibrate
+
+    start = load_scenario(scenario)
+    config = CalibrateConfig(logs=str(logs), scenario=scenario, holdout=holdout, seed=seed)
+    with new_run(out, overwrite) as folder:
+        result = calibrate(config, start, folder)
+    click.echo("fitted " + ", ".join(f"{k} {v:.4f}" for k, v in result["fitted"].items()))
+    click.echo(result["fidelity"]["verdict"])
+    click.echo(f"wrote {folder}/scenario.yaml, {folder}/fitted.json and {folder}/fidelity.md")
+
+
 @cli.command("fidelity")
 @click.option("--scenario", default="default", show_default=True, help="Shipped scenario name or YAML path.")
 @click.option("--logs", type=click.Path(path_type=Path), required=True,

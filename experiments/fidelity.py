@@ -71,7 +71,7 @@ def fidelity(config: FidelityConfig, scenario: Scenario, out: Path, progress: bo
               "differing": differing, "verdict": verdict(rows)}
     write_json(out / "fidelity.json", result)
     atomic_write_text(out / "fidelity.md", render_report(rows, scenario.name, logs))
-    _plot_positions(rows, out / "ctr_by_position.png")
+    plot_positions(rows, out / "ctr_by_position.png")
     mark_complete(out, "fidelity")
     return result
 
@@ -86,11 +86,13 @@ def verdict(rows: list[Comparison]) -> str:
             + ", ".join(differing) + ".")
 
 
-def render_report(rows: list[Comparison], scenario: str, logs: Path) -> str:
+def render_report(rows: list[Comparison], scenario: str, logs: Path, held_out: bool = False) -> str:
+    """The table of every statistic and the verdict; ``held_out``: the log side is the held-out part."""
+    part = "the log's held-out (latest) requests" if held_out else "the log"
     lines = [f"# Fidelity of scenario `{scenario}` to `{logs}`", "",
-             "The log's policy simulated again on the scenario for as many requests, on another seed; each statistic "
-             "with its 95% interval (delta method over requests or sessions), and the difference simulated - log "
-             "with its 95% interval.", "",
+             f"The log's policy simulated again on the scenario for as many requests as {part}, on another seed; "
+             "each statistic with its 95% interval (delta method, sessions as the units), and the difference "
+             "simulated - log with its 95% interval.", "",
              "| statistic | log | simulated | difference | verdict |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.statistic} | {r.real.value:.4f} [{r.real.low:.4f}, {r.real.high:.4f}] | "
@@ -100,7 +102,8 @@ def render_report(rows: list[Comparison], scenario: str, logs: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot_positions(rows: list[Comparison], path: Path) -> None:
+def plot_positions(rows: list[Comparison], path: Path) -> None:
+    """CTR by position of the log and the simulation, with their 95% intervals, as a PNG."""
     positions = [r for r in rows if r.statistic.startswith("CTR at position ")]
     x = np.arange(1, len(positions) + 1)
     fig, ax = plt.subplots(figsize=(7, 4))

@@ -85,24 +85,42 @@ class SimulationSummary:
     log_parts: list[Path]
 
 
-def run_policy(config: SimulateConfig, scenario: Scenario, out: Path, progress: bool = True) -> SimulationSummary:
-    """Simulate ``config.requests`` requests under a static policy on ``scenario`` (resolved from
-    ``config.scenario``); write logs/, metrics.json, config.yaml and complete.json to ``out``."""
+@dataclass
+class Simulation:
+    """A static policy on a fresh shop, ready to serve: the simulator (reset with the config's seed), the
+    policy, the mapper of its actions and the arm names."""
+
+    sim: BatchedSimulator
+    policy: Policy
+    mapper: ActionMapper
+    arm_names: list[str]
+
+
+def build_simulation(config: SimulateConfig, scenario: Scenario) -> Simulation:
+    """The simulator, policy and mapper that ``config`` describes on ``scenario``, the simulator reset with
+    the seed spawned from ``config.seed`` (what :func:`run_policy` serves, step by step)."""
     world, arms = make_shop(scenario, base=config.base)
     arm_names = [a.name for a in arms]
     sim_seed, policy_seed, order_seed = np.random.SeedSequence(config.seed).generate_state(3)
     policy = make_static_policy(config.policy, arm_names, seed=int(policy_seed),
                                 grid_resolution=config.grid_resolution)
+    fusion = ShuffledSlate(WeightedBlend(), seed=int(order_seed)) if config.shuffle_slates else None
+    sim = BatchedSimulator(world, arms, n_slots=min(config.slots, config.requests), fusion=fusion)
+    sim.reset(seed=int(sim_seed))
+    return Simulation(sim, policy, ActionMapper(policy.action_mode, len(arms), config.grid_resolution), arm_names)
+
+
+def run_policy(config: SimulateConfig, scenario: Scenario, out: Path, progress: bool = True) -> SimulationSummary:
+    """Simulate ``config.requests`` requests under a static policy on ``scenario`` (resolved from
+    ``config.scenario``); write logs/, metrics.json, config.yaml and complete.json to ``out``."""
+    simulation = build_simulation(config, scenario)
+    sim, policy, mapper, arm_names = simulation.sim, simulation.policy, simulation.mapper, simulation.arm_names
     config = dataclasses.replace(config, slots=min(config.slots, config.requests))
     requests, slots = config.requests, config.slots
     write_config(out, "simulate", dataclasses.asdict(config), scenario=scenario_to_dict(scenario), arms=arm_names,
                  policy={"name": policy.name, "config": policy.config()})
-    fusion = ShuffledSlate(WeightedBlend(), seed=int(order_seed)) if config.shuffle_slates else None
-    sim = BatchedSimulator(world, arms, n_slots=slots, fusion=fusion)
-    mapper = ActionMapper(policy.action_mode, len(arms), config.grid_resolution)
     metrics = TrafficMetrics(scenario.candidates.slate_size)
     writer = InteractionLogWriter(out / "logs", arm_names, chunk_rows=config.chunk_rows)
-    sim.reset(seed=int(sim_seed))
     done = 0
     with tqdm(total=requests, unit="req", disable=not progress, desc="simulate") as bar:
         while done < requests:

@@ -230,3 +230,44 @@ def test_fidelity_passes_its_own_scenario_and_detects_a_steeper_position_decay(t
     bad = runner.invoke(cli, ["fidelity", "--logs", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and bad.output == (f"Error: --logs {tmp_path / 'none'} does not exist or is not a folder; "
                                                  "give a fusionsim simulate run folder\n")
+
+
+def test_calibrate_recovers_known_behaviour_and_passes_the_held_out_check(tmp_path):
+    """A log of a shop with attraction_bias -4.0, purchase_bias -5.0 and examination_decay 1.3, calibrated on
+    top of the same shop with the defaults (-4.8, -5.5, 1.0): all three come back within tolerance, and the
+    fitted scenario reproduces the held-out requests."""
+    import json
+
+    import yaml
+    from click.testing import CliRunner
+
+    from fusionsim.envs.scenario import load_scenario
+    from fusionsim.experiments.cli import cli
+
+    truth = {"attraction_bias": -4.0, "purchase_bias": -5.0, "examination_decay": 1.3}
+    start = small_scenario()
+    assert (start.behaviour.attraction_bias, start.behaviour.purchase_bias) == (-4.8, -5.5)
+    paths = {}
+    for name, scenario in (("truth", small_scenario(**{f"behaviour.{k}": v for k, v in truth.items()})),
+                           ("start", start)):
+        paths[name] = tmp_path / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["simulate", "--scenario", str(paths["truth"]), "--requests", "20000", "--slots",
+                                 "500", "--policy", "uniform-grid", "--out", str(tmp_path / "log")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "calibrated"
+    result = runner.invoke(cli, ["calibrate", "--logs", str(tmp_path / "log"), "--scenario", str(paths["start"]),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    fitted = json.loads((out / "fitted.json").read_text())
+    assert fitted["fitted"]["examination_decay"] == pytest.approx(1.3, abs=0.08)
+    assert fitted["fitted"]["attraction_bias"] == pytest.approx(-4.0, abs=0.15)
+    assert fitted["fitted"]["purchase_bias"] == pytest.approx(-5.0, abs=0.2)
+    assert len(fitted["fidelity"]["differing"]) <= 3, fitted["fidelity"]["differing"]
+    # the fitted scenario is a scenario every command loads
+    calibrated = load_scenario(out / "scenario.yaml")
+    assert calibrated.behaviour.attraction_bias == pytest.approx(fitted["fitted"]["attraction_bias"])
+    bad = runner.invoke(cli, ["calibrate", "--logs", str(tmp_path / "log"), "--holdout", "1", "--out",
+                              str(tmp_path / "x")])
+    assert bad.exit_code == 2 and bad.output == "Error: --holdout must be in (0, 1); got 1.0\n"

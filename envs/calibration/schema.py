@@ -24,6 +24,7 @@ line naming the file, the column, the first bad row (0-based, in file order) and
 | session_id | no | integer | >= 0, the shopper's visit (requests of one session share it) |
 | surface | yes | string | non-empty (``feed``, ``search``, or the shop's own names) |
 | query | no | string | (empty on surfaces without a query) |
+| device | no | string | the shopper's device (``mobile`` is the one whose position bias is fitted apart) |
 | position | yes | integer | >= 0, 0 = the top slot; unique within a request |
 | item_id | yes | integer | >= 0 |
 | click | yes | integer | 0 or 1 |
@@ -96,6 +97,7 @@ IMPRESSION_COLUMNS = (
     Column("session_id", False, "integer", 0.0),
     Column("surface", True, "string"),
     Column("query", False, "string"),
+    Column("device", False, "string"),
     Column("position", True, "integer", 0.0, allowed="an integer >= 0 (0 = the top slot)"),
     Column("item_id", True, "integer", 0.0),
     Column("click", True, "integer", 0.0, 1.0, allowed="0 or 1"),

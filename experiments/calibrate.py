@@ -1,0 +1,183 @@
+"""``fusionsim calibrate``: fit a scenario's shopper model to a log, and check the fit on held-out requests.
+
+The log is a complete ``fusionsim simulate`` run (a shop's own impression log needs its catalog as the
+world, which is not built yet). Its earliest ``1 - holdout`` share of requests is fitted, the rest held
+out. Fitted, on top of the starting ``--scenario``:
+
+- ``behaviour.examination_decay`` from the position bias (``envs.calibration.position_bias``) of the
+  impressions not on mobile: the CTR ratios where the log's slates were shuffled, else the position-based
+  model fitted by EM; ``behaviour.mobile_extra_decay`` as the mobile impressions' decay minus that (not
+  below 0);
+- ``behaviour.attraction_bias`` so that the simulated click rate at the top position equals the log's;
+- ``behaviour.purchase_bias`` so that the simulated purchases per click equal the log's.
+
+The last two are fitted by simulation (the method of simulated moments): the log's policy is simulated on
+the candidate scenario for as many requests as were fitted, always on the same seed (common random
+numbers, so the simulated moment moves smoothly with the parameter), and the parameter is bisected
+(the moment is increasing in it), two passes over both. Examination at the top
+(``behaviour.examination_first``) is not identified apart from attraction by clicks alone and stays as the
+starting scenario has it.
+
+Writes ``scenario.yaml`` (the fitted scenario, loadable by every command), ``fitted.json`` (each
+parameter, the moment it matched, log and simulated), ``fidelity.md`` / ``fidelity.json`` /
+``ctr_by_position.png`` (the fitted shop against the held-out requests, as ``fusionsim fidelity``: the log's
+policy simulated again as long as the log, and the same window of requests compared), ``simulated/`` (that
+simulation), ``config.yaml`` and ``complete.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from fusionsim.common.io import IncompleteRunError, atomic_write_text, check_complete, mark_complete
+from fusionsim.envs.calibration.position_bias import pbm_em, randomized_position_bias
+from fusionsim.envs.calibration.readers import impressions_of_log
+from fusionsim.envs.calibration.statistics import compare_statistics, log_statistics
+from fusionsim.envs.logs import read_interaction_log
+from fusionsim.envs.scenario import Scenario, parse_scenario, scenario_to_dict
+from fusionsim.experiments.fidelity import plot_positions, render_report, verdict
+from fusionsim.experiments.runs import read_config, write_config, write_json
+from fusionsim.experiments.simulate import SimulateConfig, build_simulation, run_policy
+
+FITTED = ("examination_decay", "mobile_extra_decay", "attraction_bias", "purchase_bias")
+"""The ``behaviour`` parameters ``calibrate`` fits."""
+SEARCH_RANGE = {"attraction_bias": (-12.0, 4.0), "purchase_bias": (-12.0, 4.0)}
+"""Where the bisections look (logits)."""
+
+
+class CalibrateError(ValueError):
+    """Bad ``calibrate`` input; the message is one line naming the option."""
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    """What one ``fusionsim calibrate`` run does; written whole as ``config.yaml``'s ``args``."""
+
+    logs: str
+    """a complete fusionsim simulate run folder: the log to fit"""
+    scenario: str = "default"
+    """the starting scenario (name or YAML path): everything not fitted is taken from it"""
+    holdout: float = 0.2
+    """share of the latest requests held out for the fidelity check"""
+    bisections: int = 14
+    """halvings of each parameter's range per pass (range 16: about 0.001 at 14)"""
+    seed: int = 7
+    """seed of the simulations"""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout < 1.0:
+            raise CalibrateError(f"--holdout must be in (0, 1); got {self.holdout!r}")
+        if isinstance(self.bisections, bool) or not isinstance(self.bisections, int) or not 1 <= self.bisections <= 40:
+            raise CalibrateError(f"--bisections must be an integer from 1 to 40; got {self.bisections!r}")
+
+
+def _with_behaviour(scenario: Scenario, **values: float) -> Scenario:
+    raw = scenario_to_dict(scenario)
+    raw["behaviour"] = {**raw["behaviour"], **values}
+    return parse_scenario(raw, "<calibrated>")
+
+
+def simulated_moments(scenario: Scenario, config: SimulateConfig) -> tuple[float, float]:
+    """Click rate at the top position and purchases per click of ``config``'s policy simulated on
+    ``scenario`` for ``config.requests`` requests."""
+    simulation = build_simulation(config, scenario)
+    top_clicks, clicks, purchases, done = 0, 0, 0, 0
+    while done < config.requests:
+        result = simulation.sim.serve(simulation.policy, simulation.mapper)
+        keep = min(len(result.reward), config.requests - done)
+        top_clicks += int(result.clicks[:keep, 0].sum())
+        clicks += int(result.clicks[:keep].sum())
+        purchases += int(result.purchased[:keep].sum())
+        done += keep
+    return top_clicks / done, purchases / max(clicks, 1)
+
+
+def _position_bias(impressions, shuffled: bool):
+    """The position bias of ``impressions``: CTR ratios where the slates were shuffled, else PBM by EM."""
+    positions, clicks = impressions["position"].to_numpy(), impressions["click"].to_numpy()
+    if shuffled:
+        return randomized_position_bias(impressions["request_id"].to_numpy(), positions, clicks)
+    return pbm_em(impressions["item_id"].to_numpy(), positions, clicks)[0]
+
+
+def _bisect(moment, target: float, low: float, high: float, steps: int) -> float:
+    """The parameter in [low, high] where the increasing ``moment(parameter)`` meets ``target``."""
+    for _ in range(steps):
+        middle = 0.5 * (low + high)
+        if moment(middle) < target:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
+
+
+def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: bool = True) -> dict:
+    """Fit :data:`FITTED` to the log on top of ``start``; write the outputs of the module docstring."""
+    logs = Path(config.logs)
+    try:
+        check_complete(logs, "--logs", ("simulate",))
+        logged = read_config(logs, "--logs")
+        simulate_config = SimulateConfig(**logged["args"])
+    except IncompleteRunError as exc:
+        raise CalibrateError(str(exc)) from None
+    except (KeyError, TypeError) as exc:
+        raise CalibrateError(f"--logs {logs}/config.yaml is not a simulate config ({exc})") from None
+    write_config(out, "calibrate", dataclasses.asdict(config), scenario=scenario_to_dict(start))
+    impressions = impressions_of_log(read_interaction_log(logs, "--logs"), [str(a) for a in logged.get("arms", [])])
+    requests = np.unique(impressions["request_id"].to_numpy())
+    n_fit = int(round((1.0 - config.holdout) * len(requests)))
+    if n_fit < 1 or n_fit == len(requests):
+        raise CalibrateError(f"--logs {logs} has {len(requests)} requests: too few to fit and hold out "
+                             f"{config.holdout:.0%}")
+    fit_part = impressions[impressions["request_id"].isin(requests[:n_fit])]
+    held_out = impressions[~impressions["request_id"].isin(requests[:n_fit])]
+    mobile = (fit_part["device"] == "mobile").to_numpy()
+    bias = _position_bias(fit_part[~mobile], simulate_config.shuffle_slates)
+    fitted = {"examination_decay": bias.decay(),
+              "mobile_extra_decay": max(0.0, _position_bias(fit_part[mobile], simulate_config.shuffle_slates).decay()
+                                        - bias.decay())}
+    target = log_statistics(fit_part)
+    targets = {"attraction_bias": target["CTR at position 1"].value,
+               "purchase_bias": target["purchases per click"].value}
+    moment_config = dataclasses.replace(simulate_config, requests=n_fit, seed=config.seed)
+    moment_index = {"attraction_bias": 0, "purchase_bias": 1}
+    scenario = _with_behaviour(start, examination_decay=fitted["examination_decay"],
+                               mobile_extra_decay=fitted["mobile_extra_decay"])
+    for _ in range(2):
+        for name in ("attraction_bias", "purchase_bias"):
+            def moment(value: float, name: str = name) -> float:
+                return simulated_moments(_with_behaviour(scenario, **{name: value}), moment_config)[moment_index[name]]
+            fitted[name] = _bisect(moment, targets[name], *SEARCH_RANGE[name], config.bisections)
+            scenario = _with_behaviour(scenario, **{name: fitted[name]})
+    final = simulated_moments(scenario, moment_config)
+    result = {"fitted": fitted, "start": {name: getattr(start.behaviour, name) for name in FITTED},
+              "matched": {"CTR at position 1": {"log": targets["attraction_bias"], "simulated": final[0]},
+                          "purchases per click": {"log": targets["purchase_bias"], "simulated": final[1]}},
+              "position_bias": {"relative": bias.relative.tolist(), "low": bias.low.tolist(),
+                                "high": bias.high.tolist(), "method": "randomised" if simulate_config.shuffle_slates
+                                else "pbm-em"},
+              "fit_requests": n_fit, "held_out_requests": len(requests) - n_fit}
+    atomic_write_text(out / "scenario.yaml", f"# fitted by fusionsim calibrate to {logs} on top of scenario "
+                      f"'{start.name}': behaviour " + ", ".join(f"{k} {v:.4f}" for k, v in fitted.items()) + "\n"
+                      + yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False))
+    # fidelity: the fitted shop against the held-out requests. The log is simulated again whole, on another
+    # seed, and the same window of requests is compared, so both windows hold sessions begun before them
+    run_policy(dataclasses.replace(simulate_config, seed=config.seed + 1), scenario, out / "simulated",
+               progress=progress)
+    simulated = impressions_of_log(read_interaction_log(out / "simulated", "--logs"),
+                                   [str(a) for a in logged.get("arms", [])])
+    simulated = simulated[simulated["request_id"] >= requests[n_fit]]
+    rows = compare_statistics(log_statistics(held_out), log_statistics(simulated))
+    result["fidelity"] = {"statistics": [r.to_dict() for r in rows], "verdict": verdict(rows),
+                          "differing": [r.statistic for r in rows if r.verdict == "differs"]}
+    write_json(out / "fitted.json", result)
+    write_json(out / "fidelity.json", result["fidelity"])
+    atomic_write_text(out / "fidelity.md", render_report(rows, f"{out / 'scenario.yaml'}", logs, held_out=True))
+    plot_positions(rows, out / "ctr_by_position.png")
+    mark_complete(out, "calibrate")
+    return result
