@@ -13,8 +13,8 @@ out. Fitted, on top of the starting ``--scenario``:
 
 The last two are fitted by simulation (the method of simulated moments): the log's policy is simulated on
 the candidate scenario for as many requests as were fitted, always on the same seed (common random
-numbers, so the simulated moment moves smoothly with the parameter), and the parameter is bisected
-(the moment is increasing in it), two passes over both. Examination at the top
+numbers, so the simulated moment moves smoothly with the parameter), and the parameter is bracketed and
+bisected (the moment is increasing in it); a wide pass over both, then a narrow one. Examination at the top
 (``behaviour.examination_first``) is not identified apart from attraction by clicks alone and stays as the
 starting scenario has it.
 
@@ -46,8 +46,8 @@ from fusionsim.experiments.simulate import SimulateConfig, build_simulation, run
 
 FITTED = ("examination_decay", "mobile_extra_decay", "attraction_bias", "purchase_bias")
 """The ``behaviour`` parameters ``calibrate`` fits."""
-SEARCH_RANGE = {"attraction_bias": (-12.0, 4.0), "purchase_bias": (-12.0, 4.0)}
-"""Where the bisections look (logits)."""
+SEARCH_RANGE = (-12.0, 4.0)
+"""Where the solver looks for a bias (logits)."""
 
 
 class CalibrateError(ValueError):
@@ -64,16 +64,16 @@ class CalibrateConfig:
     """the starting scenario (name or YAML path): everything not fitted is taken from it"""
     holdout: float = 0.2
     """share of the latest requests held out for the fidelity check"""
-    bisections: int = 14
-    """halvings of each parameter's range per pass (range 16: about 0.001 at 14)"""
+    tolerance: float = 0.01
+    """width (logits) to which each bias is bisected"""
     seed: int = 7
     """seed of the simulations"""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.holdout < 1.0:
             raise CalibrateError(f"--holdout must be in (0, 1); got {self.holdout!r}")
-        if isinstance(self.bisections, bool) or not isinstance(self.bisections, int) or not 1 <= self.bisections <= 40:
-            raise CalibrateError(f"--bisections must be an integer from 1 to 40; got {self.bisections!r}")
+        if not 1e-4 <= self.tolerance <= 1.0:
+            raise CalibrateError(f"--tolerance must be in [0.0001, 1]; got {self.tolerance!r}")
 
 
 def _with_behaviour(scenario: Scenario, **values: float) -> Scenario:
@@ -105,9 +105,17 @@ def _position_bias(impressions, shuffled: bool):
     return pbm_em(impressions["item_id"].to_numpy(), positions, clicks)[0]
 
 
-def _bisect(moment, target: float, low: float, high: float, steps: int) -> float:
-    """The parameter in [low, high] where the increasing ``moment(parameter)`` meets ``target``."""
-    for _ in range(steps):
+def _solve(moment, target: float, guess: float, width: float, tolerance: float) -> float:
+    """The parameter where the increasing ``moment(parameter)`` meets ``target``: bracketed from
+    [guess - width, guess + width] (each side moved out by the bracket's width until it brackets, within
+    :data:`SEARCH_RANGE`), then bisected to ``tolerance``."""
+    lowest, highest = SEARCH_RANGE
+    low, high = max(lowest, guess - width), min(highest, guess + width)
+    while low > lowest and moment(low) > target:
+        low, high = max(lowest, low - 2 * width), low
+    while high < highest and moment(high) < target:
+        low, high = high, min(highest, high + 2 * width)
+    while high - low > tolerance:
         middle = 0.5 * (low + high)
         if moment(middle) < target:
             low = middle
@@ -148,11 +156,11 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
     moment_index = {"attraction_bias": 0, "purchase_bias": 1}
     scenario = _with_behaviour(start, examination_decay=fitted["examination_decay"],
                                mobile_extra_decay=fitted["mobile_extra_decay"])
-    for _ in range(2):
+    for width in (1.5, 0.1):  # a wide pass, then a narrow one around it (each bias moves the other's moment)
         for name in ("attraction_bias", "purchase_bias"):
             def moment(value: float, name: str = name) -> float:
                 return simulated_moments(_with_behaviour(scenario, **{name: value}), moment_config)[moment_index[name]]
-            fitted[name] = _bisect(moment, targets[name], *SEARCH_RANGE[name], config.bisections)
+            fitted[name] = _solve(moment, targets[name], getattr(scenario.behaviour, name), width, config.tolerance)
             scenario = _with_behaviour(scenario, **{name: fitted[name]})
     final = simulated_moments(scenario, moment_config)
     result = {"fitted": fitted, "start": {name: getattr(start.behaviour, name) for name in FITTED},
