@@ -12,9 +12,10 @@ out. Fitted, on top of the starting ``--scenario``:
 - ``behaviour.purchase_bias`` so that the simulated purchases per click equal the log's.
 
 The last two are fitted by simulation (the method of simulated moments): the log's policy is simulated on
-the candidate scenario for as many requests as were fitted, always on the same seed (common random
-numbers, so the simulated moment moves smoothly with the parameter), and the parameter is bracketed and
-bisected (the moment is increasing in it); a wide pass over both, then a narrow one. Examination at the top
+the candidate scenario for as many requests as were fitted (in as many slots, so with the same mix of early
+and late session steps), always on the same seed (common random
+numbers, so the simulated moments move smoothly with the parameters), and both are solved together by
+Broyden's method (one simulation gives both moments: about six simulations in all). Examination at the top
 (``behaviour.examination_first``) is not identified apart from attraction by clicks alone and stays as the
 starting scenario has it.
 
@@ -65,7 +66,7 @@ class CalibrateConfig:
     holdout: float = 0.2
     """share of the latest requests held out for the fidelity check"""
     tolerance: float = 0.01
-    """width (logits) to which each bias is bisected"""
+    """precision (logits) to which each bias is solved"""
     seed: int = 7
     """seed of the simulations"""
 
@@ -105,23 +106,38 @@ def _position_bias(impressions, shuffled: bool):
     return pbm_em(impressions["item_id"].to_numpy(), positions, clicks)[0]
 
 
-def _solve(moment, target: float, guess: float, width: float, tolerance: float) -> float:
-    """The parameter where the increasing ``moment(parameter)`` meets ``target``: bracketed from
-    [guess - width, guess + width] (each side moved out by the bracket's width until it brackets, within
-    :data:`SEARCH_RANGE`), then bisected to ``tolerance``."""
+def solve_moments(moments, targets: np.ndarray, start: np.ndarray, tolerance: float, step: float = 0.2,
+                  max_iterations: int = 30) -> tuple[np.ndarray, np.ndarray, int]:
+    """The parameters x (m,) where ``moments(x)`` (m,) meets ``targets`` (m,), by Broyden's method from
+    ``start``: a finite-difference Jacobian (one evaluation per parameter, ``step`` apart), then
+    quasi-Newton steps (each step at most 2 per parameter, within :data:`SEARCH_RANGE`) until every
+    parameter moves by less than ``tolerance``. One evaluation gives every moment, so the fit costs
+    m + (a few) simulations. Returns the parameters, their moments and the number of evaluations."""
     lowest, highest = SEARCH_RANGE
-    low, high = max(lowest, guess - width), min(highest, guess + width)
-    while low > lowest and moment(low) > target:
-        low, high = max(lowest, low - 2 * width), low
-    while high < highest and moment(high) < target:
-        low, high = high, min(highest, high + 2 * width)
-    while high - low > tolerance:
-        middle = 0.5 * (low + high)
-        if moment(middle) < target:
-            low = middle
-        else:
-            high = middle
-    return 0.5 * (low + high)
+    x = np.asarray(start, dtype=np.float64).copy()
+    f = np.asarray(moments(x)) - targets
+    jacobian = np.empty((len(x), len(x)))
+    for j in range(len(x)):
+        shifted = x.copy()
+        shifted[j] += step
+        jacobian[:, j] = (np.asarray(moments(shifted)) - targets - f) / step
+    evaluations = 1 + len(x)
+    for _ in range(max_iterations):
+        try:
+            move = -np.linalg.solve(jacobian, f)
+        except np.linalg.LinAlgError:
+            raise CalibrateError("the simulated moments do not move with the parameters: they cannot be fitted") from None
+        move = np.clip(move, -2.0, 2.0)
+        new_x = np.clip(x + move, lowest, highest)
+        move = new_x - x
+        new_f = np.asarray(moments(new_x)) - targets
+        evaluations += 1
+        if np.abs(move).max() < tolerance:
+            return new_x, new_f + targets, evaluations
+        if move @ move > 0:  # Broyden's rank-one update
+            jacobian += np.outer(new_f - f - jacobian @ move, move) / (move @ move)
+        x, f = new_x, new_f
+    raise CalibrateError(f"the moments did not converge in {max_iterations} steps (last parameters {x.tolist()})")
 
 
 def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: bool = True) -> dict:
@@ -150,22 +166,26 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
               "mobile_extra_decay": max(0.0, _position_bias(fit_part[mobile], simulate_config.shuffle_slates).decay()
                                         - bias.decay())}
     target = log_statistics(fit_part)
-    targets = {"attraction_bias": target["CTR at position 1"].value,
-               "purchase_bias": target["purchases per click"].value}
+    targets = np.array([target["CTR at position 1"].value, target["purchases per click"].value])
+    # as many requests as were fitted, in as many slots: the same mix of early and late session steps
     moment_config = dataclasses.replace(simulate_config, requests=n_fit, seed=config.seed)
-    moment_index = {"attraction_bias": 0, "purchase_bias": 1}
     scenario = _with_behaviour(start, examination_decay=fitted["examination_decay"],
                                mobile_extra_decay=fitted["mobile_extra_decay"])
-    for width in (1.5, 0.1):  # a wide pass, then a narrow one around it (each bias moves the other's moment)
-        for name in ("attraction_bias", "purchase_bias"):
-            def moment(value: float, name: str = name) -> float:
-                return simulated_moments(_with_behaviour(scenario, **{name: value}), moment_config)[moment_index[name]]
-            fitted[name] = _solve(moment, targets[name], getattr(scenario.behaviour, name), width, config.tolerance)
-            scenario = _with_behaviour(scenario, **{name: fitted[name]})
-    final = simulated_moments(scenario, moment_config)
+
+    def moments(biases: np.ndarray) -> tuple[float, float]:
+        return simulated_moments(_with_behaviour(scenario, attraction_bias=float(biases[0]),
+                                                 purchase_bias=float(biases[1])), moment_config)
+
+    biases, final, evaluations = solve_moments(moments, targets, np.array([scenario.behaviour.attraction_bias,
+                                                                    scenario.behaviour.purchase_bias]),
+                                        config.tolerance)
+    fitted["attraction_bias"], fitted["purchase_bias"] = float(biases[0]), float(biases[1])
+    scenario = _with_behaviour(scenario, attraction_bias=fitted["attraction_bias"],
+                               purchase_bias=fitted["purchase_bias"])
     result = {"fitted": fitted, "start": {name: getattr(start.behaviour, name) for name in FITTED},
-              "matched": {"CTR at position 1": {"log": targets["attraction_bias"], "simulated": final[0]},
-                          "purchases per click": {"log": targets["purchase_bias"], "simulated": final[1]}},
+              "matched": {"CTR at position 1": {"log": float(targets[0]), "simulated": float(final[0])},
+                          "purchases per click": {"log": float(targets[1]), "simulated": float(final[1])}},
+              "simulations": evaluations,
               "position_bias": {"relative": bias.relative.tolist(), "low": bias.low.tolist(),
                                 "high": bias.high.tolist(), "method": "randomised" if simulate_config.shuffle_slates
                                 else "pbm-em"},

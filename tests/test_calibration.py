@@ -271,3 +271,18 @@ def test_calibrate_recovers_known_behaviour_and_passes_the_held_out_check(tmp_pa
     bad = runner.invoke(cli, ["calibrate", "--logs", str(tmp_path / "log"), "--holdout", "1", "--out",
                               str(tmp_path / "x")])
     assert bad.exit_code == 2 and bad.output == "Error: --holdout must be in (0, 1); got 1.0\n"
+
+
+def test_solve_moments_finds_a_known_root_in_a_few_evaluations():
+    from fusionsim.experiments.calibrate import CalibrateError, solve_moments
+
+    def moments(x):  # two coupled increasing moments, like CTR and purchases per click in their biases
+        return np.array([1 / (1 + np.exp(-x[0])) + 0.05 * x[1], 1 / (1 + np.exp(-x[1] - 0.1 * x[0]))])
+
+    truth = np.array([-1.0, -2.5])
+    x, at, evaluations = solve_moments(moments, moments(truth), np.array([0.0, 0.0]), tolerance=1e-6)
+    np.testing.assert_allclose(x, truth, atol=1e-5)
+    np.testing.assert_allclose(at, moments(truth), atol=1e-6)
+    assert evaluations <= 12
+    with pytest.raises(CalibrateError, match="do not move with the parameters"):
+        solve_moments(lambda x: np.array([0.3, 0.1]), np.array([0.5, 0.2]), np.zeros(2), 1e-3)
