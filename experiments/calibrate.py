@@ -51,6 +51,11 @@ SEARCH_RANGE = (-12.0, 4.0)
 """Where the solver looks for a bias (logits)."""
 
 
+EM_WARNING = ("position bias from a log in the policy's order: the position-based model fitted by EM takes the "
+              "ranker's per-request relevance for position bias (see README: the decay comes out too steep); log a "
+              "randomised bucket (simulate --shuffle-slates) for an unbiased estimate")
+
+
 class CalibrateError(ValueError):
     """Bad ``calibrate`` input; the message is one line naming the option."""
 
@@ -188,7 +193,7 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
               "simulations": evaluations,
               "position_bias": {"relative": bias.relative.tolist(), "low": bias.low.tolist(),
                                 "high": bias.high.tolist(), "method": "randomised" if simulate_config.shuffle_slates
-                                else "pbm-em"},
+                                else "pbm-em", "warning": None if simulate_config.shuffle_slates else EM_WARNING},
               "fit_requests": n_fit, "held_out_requests": len(requests) - n_fit}
     atomic_write_text(out / "scenario.yaml", f"# fitted by fusionsim calibrate to {logs} on top of scenario "
                       f"'{start.name}': behaviour " + ", ".join(f"{k} {v:.4f}" for k, v in fitted.items()) + "\n"

@@ -358,6 +358,8 @@ def calibrate_command(logs: Path, scenario: str, holdout: float, seed: int, out:
     with new_run(out, overwrite) as folder:
         result = calibrate(config, start, folder)
     click.echo("fitted " + ", ".join(f"{k} {v:.4f}" for k, v in result["fitted"].items()))
+    if result["position_bias"]["warning"]:
+        click.echo(f"warning: {result['position_bias']['warning']}", err=True)
     click.echo(result["fidelity"]["verdict"])
     click.echo(f"wrote {folder}/scenario.yaml, {folder}/fitted.json and {folder}/fidelity.md")
 

@@ -265,6 +265,7 @@ def test_calibrate_recovers_known_behaviour_and_passes_the_held_out_check(tmp_pa
     assert fitted["fitted"]["attraction_bias"] == pytest.approx(-4.0, abs=0.15)
     assert fitted["fitted"]["purchase_bias"] == pytest.approx(-5.0, abs=0.2)
     assert len(fitted["fidelity"]["differing"]) <= 3, fitted["fidelity"]["differing"]
+    assert fitted["position_bias"]["method"] == "pbm-em" and "randomised bucket" in result.output
     # the fitted scenario is a scenario every command loads
     calibrated = load_scenario(out / "scenario.yaml")
     assert calibrated.behaviour.attraction_bias == pytest.approx(fitted["fitted"]["attraction_bias"])
