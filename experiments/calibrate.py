@@ -131,7 +131,8 @@ def solve_moments(moments, targets: np.ndarray, start: np.ndarray, tolerance: fl
         try:
             move = -np.linalg.solve(jacobian, f)
         except np.linalg.LinAlgError:
-            raise CalibrateError("the simulated moments do not move with the parameters: they cannot be fitted") from None
+            raise CalibrateError("the simulated moments do not move with the parameters: they cannot be "
+                                 "fitted") from None
         move = np.clip(move, -2.0, 2.0)
         new_x = np.clip(x + move, lowest, highest)
         move = new_x - x

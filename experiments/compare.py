@@ -13,8 +13,8 @@ Steps (each a pure function of the config and seeds spawned from ``seed``):
    cascade ``arm > N > arm or stacker`` for N in ``cascade_keep``.
 4. Evaluate every method for ``requests`` requests on one fresh evaluation seed (the same shoppers and
    draws for all): a method's figure is its reward per request (with ``per="session"``: per ended session)
-   over the last 20% of its requests, with a 95% batch-means interval; the learners (the bandits of ``BANDITS``, ``ppo``, ``adaptive cascade``) learn
-   online from the start.
+   over the last 20% of its requests, with a 95% batch-means interval; the learners (the bandits of
+   ``BANDITS``, ``ppo``, ``adaptive cascade``) learn online from the start.
 
 Writes ``comparison.json``, ``report.md``, ``learning_curve.png``, TensorBoard curves (``tensorboard/``),
 ``config.yaml`` and ``complete.json``.

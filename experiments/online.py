@@ -75,8 +75,7 @@ class OnlineRun:
     def tail_per_session(self, level: float = 0.95) -> tuple[float, tuple[float, float]]:
         """Reward per ended session over the tail (reward earned in its steps / sessions that ended in them),
         with its batch-means interval (see :func:`ratio_residuals`)."""
-        ratio, residuals = ratio_residuals(*self._tail_sessions())
-        return ratio, _t_interval(ratio, residuals, level)
+        return ratio_interval(*self._tail_sessions(), level)
 
     def tail_difference_per_session(self, other: "OnlineRun",
                                     level: float = 0.95) -> tuple[float, tuple[float, float]]:
@@ -118,6 +117,14 @@ def ratio_residuals(values: np.ndarray, denominators: np.ndarray) -> tuple[float
         return float("nan"), np.full(count, np.nan)
     ratio = float(v.sum() / d.sum())
     return ratio, (v - ratio * d) / d.mean()
+
+
+def ratio_interval(values: np.ndarray, denominators: np.ndarray,
+                   level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """The ratio sum(values) / sum(denominators) of consecutive steps and its batch-means interval (see
+    :func:`ratio_residuals`)."""
+    ratio, residuals = ratio_residuals(values, denominators)
+    return ratio, _t_interval(ratio, residuals, level)
 
 
 def _t_interval(center: float, residuals: np.ndarray, level: float) -> tuple[float, float]:

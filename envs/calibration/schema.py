@@ -232,8 +232,9 @@ def read_impression_log(path: str | Path, what: str = "--logs") -> pd.DataFrame:
     duplicated = log.duplicated(["request_id", "position"]).to_numpy()
     if duplicated.any():
         row = int(np.flatnonzero(duplicated)[0])
-        raise SchemaError(f"{source}: column 'position' must be unique within a request; request "
-                          f"{log['request_id'].iloc[row]} shows position {log['position'].iloc[row]} again at row {row}")
+        request, position = log["request_id"].iloc[row], log["position"].iloc[row]
+        raise SchemaError(f"{source}: column 'position' must be unique within a request; request {request} shows "
+                          f"position {position} again at row {row}")
     for name in ("timestamp", "user_id", "surface"):
         differs = (log.groupby("request_id")[name].transform("first") != log[name]).to_numpy()
         if differs.any():
