@@ -15,7 +15,8 @@ The last two are fitted by simulation (the method of simulated moments): the log
 the candidate scenario for as many requests as were fitted (in as many slots, so with the same mix of early
 and late session steps), always on the same seed (common random
 numbers, so the simulated moments move smoothly with the parameters), and both are solved together by
-Broyden's method (one simulation gives both moments: about six simulations in all). Examination at the top
+Newton steps on a finite-difference Jacobian (one simulation gives both moments), until both are within
+one standard error of the log's own estimates (the simulation is as noisy). Examination at the top
 (``behaviour.examination_first``) is not identified apart from attraction by clicks alone and stays as the
 starting scenario has it.
 
@@ -111,38 +112,45 @@ def _position_bias(impressions, shuffled: bool):
     return pbm_em(impressions["item_id"].to_numpy(), positions, clicks)[0]
 
 
-def solve_moments(moments, targets: np.ndarray, start: np.ndarray, tolerance: float, step: float = 0.2,
+def solve_moments(moments, targets: np.ndarray, start: np.ndarray, tolerance: float,
+                  precision: np.ndarray | None = None, step: float = 0.3, refresh: int = 4,
                   max_iterations: int = 30) -> tuple[np.ndarray, np.ndarray, int]:
-    """The parameters x (m,) where ``moments(x)`` (m,) meets ``targets`` (m,), by Broyden's method from
-    ``start``: a finite-difference Jacobian (one evaluation per parameter, ``step`` apart), then
-    quasi-Newton steps (each step at most 2 per parameter, within :data:`SEARCH_RANGE`) until every
-    parameter moves by less than ``tolerance``. One evaluation gives every moment, so the fit costs
-    m + (a few) simulations. Returns the parameters, their moments and the number of evaluations."""
+    """The parameters x (m,) where ``moments(x)`` (m,) meets ``targets`` (m,): Newton steps with a
+    finite-difference Jacobian (one evaluation per parameter, ``step`` apart: wide enough that simulation
+    noise does not swamp the slope), recomputed every ``refresh`` steps; each step at most 2 per parameter,
+    within :data:`SEARCH_RANGE`. Stops when every parameter moves by less than ``tolerance``, or when every
+    moment is within ``precision`` (m,) of its target (the log's own standard error: closer is noise). One
+    evaluation gives every moment. Returns the parameters, their moments and the number of evaluations."""
     lowest, highest = SEARCH_RANGE
     x = np.asarray(start, dtype=np.float64).copy()
     f = np.asarray(moments(x)) - targets
-    jacobian = np.empty((len(x), len(x)))
-    for j in range(len(x)):
-        shifted = x.copy()
-        shifted[j] += step
-        jacobian[:, j] = (np.asarray(moments(shifted)) - targets - f) / step
-    evaluations = 1 + len(x)
-    for _ in range(max_iterations):
+    evaluations = 1
+
+    def jacobian_at(x: np.ndarray, f: np.ndarray) -> np.ndarray:
+        columns = []
+        for j in range(len(x)):
+            shifted = x.copy()
+            shifted[j] += step
+            columns.append((np.asarray(moments(shifted)) - targets - f) / step)
+        return np.stack(columns, axis=1)
+
+    for iteration in range(max_iterations):
+        if precision is not None and np.all(np.abs(f) <= precision):
+            return x, f + targets, evaluations
+        if iteration % refresh == 0:
+            jacobian = jacobian_at(x, f)
+            evaluations += len(x)
         try:
             move = -np.linalg.solve(jacobian, f)
         except np.linalg.LinAlgError:
             raise CalibrateError("the simulated moments do not move with the parameters: they cannot be "
                                  "fitted") from None
-        move = np.clip(move, -2.0, 2.0)
-        new_x = np.clip(x + move, lowest, highest)
-        move = new_x - x
-        new_f = np.asarray(moments(new_x)) - targets
+        new_x = np.clip(x + np.clip(move, -2.0, 2.0), lowest, highest)
+        moved = np.abs(new_x - x).max()
+        x, f = new_x, np.asarray(moments(new_x)) - targets
         evaluations += 1
-        if np.abs(move).max() < tolerance:
-            return new_x, new_f + targets, evaluations
-        if move @ move > 0:  # Broyden's rank-one update
-            jacobian += np.outer(new_f - f - jacobian @ move, move) / (move @ move)
-        x, f = new_x, new_f
+        if moved < tolerance:
+            return x, f + targets, evaluations
     raise CalibrateError(f"the moments did not converge in {max_iterations} steps (last parameters {x.tolist()})")
 
 
@@ -173,6 +181,7 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
                                         - bias.decay())}
     target = log_statistics(fit_part)
     targets = np.array([target["CTR at position 1"].value, target["purchases per click"].value])
+    precision = np.array([target["CTR at position 1"].se, target["purchases per click"].se])
     # as many requests as were fitted, in as many slots: the same mix of early and late session steps
     moment_config = dataclasses.replace(simulate_config, requests=n_fit, seed=config.seed)
     scenario = _with_behaviour(start, examination_decay=fitted["examination_decay"],
@@ -184,7 +193,7 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
 
     biases, final, evaluations = solve_moments(moments, targets, np.array([scenario.behaviour.attraction_bias,
                                                                     scenario.behaviour.purchase_bias]),
-                                        config.tolerance)
+                                        config.tolerance, precision)
     fitted["attraction_bias"], fitted["purchase_bias"] = float(biases[0]), float(biases[1])
     scenario = _with_behaviour(scenario, attraction_bias=fitted["attraction_bias"],
                                purchase_bias=fitted["purchase_bias"])
