@@ -45,6 +45,7 @@ def impressions_of_log(log: pd.DataFrame, arm_names: list[str], prices: np.ndarr
         "surface": per_item(log["surface"].astype(str).to_numpy()),
         "query": per_item(np.array(words, dtype=object)),
         "device": per_item(log["device"].astype(str).to_numpy()),
+        "segment": per_item(log["segment"].astype(str).to_numpy()),
         "position": np.tile(np.arange(k, dtype=np.int64), n),
         "item_id": slates.reshape(-1).astype(np.int64),
         "click": np.stack(log["clicks"].to_numpy()).reshape(-1).astype(np.int64),

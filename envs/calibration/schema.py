@@ -19,12 +19,13 @@ line naming the file, the column, the first bad row (0-based, in file order) and
 | column | required | type | allowed |
 |---|---|---|---|
 | request_id | yes | integer | >= 0; the rows of one request share timestamp, user_id and surface |
-| timestamp | yes | number or date-time | finite |
+| timestamp | yes | number or date-time | finite: days (a date-time becomes days since 1970-01-01 UTC) |
 | user_id | yes | integer | >= 0, or -1 where the shop does not know the shopper |
 | session_id | no | integer | >= 0, the shopper's visit (requests of one session share it) |
 | surface | yes | string | non-empty (``feed``, ``search``, or the shop's own names) |
 | query | no | string | (empty on surfaces without a query) |
 | device | no | string | the shopper's device (``mobile`` is the one whose position bias is fitted apart) |
+| segment | no | string | the shop's own shopper segment |
 | position | yes | integer | >= 0, 0 = the top slot; unique within a request |
 | item_id | yes | integer | >= 0 |
 | click | yes | integer | 0 or 1 |
@@ -98,6 +99,7 @@ IMPRESSION_COLUMNS = (
     Column("surface", True, "string"),
     Column("query", False, "string"),
     Column("device", False, "string"),
+    Column("segment", False, "string"),
     Column("position", True, "integer", 0.0, allowed="an integer >= 0 (0 = the top slot)"),
     Column("item_id", True, "integer", 0.0),
     Column("click", True, "integer", 0.0, 1.0, allowed="0 or 1"),

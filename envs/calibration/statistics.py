@@ -17,6 +17,8 @@ import pandas as pd
 from scipy import stats
 
 Z95 = float(stats.norm.ppf(0.975))
+HOUR_BINS = ("00-06", "06-12", "12-18", "18-24")
+"""Hours of the day (timestamps are in days) whose click rates are compared."""
 SESSION_BINS = ((1, 1), (2, 3), (4, 7), (8, None))
 """Session lengths (requests) whose shares are compared: 1, 2-3, 4-7, 8 or more."""
 
@@ -51,7 +53,8 @@ def ratio_estimate(numerators: np.ndarray, denominators: np.ndarray) -> Estimate
 
 def log_statistics(impressions: pd.DataFrame) -> dict[str, Estimate]:
     """The statistics of an impression log (``envs.calibration.schema``): click rate at each position, on
-    each surface, clicks per request, purchases per click (with ``purchase``), and, with ``session_id``,
+    each surface, of each segment (with ``segment``), at each quarter of the day (:data:`HOUR_BINS`), clicks
+    per request, purchases per click (with ``purchase``), and, with ``session_id``,
     requests per session and the shares of sessions by length (:data:`SESSION_BINS`)."""
     out: dict[str, Estimate] = {}
     unit_column = "session_id" if "session_id" in impressions else "request_id"
@@ -64,11 +67,16 @@ def log_statistics(impressions: pd.DataFrame) -> dict[str, Estimate]:
         shown = position == k
         out[f"CTR at position {k + 1}"] = ratio_estimate(np.bincount(unit, weights=click * shown, minlength=n),
                                                          np.bincount(unit, weights=shown, minlength=n))
-    surface = impressions["surface"].astype(str).to_numpy()
-    for name in sorted(set(surface)):
-        on = surface == name
-        out[f"CTR on {name}"] = ratio_estimate(np.bincount(unit, weights=click * on, minlength=n),
-                                               np.bincount(unit, weights=on, minlength=n))
+    groups = [("on", impressions["surface"].astype(str).to_numpy())]
+    if "segment" in impressions:
+        groups.append(("of segment", impressions["segment"].astype(str).to_numpy()))
+    hour = (impressions["timestamp"].to_numpy(np.float64) % 1.0) * 24.0
+    groups.append(("at hours", np.array(HOUR_BINS)[np.minimum((hour // 6).astype(np.int64), 3)]))
+    for word, labels in groups:
+        for name in sorted(set(labels)):
+            on = labels == name
+            out[f"CTR {word} {name}"] = ratio_estimate(np.bincount(unit, weights=click * on, minlength=n),
+                                                       np.bincount(unit, weights=on, minlength=n))
     out["clicks per request"] = ratio_estimate(np.bincount(unit, weights=click, minlength=n), requests)
     if "purchase" in impressions:
         bought = impressions["purchase"].to_numpy(np.float64)
