@@ -23,7 +23,9 @@ starting scenario has it.
 Writes ``scenario.yaml`` (the fitted scenario, loadable by every command), ``fitted.json`` (each
 parameter, the moment it matched, log and simulated), ``fidelity.md`` / ``fidelity.json`` /
 ``ctr_by_position.png`` (the fitted shop against the held-out requests, as ``fusionsim fidelity``: the log's
-policy simulated again as long as the log, and the same window of requests compared), ``simulated/`` (that
+policy simulated again as long as the log, and the same window of requests compared; and the held-out
+log-likelihood per impression of the position-based model fitted by EM against the per-position click
+rate), ``simulated/`` (that
 simulation), ``config.yaml`` and ``complete.json``.
 """
 
@@ -37,7 +39,7 @@ import numpy as np
 import yaml
 
 from fusionsim.common.io import IncompleteRunError, atomic_write_text, check_complete, mark_complete
-from fusionsim.envs.calibration.position_bias import pbm_em, randomized_position_bias
+from fusionsim.envs.calibration.position_bias import log_likelihood, pbm_em, randomized_position_bias
 from fusionsim.envs.calibration.readers import impressions_of_log
 from fusionsim.envs.calibration.statistics import compare_statistics, log_statistics
 from fusionsim.envs.logs import read_interaction_log
@@ -102,6 +104,20 @@ def simulated_moments(scenario: Scenario, config: SimulateConfig) -> tuple[float
         purchases += int(result.purchased[:keep].sum())
         done += keep
     return top_clicks / done, purchases / max(clicks, 1)
+
+
+def held_out_click_models(fit_part, held_out) -> dict:
+    """Mean log-likelihood per held-out impression of the position-based model fitted by EM on ``fit_part``
+    (items it never saw get its mean attraction) and of the naive per-position click rate of ``fit_part``."""
+    positions = fit_part["position"].to_numpy()
+    _, model = pbm_em(fit_part["item_id"].to_numpy(), positions, fit_part["click"].to_numpy())
+    rate = np.bincount(positions, weights=fit_part["click"].to_numpy(np.float64)) / np.bincount(positions)
+    test_positions, clicks = held_out["position"].to_numpy(), held_out["click"].to_numpy()
+    known = test_positions < len(rate)
+    return {"pbm": log_likelihood(model.click_probability(held_out["item_id"].to_numpy()[known],
+                                                          test_positions[known]), clicks[known]),
+            "per_position_ctr": log_likelihood(rate[test_positions[known]], clicks[known]),
+            "impressions": int(known.sum())}
 
 
 def _position_bias(impressions, shuffled: bool):
@@ -218,9 +234,14 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
     rows = compare_statistics(log_statistics(held_out), log_statistics(simulated))
     result["fidelity"] = {"statistics": [r.to_dict() for r in rows], "verdict": verdict(rows),
                           "differing": [r.statistic for r in rows if r.verdict == "differs"]}
+    result["click_model"] = held_out_click_models(fit_part, held_out)
     write_json(out / "fitted.json", result)
-    write_json(out / "fidelity.json", result["fidelity"])
-    atomic_write_text(out / "fidelity.md", render_report(rows, f"{out / 'scenario.yaml'}", logs, held_out=True))
+    write_json(out / "fidelity.json", {**result["fidelity"], "click_model": result["click_model"]})
+    models = result["click_model"]
+    atomic_write_text(out / "fidelity.md", render_report(rows, f"{out / 'scenario.yaml'}", logs, held_out=True) + (
+        f"\nHeld-out log-likelihood per impression ({models['impressions']:,} impressions): position-based model "
+        f"(fitted by EM) {models['pbm']:.5f}, per-position click rate {models['per_position_ctr']:.5f} "
+        f"({'the click model fits better' if models['pbm'] > models['per_position_ctr'] else 'no better'}).\n"))
     plot_positions(rows, out / "ctr_by_position.png")
     mark_complete(out, "calibrate")
     return result

@@ -160,11 +160,19 @@ def test_pbm_em_recovers_known_parameters():
     item = rng.integers(0, 300, size=200_000)
     position = rng.integers(0, 5, size=200_000)
     click = (rng.random(200_000) < theta[position] * gamma[item]).astype(np.int64)
-    bias, fitted_gamma = pbm_em(item, position, click)
+    bias, model = pbm_em(item, position, click)
+    fitted_gamma = model.gamma
     np.testing.assert_allclose(bias.relative, theta / theta[0], rtol=0.03)
     # attraction is identified up to the same factor
     scale = np.median(fitted_gamma / gamma)
     assert np.median(np.abs(fitted_gamma / (scale * gamma) - 1)) < 0.1
+    # and its click probabilities are the truth's: the model fits better than the per-position rates
+    from fusionsim.envs.calibration.position_bias import log_likelihood
+    fitted_p = model.click_probability(item, position)
+    assert np.median(np.abs(fitted_p / (theta[position] * gamma[item]) - 1)) < 0.1
+    per_position = np.bincount(position, weights=click) / np.bincount(position)
+    assert log_likelihood(model.click_probability(item, position), click) > log_likelihood(per_position[position],
+                                                                                           click)
 
 
 @pytest.mark.parametrize("decay", [1.0, 1.5])
@@ -268,6 +276,8 @@ def test_calibrate_recovers_known_behaviour_and_passes_the_held_out_check(tmp_pa
     assert fitted["fitted"]["purchase_bias"] == pytest.approx(-5.0, abs=0.2)
     assert len(fitted["fidelity"]["differing"]) <= 4, fitted["fidelity"]["differing"]
     assert fitted["position_bias"]["method"] == "pbm-em" and "randomised bucket" in result.output
+    assert fitted["click_model"]["pbm"] > fitted["click_model"]["per_position_ctr"]
+    assert "Held-out log-likelihood per impression" in (out / "fidelity.md").read_text()
     # the fitted scenario is a scenario every command loads
     calibrated = load_scenario(out / "scenario.yaml")
     assert calibrated.behaviour.attraction_bias == pytest.approx(fitted["fitted"]["attraction_bias"])

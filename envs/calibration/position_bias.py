@@ -67,12 +67,39 @@ def randomized_position_bias(request_id: np.ndarray, position: np.ndarray, click
     return PositionBias(relative, relative - half, relative + half, shown.sum(axis=0).astype(np.int64))
 
 
+@dataclass
+class PBM:
+    """A fitted position-based model: examination ``theta`` (K,) per position and attraction ``gamma``
+    (n_items,) per item (NaN for items never shown), so that P(click) = theta_k gamma_i."""
+
+    theta: np.ndarray
+    gamma: np.ndarray
+
+    def click_probability(self, item: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """theta[position] * gamma[item] (n,); an item the fit never saw (or beyond its ids) gets the mean
+        attraction of the items it saw."""
+        item = np.asarray(item, dtype=np.int64)
+        known = (item < len(self.gamma)) & (item >= 0)
+        gamma = np.full(len(item), np.nanmean(self.gamma))
+        seen = self.gamma[item[known]]
+        gamma[known] = np.where(np.isnan(seen), gamma[known], seen)
+        return self.theta[np.asarray(position, dtype=np.int64)] * gamma
+
+
+def log_likelihood(probability: np.ndarray, click: np.ndarray, floor: float = 1e-6) -> float:
+    """Mean Bernoulli log-likelihood per impression of 0/1 ``click`` (n,) under ``probability`` (n,)
+    (clipped to [floor, 1 - floor])."""
+    p = np.clip(np.asarray(probability, dtype=np.float64), floor, 1.0 - floor)
+    c = np.asarray(click, dtype=np.float64)
+    return float(np.mean(c * np.log(p) + (1.0 - c) * np.log1p(-p)))
+
+
 def pbm_em(item: np.ndarray, position: np.ndarray, click: np.ndarray, iterations: int = 200,
-           tolerance: float = 1e-7) -> tuple[PositionBias, np.ndarray]:
+           tolerance: float = 1e-7) -> tuple[PositionBias, PBM]:
     """Fit the PBM by expectation-maximisation on impressions ``item`` (n,) ids, ``position`` (n,) 0 = top,
     ``click`` (n,) 0/1; until no theta moves by more than ``tolerance`` or ``iterations`` passes. Returns
-    the position bias relative to the top (no interval) and the attraction gamma per item (max id + 1,)
-    on the scale where theta_0 is the fitted examination of the top (NaN for items never shown).
+    the position bias relative to the top (no interval) and the fitted model (its gamma (max id + 1,) on
+    the scale of its theta).
 
     Each pass, for an unclicked impression the posterior of "examined but not attractive" is
     theta (1 - gamma) / (1 - theta gamma) and of "attractive but not examined" (1 - theta) gamma /
@@ -100,4 +127,4 @@ def pbm_em(item: np.ndarray, position: np.ndarray, click: np.ndarray, iterations
             break
     gamma = np.where(per_item > 0, gamma, np.nan)
     nan = np.full(n_positions, np.nan)
-    return PositionBias(theta / theta[0], nan, nan, per_position.astype(np.int64)), gamma
+    return PositionBias(theta / theta[0], nan, nan, per_position.astype(np.int64)), PBM(theta, gamma)
