@@ -38,15 +38,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fusionsim.common.io import IncompleteRunError, atomic_write_text, check_complete, mark_complete
+from fusionsim.common.io import atomic_write_text, mark_complete
 from fusionsim.envs.calibration.position_bias import log_likelihood, pbm_em, randomized_position_bias
 from fusionsim.envs.calibration.readers import impressions_of_log
 from fusionsim.envs.calibration.statistics import compare_statistics, log_statistics
 from fusionsim.envs.logs import read_interaction_log
 from fusionsim.envs.scenario import Scenario, parse_scenario, scenario_to_dict
 from fusionsim.experiments.fidelity import plot_positions, render_report, verdict
-from fusionsim.experiments.runs import read_config, write_config, write_json
-from fusionsim.experiments.simulate import SimulateConfig, build_simulation, run_policy
+from fusionsim.experiments.runs import write_config, write_json
+from fusionsim.experiments.simulate import SimulateConfig, build_simulation, read_simulate_run, run_policy
 
 FITTED = ("examination_decay", "mobile_extra_decay", "attraction_bias", "purchase_bias")
 """The ``behaviour`` parameters ``calibrate`` fits."""
@@ -173,16 +173,9 @@ def solve_moments(moments, targets: np.ndarray, start: np.ndarray, tolerance: fl
 def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: bool = True) -> dict:
     """Fit :data:`FITTED` to the log on top of ``start``; write the outputs of the module docstring."""
     logs = Path(config.logs)
-    try:
-        check_complete(logs, "--logs", ("simulate",))
-        logged = read_config(logs, "--logs")
-        simulate_config = SimulateConfig(**logged["args"])
-    except IncompleteRunError as exc:
-        raise CalibrateError(str(exc)) from None
-    except (KeyError, TypeError) as exc:
-        raise CalibrateError(f"--logs {logs}/config.yaml is not a simulate config ({exc})") from None
+    simulate_config, arm_names = read_simulate_run(logs)
     write_config(out, "calibrate", dataclasses.asdict(config), scenario=scenario_to_dict(start))
-    impressions = impressions_of_log(read_interaction_log(logs, "--logs"), [str(a) for a in logged.get("arms", [])])
+    impressions = impressions_of_log(read_interaction_log(logs, "--logs"), arm_names)
     requests = np.unique(impressions["request_id"].to_numpy())
     n_fit = int(round((1.0 - config.holdout) * len(requests)))
     if n_fit < 1 or n_fit == len(requests):
@@ -229,7 +222,7 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
     run_policy(dataclasses.replace(simulate_config, seed=config.seed + 1), scenario, out / "simulated",
                progress=progress)
     simulated = impressions_of_log(read_interaction_log(out / "simulated", "--logs"),
-                                   [str(a) for a in logged.get("arms", [])])
+                                   arm_names)
     simulated = simulated[simulated["request_id"] >= requests[n_fit]]
     rows = compare_statistics(log_statistics(held_out), log_statistics(simulated))
     result["fidelity"] = {"statistics": [r.to_dict() for r in rows], "verdict": verdict(rows),

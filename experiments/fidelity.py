@@ -21,17 +21,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fusionsim.common.io import IncompleteRunError, atomic_write_text, check_complete, mark_complete  # noqa: E402
+from fusionsim.common.io import atomic_write_text, mark_complete  # noqa: E402
 from fusionsim.envs.calibration.readers import impressions_of_log  # noqa: E402
 from fusionsim.envs.calibration.statistics import Comparison, compare_statistics, log_statistics  # noqa: E402
 from fusionsim.envs.logs import read_interaction_log  # noqa: E402
 from fusionsim.envs.scenario import Scenario, scenario_to_dict  # noqa: E402
-from fusionsim.experiments.runs import read_config, save_figure, write_config, write_json  # noqa: E402
-from fusionsim.experiments.simulate import SimulateConfig, run_policy  # noqa: E402
-
-
-class FidelityError(ValueError):
-    """Bad ``fidelity`` input; the message is one line naming the option."""
+from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
+from fusionsim.experiments.simulate import read_simulate_run, run_policy  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -50,18 +46,10 @@ def fidelity(config: FidelityConfig, scenario: Scenario, out: Path, progress: bo
     """Simulate the log's policy on ``scenario`` and compare the two logs' statistics; write the outputs
     listed in the module docstring to ``out`` and return the comparison."""
     logs = Path(config.logs)
-    try:
-        check_complete(logs, "--logs", ("simulate",))
-        logged = read_config(logs, "--logs")
-        simulated_config = dataclasses.replace(SimulateConfig(**logged["args"]), scenario=config.scenario,
-                                               seed=config.seed)
-    except IncompleteRunError as exc:
-        raise FidelityError(str(exc)) from None
-    except (KeyError, TypeError) as exc:
-        raise FidelityError(f"--logs {logs}/config.yaml is not a simulate config ({exc})") from None
+    logged, arm_names = read_simulate_run(logs)
+    simulated_config = dataclasses.replace(logged, scenario=config.scenario, seed=config.seed)
     write_config(out, "fidelity", dataclasses.asdict(config), scenario=scenario_to_dict(scenario))
     run_policy(simulated_config, scenario, out / "simulated", progress=progress)
-    arm_names = [str(a) for a in logged.get("arms", [])]
     statistics = {}
     for side, folder in (("real", logs), ("simulated", out / "simulated")):
         statistics[side] = log_statistics(impressions_of_log(read_interaction_log(folder, "--logs"), arm_names))

@@ -17,8 +17,8 @@ from fusionsim.envs.shop import make_shop
 from fusionsim.envs.simulator import BatchedSimulator
 from fusionsim.envs.strategies import ShuffledSlate, WeightedBlend
 from fusionsim.experiments.metrics import TrafficMetrics
-from fusionsim.experiments.runs import write_config, write_json
-from fusionsim.common.io import mark_complete
+from fusionsim.experiments.runs import read_config, write_config, write_json
+from fusionsim.common.io import IncompleteRunError, check_complete, mark_complete
 
 
 class PolicySpecError(ValueError):
@@ -77,6 +77,22 @@ class SimulateConfig:
     shuffle_slates: bool = False
     """show each slate's items in a uniformly random order (a position randomisation experiment, from which a
     stacker learns position bias apart from item quality)"""
+
+
+class SimulateRunError(ValueError):
+    """A folder that is not a complete, readable simulate run; the message is one line naming ``--logs``."""
+
+
+def read_simulate_run(folder: Path, option: str = "--logs") -> tuple[SimulateConfig, list[str]]:
+    """The config and arm names of the complete simulate run in ``folder`` (``option`` names it in errors)."""
+    try:
+        check_complete(folder, option, ("simulate",))
+        logged = read_config(folder, option)
+        return SimulateConfig(**logged["args"]), [str(a) for a in logged.get("arms", [])]
+    except IncompleteRunError as exc:
+        raise SimulateRunError(str(exc)) from None
+    except (KeyError, TypeError) as exc:
+        raise SimulateRunError(f"{option} {folder}/config.yaml is not a simulate config ({exc})") from None
 
 
 @dataclass
