@@ -56,7 +56,8 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
                                epsilon=0.1, log_every=n(300_000) // 10, checkpoint_every=n(300_000) // 10 * 10,
                                oracle_requests=n(10_000)), scenario, folder / "linucb", progress=False)
     step("5/7 comparing every fusion method")
-    comparison = compare(CompareConfig(base=str(folder / "arms"), requests=n(100_000), search_requests=n(20_000),
+    search = max(512, int(20_000 * scale) // 256 * 256)  # per searched blend and cascade (smoke runs: 2 steps)
+    comparison = compare(CompareConfig(base=str(folder / "arms"), requests=n(100_000), search_requests=search,
                                        log_requests=n(100_000), seed=4), scenario, folder / "compare", progress=False)
     step("6/7 A/B test: best arm, best static blend, LinUCB")
     ab = run_ab_test(ABTestConfig(policies=("best-arm", "static", "linucb"), split=(1.0, 1.0, 1.0),

@@ -194,7 +194,7 @@ def test_statistics_by_hand():
     assert estimate.value == 0.75 and estimate.se == pytest.approx(np.sqrt(0.5) / 4)
     log = pd.DataFrame({"request_id": [0, 0, 1, 1], "position": [0, 1, 0, 1], "click": [1, 0, 1, 1],
                         "surface": ["feed", "feed", "search", "search"], "purchase": [1, 0, 0, 0],
-                        "session_id": [5, 5, 5, 5], "timestamp": [0.1, 0.1, 1.8, 1.8]})
+                        "session_id": [5, 5, 5, 5], "timestamp": [0.1, 0.1, 1.8, 1.8], "user_id": [3, 3, 3, 3]})
     s = log_statistics(log)
     assert s["CTR at position 1"].value == 1.0 and s["CTR at position 2"].value == 0.5
     assert s["CTR on feed"].value == 0.5 and s["CTR on search"].value == 1.0
@@ -263,7 +263,7 @@ def test_calibrate_recovers_known_behaviour_and_passes_the_held_out_check(tmp_pa
         paths[name] = tmp_path / f"{name}.yaml"
         paths[name].write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
     runner = CliRunner()
-    result = runner.invoke(cli, ["simulate", "--scenario", str(paths["truth"]), "--requests", "20000", "--slots",
+    result = runner.invoke(cli, ["simulate", "--scenario", str(paths["truth"]), "--requests", "12000", "--slots",
                                  "500", "--policy", "uniform-grid", "--out", str(tmp_path / "log")])
     assert result.exit_code == 0, result.output
     out = tmp_path / "calibrated"

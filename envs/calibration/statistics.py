@@ -1,9 +1,10 @@
 """The statistics of an impression log that a fitted shop must reproduce, each with its 95% interval, and
 their comparison between a real (or held-out) log and a simulated one.
 
-Every statistic is a ratio of sums over independent units — sessions where the log has ``session_id``
-(the requests of one shopper's visit share her taste and state, so they are not independent), else
-requests — so its standard error is the delta method's for a ratio estimator,
+Every statistic is a ratio of sums over independent units — shoppers where every row has a known
+``user_id`` (a shopper's requests share her taste, across her visits too, so they are not independent),
+else sessions where the log has ``session_id``, else requests; session lengths over sessions — so its
+standard error is the delta method's for a ratio estimator,
 ``se(R) = sqrt(sum_u (a_u - R b_u)^2) / sum_u b_u`` over units u with sums a_u, b_u (Cochran 1977, 6.3).
 Two logs are independent samples: the difference's interval is ``d +- z sqrt(se_1^2 + se_2^2)``.
 """
@@ -57,7 +58,10 @@ def log_statistics(impressions: pd.DataFrame) -> dict[str, Estimate]:
     per request, purchases per click (with ``purchase``), and, with ``session_id``,
     requests per session and the shares of sessions by length (:data:`SESSION_BINS`)."""
     out: dict[str, Estimate] = {}
-    unit_column = "session_id" if "session_id" in impressions else "request_id"
+    if (impressions["user_id"].to_numpy() >= 0).all():
+        unit_column = "user_id"
+    else:
+        unit_column = "session_id" if "session_id" in impressions else "request_id"
     unit = pd.factorize(impressions[unit_column])[0]  # the unit each impression belongs to
     n = unit.max() + 1
     requests = impressions.groupby(unit)["request_id"].nunique().to_numpy(np.float64)
