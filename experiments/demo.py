@@ -39,6 +39,10 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
     def n(requests: int) -> int:
         return max(2560, int(requests * scale) // 2560 * 2560)
 
+    def per_candidate(requests: int) -> int:
+        """Requests per searched blend or cascade (smoke scales: 2 steps of 256)."""
+        return max(512, int(requests * scale) // 256 * 256)
+
     def step(text: str) -> None:
         click.echo(f"[demo] {text}", err=True)
 
@@ -54,15 +58,15 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
     step("4/7 training LinUCB online")
     linucb = train(TrainConfig(agent="linucb", requests=n(300_000), base=str(folder / "arms"), seed=2, actions="arm",
                                epsilon=0.1, log_every=n(300_000) // 10, checkpoint_every=n(300_000) // 10 * 10,
-                               oracle_requests=n(10_000)), scenario, folder / "linucb", progress=False)
+                               oracle_requests=per_candidate(10_000)), scenario, folder / "linucb", progress=False)
     step("5/7 comparing every fusion method")
-    search = max(512, int(20_000 * scale) // 256 * 256)  # per searched blend and cascade (smoke runs: 2 steps)
-    comparison = compare(CompareConfig(base=str(folder / "arms"), requests=n(100_000), search_requests=search,
+    comparison = compare(CompareConfig(base=str(folder / "arms"), requests=n(100_000),
+                                       search_requests=per_candidate(20_000),
                                        log_requests=n(100_000), seed=4), scenario, folder / "compare", progress=False)
     step("6/7 A/B test: best arm, best static blend, LinUCB")
     ab = run_ab_test(ABTestConfig(policies=("best-arm", "static", "linucb"), split=(1.0, 1.0, 1.0),
                                   days=max(0.02, scale), pre_days=max(0.01, 0.5 * scale), base=str(folder / "arms"),
-                                  seed=3, grid_requests=n(20_000), replays=3 if scale >= 0.5 else 1),
+                                  seed=3, grid_requests=per_candidate(20_000), replays=3 if scale >= 0.5 else 1),
                      scenario, folder / "ab_test")
     step("7/7 off-policy evaluation of LinUCB")
     ope = run_ope(OPEConfig(logs=str(folder / "ope_logs"), policy=str(folder / "linucb"), estimators=tuple(ESTIMATORS)),
