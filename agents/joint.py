@@ -229,6 +229,8 @@ class JointLinUCB(_JointRidge):
     def scores(self, contexts: np.ndarray) -> np.ndarray:
         """Upper confidence bounds (B, G) for contexts (B, d)."""
         contexts = self._check_contexts(contexts)
+        if self.alpha == 0.0:  # greedy: the widths cannot change the argmax
+            return self._means(contexts)
         return self._means(contexts) + self.alpha * self._widths(contexts)
 
     def action_distribution(self, contexts: np.ndarray) -> np.ndarray:
