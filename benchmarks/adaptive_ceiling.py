@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionsim.agents import ConstantAction, JointLinUCB, LinUCB
-from fusionsim.agents.base import Policy
+from fusionsim.agents import ConstantAction, JointLinUCB, LinUCB, UniformRandom
 from fusionsim.envs.context import CONTEXT_DIM, N_CELLS, context_cell
 from fusionsim.envs.fusion import ActionMapper
 from fusionsim.envs.scenario import load_scenario
@@ -29,21 +28,6 @@ from fusionsim.envs.shop import make_shop
 from fusionsim.envs.simulator import BatchedSimulator
 from fusionsim.experiments.online import run_online
 from fusionsim.experiments.oracle import CellTablePolicy, grid_search
-
-
-class _Uniform(Policy):
-    """Every grid point with probability 1 / G."""
-
-    name, action_mode = "uniform", "grid"
-
-    def __init__(self, n_actions: int, seed: int) -> None:
-        self.n_actions, self.rng = n_actions, np.random.default_rng(seed)
-
-    def act(self, contexts):
-        return self.rng.integers(0, self.n_actions, len(contexts)), np.full(len(contexts), 1.0 / self.n_actions)
-
-    def config(self) -> dict:
-        return {}
 
 
 def main() -> None:
@@ -67,7 +51,7 @@ def main() -> None:
                                                                     seed=policy_seed) for d in (2, 3, 4)}}
     sim = BatchedSimulator(world, arms, n_slots=1024)
     sim.reset(seed=log_seed)
-    uniform = _Uniform(g, policy_seed)
+    uniform = UniformRandom(g, action_mode="grid", seed=policy_seed)
     cell_sum, cell_count = np.zeros((g, N_CELLS)), np.zeros((g, N_CELLS))
     for _ in range(max(1, args.log_requests // 1024)):
         result = sim.serve(uniform, mapper)
