@@ -274,9 +274,9 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
                                                    for cell, a in enumerate(cascade_search.oracle_table())}}
 
     def evaluate(method: str) -> OnlineRun:
-        def run(policy, decoder, fusion=None, learn=False):
+        def run(policy, decoder, fusion=None, learn=False, n_actions=None):
             return run_online(world, arms, policy, decoder, config.requests, seeds.evaluation, config.slots,
-                              fusion=fusion, learn=learn)
+                              fusion=fusion, learn=learn, n_actions=n_actions)
         if method == "best single arm":
             return run(ConstantAction(search.best_single_arm), mapper)
         if method == "best static blend":
@@ -295,8 +295,7 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
         if method == "cascade":
             return run(ConstantAction(best_cascade), cascade, cascade)
         agent = make_agent(TrainConfig(agent="linucb"), cascade.n_actions, seeds.policy, len(arms))
-        return run_online(world, arms, agent, cascade, config.requests, seeds.evaluation, config.slots,
-                          fusion=cascade, learn=True, n_actions=cascade.n_actions)
+        return run(agent, cascade, cascade, learn=True, n_actions=cascade.n_actions)
 
     runs = {method: evaluate(method) for method in config.methods}
     for method, run in runs.items():
@@ -369,7 +368,7 @@ def render_report(comparison: dict, config: CompareConfig) -> str:
                      f"{r['ci95'][1]:.4f}] | {r['reward_per_session']:.4f} | [{r['session_ci95'][0]:.4f}, "
                      f"{r['session_ci95'][1]:.4f}] | {versus} | "
                      f"{'-' if headroom is None else f'{100 * headroom:.0f}%'} |")
-    lines += ["", verdict(comparison)]
+    lines += ["", verdict(comparison), *targets(comparison)]
     if "stacker" in comparison:
         chosen = comparison["stacker"]
         searched = chosen.get("search_reward_per_request", {})
@@ -378,6 +377,35 @@ def render_report(comparison: dict, config: CompareConfig) -> str:
     if "cascades" in comparison:
         lines += [f"Best searched cascade: `{comparison['cascades']['best']}`."]
     return "\n".join(lines) + "\n"
+
+
+def targets(comparison: dict) -> list[str]:
+    """The three fusion targets, each met or missed with its figures: the best adaptive method captures at
+    least half the oracle's headroom (and whether that headroom is resolved at all), stacking beats the
+    oracle, cascade beats the best single arm. Only those whose methods ran."""
+    methods, per = comparison["methods"], comparison["per"]
+    lines = ["", "Targets:"]
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    adaptive = [m for m in methods if methods[m]["kind"] == "adaptive"]
+    if adaptive and {"oracle", "best static blend"} <= set(methods) and methods["oracle"]["headroom_captured"] is None:
+        lines.append("- the best adaptive method captures >= 50% of the headroom: **missed**: there is no headroom "
+                     "(the oracle earns no more than the best static blend)")
+    elif adaptive and "headroom_captured" in methods[adaptive[0]]:
+        best = max(adaptive, key=lambda m: methods[m]["headroom_captured"])
+        share = methods[best]["headroom_captured"]
+        low, _ = methods["oracle"]["vs_best_static_blend"]["ci95"]
+        why = "" if low > 0 else ("; the oracle's own lead over the best static blend is not resolved (its paired "
+                                  "95% interval includes zero)")
+        lines.append(f"- the best adaptive method captures >= 50% of the headroom: {met(share >= 0.5)} ({best}, "
+                     f"{100 * share:.0f}%{why})")
+    for method, reference in (("stacking", "oracle"), ("cascade", "best single arm")):
+        if method in methods and reference in methods:
+            difference = headline(methods[method], per) - headline(methods[reference], per)
+            lines.append(f"- {method} beats the {reference}: {met(difference > 0)} ({difference:+.4f} per {per})")
+    return lines if len(lines) > 2 else []
 
 
 def verdict(comparison: dict) -> str:

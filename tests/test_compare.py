@@ -53,6 +53,8 @@ def test_compare_runs_every_method(scenario_file, arms, tmp_path):  # noqa: F811
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     report = (out / "report.md").read_text()
     assert "| oracle | reference |" in report and "pays most" in report or "best method" in report
+    assert "- stacking beats the oracle: " in report and "- cascade beats the best single arm: " in report
+    assert "- the best adaptive method captures >= 50% of the headroom: " in report
     # explain: which arm filters and which reorders per cell, from the adaptive cascade's last 20%
     result = _run("explain", out)
     assert result.exit_code == 0, result.output
