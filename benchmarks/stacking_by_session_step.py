@@ -3,8 +3,9 @@
 Reads a complete ``fusionsim compare`` run (its arms, its chosen stacker, its best static blend), serves
 both for ``--requests`` requests on one fresh seed (common random numbers) and prints, for session steps
 0, 1, ..., 5+, each one's reward per request with a 95% interval (the delta method's ratio interval over
-10 batches of consecutive simulator steps) and the share of requests at that step. A stacker ranks by the click it predicts for this request alone; what it shows also feeds the
-shopper's satiation and fatigue, which cost clicks later in the session. Prints figures; asserts nothing.
+10 batches of consecutive simulator steps) and the share of requests at that step. A stacker ranks by the
+click it predicts for this request alone; what it shows also feeds the shopper's satiation and fatigue, which
+cost clicks later in the session. Prints figures; asserts nothing.
 
     python benchmarks/stacking_by_session_step.py --run runs/<compare run> [--requests 300000] [--slots 256]
 """

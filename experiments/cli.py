@@ -382,6 +382,30 @@ def fidelity_command(scenario: str, logs: Path, seed: int, out: Path, overwrite:
     click.echo(f"wrote {folder}/fidelity.md, {folder}/fidelity.json and {folder}/ctr_by_position.png")
 
 
+@cli.command("obd-check")
+@click.option("--obd", type=click.Path(path_type=Path), default=Path("benchmarks/data/obd"), show_default=True,
+              help="The Open Bandit Dataset's root: random/<campaign>/ and bts/<campaign>/ folders.")
+@click.option("--campaign", "campaigns", multiple=True,
+              help="A campaign to check (repeatable; default: every one under both random/ and bts/).")
+@click.option("--bootstrap", type=click.IntRange(min=20), default=1000, show_default=True,
+              help="Bootstrap replicates of every interval.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/obd"), show_default=True)
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
+def obd_check_command(obd: Path, campaigns: tuple[str, ...], bootstrap: int, seed: int, out: Path,
+                      overwrite: bool) -> None:
+    """Fit the click model to the Open Bandit Dataset's random logs, simulate its BTS policy there, and set the
+    simulated click rate beside the real one and the off-policy estimates (report.md, obd.json)."""
+    from fusionsim.experiments.obd_check import ObdCheckConfig, obd_check, verdict
+
+    config = ObdCheckConfig(obd=str(obd), campaigns=campaigns or None, bootstrap=bootstrap, seed=seed)
+    with new_run(out, overwrite) as folder:
+        results = obd_check(config, folder)
+    for campaign, result in results.items():
+        click.echo(f"{campaign}: {verdict(result)}")
+    click.echo(f"wrote {folder}/report.md and {folder}/obd.json")
+
+
 @cli.command("ope")
 @click.option("--logs", type=click.Path(path_type=Path), default=None,
               help="A fusionsim simulate run folder whose logs/ hold the logged traffic with propensities.")

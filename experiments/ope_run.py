@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fusionsim.envs.calibration.obd import OBD_POSITIONS, read_obd
 from fusionsim.envs.context import CONTEXT_NAMES
 from fusionsim.envs.logs import read_interaction_log
 from fusionsim.envs.scenario import parse_scenario, scenario_to_dict
@@ -195,59 +196,24 @@ def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
 OBD_EVALUATIONS = ("uniform", "best-item")
 
 
-def read_obd(folder: Path, campaign: str | None = None) -> tuple[pd.DataFrame, int, str]:
-    """A campaign of logged bandit feedback in the Open Bandit Dataset layout: ``<campaign>.csv`` with
-    columns timestamp, item_id, position (1-3), click, propensity_score, user_feature_0..3 and
-    user-item_affinity_<k>, beside ``item_context.csv`` (one row per item). Returns the log, the number
-    of items and the campaign name."""
-    if not folder.is_dir():
-        raise OPEInputError(f"--obd {folder} is not a folder")
-    campaigns = sorted(p.stem for p in folder.glob("*.csv") if p.name != "item_context.csv")
-    if campaign is None:
-        if len(campaigns) != 1:
-            raise OPEInputError(f"--obd {folder} holds campaigns {campaigns}: choose one with --campaign")
-        campaign = campaigns[0]
-    if campaign not in campaigns:
-        raise OPEInputError(f"--campaign {campaign!r} is not in --obd {folder}; found {campaigns}")
-    log = _read_csv(folder / f"{campaign}.csv")
-    for column in ("item_id", "position", "click", "propensity_score"):
-        if column not in log.columns:
-            raise OPEInputError(f"{folder / f'{campaign}.csv'} has no column '{column}' (Open Bandit Dataset layout)")
-    if len(log) == 0:
-        raise OPEInputError(f"{folder / f'{campaign}.csv'} holds no rounds")
-    for column in ("item_id", "position", "click", "propensity_score"):
-        values = pd.to_numeric(log[column], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values)
-        if column == "position":
-            bad |= ~np.isin(values, (1, 2, 3))
-        elif column == "propensity_score":
-            bad |= ~((values > 0) & (values <= 1))
-        elif column == "click":
-            bad |= ~np.isin(values, (0, 1))
-        else:
-            bad |= (values < 0) | (values != np.floor(values))
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            allowed = {"position": "1, 2 or 3", "propensity_score": "in (0, 1]", "click": "0 or 1",
-                       "item_id": "an integer >= 0"}[column]
-            raise OPEInputError(f"{folder / f'{campaign}.csv'}: column '{column}' must be {allowed}; got "
-                                f"{log[column].iloc[row]} at row {row}")
-    items_path = folder / "item_context.csv"
-    n_items = len(_read_csv(items_path)) if items_path.is_file() else int(log["item_id"].max()) + 1
-    if int(log["item_id"].max()) >= n_items:
-        raise OPEInputError(f"{folder / f'{campaign}.csv'}: item_id {int(log['item_id'].max())} is not in "
-                            f"{items_path} ({n_items} items)")
-    return log, n_items, campaign
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    """A CSV file, or an OPEInputError naming it when it is empty, malformed or not text."""
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise OPEInputError(f"{path} is empty (expected a header row and data)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise OPEInputError(f"{path} is not a well-formed CSV file ({type(exc).__name__})") from None
+def obd_estimates(log: pd.DataFrame, n_items: int, action_dist: np.ndarray, estimators: list[str], folds: int,
+                  seed: int, bootstrap: int = BOOTSTRAP_SAMPLES) -> dict:
+    """Every estimator's value of the policy ``action_dist`` (n, n_items, 3) on an Open Bandit Dataset
+    campaign ``log`` (``envs.calibration.obd.read_obd``), with intervals from ``bootstrap`` resamples; the
+    reward model is a ridge regression on one-hot user features, cross-fitted over ``folds``."""
+    n = len(log)
+    action = log["item_id"].to_numpy().astype(np.int64)
+    position = log["position"].to_numpy().astype(np.int64) - 1
+    reward = log["click"].to_numpy(dtype=np.float64)
+    user_columns = [c for c in log.columns if c.startswith("user_feature_")]
+    features = pd.get_dummies(log[user_columns].astype(str)).to_numpy(dtype=np.float64) if user_columns else \
+        np.zeros((n, 0))
+    contexts = np.column_stack([np.ones(n), features])
+    q = cross_fitted_rewards(contexts, action, reward, n_items, folds, seed=seed)
+    q = np.repeat(q[:, :, None], action_dist.shape[2], axis=2)
+    data = {"reward": reward, "action": action, "pscore": log["propensity_score"].to_numpy(dtype=np.float64),
+            "action_dist": action_dist, "position": position, "estimated_rewards_by_reg_model": q}
+    return evaluate(_estimators(estimators), data, None, bootstrap, seed)
 
 
 def run_obd_ope(config: OPEConfig, out: Path) -> dict:
@@ -259,30 +225,20 @@ def run_obd_ope(config: OPEConfig, out: Path) -> dict:
     if evaluation not in OBD_EVALUATIONS:
         raise OPEInputError(f"--evaluation {evaluation!r} is not allowed: use one of {', '.join(OBD_EVALUATIONS)}")
     log, n_items, campaign = read_obd(folder, campaign)
-    n, len_list = len(log), 3
-    action = log["item_id"].to_numpy().astype(np.int64)
-    position = log["position"].to_numpy().astype(np.int64) - 1
-    reward = log["click"].to_numpy(dtype=np.float64)
-    pscore = log["propensity_score"].to_numpy(dtype=np.float64)
-    user_columns = [c for c in log.columns if c.startswith("user_feature_")]
-    features = pd.get_dummies(log[user_columns].astype(str)).to_numpy(dtype=np.float64) if user_columns else \
-        np.zeros((n, 0))
-    contexts = np.column_stack([np.ones(n), features])
+    n, len_list = len(log), OBD_POSITIONS
     if evaluation == "uniform":
         action_dist = np.full((n, n_items, len_list), 1.0 / n_items)
     else:
+        action, position = log["item_id"].to_numpy(np.int64), log["position"].to_numpy(np.int64) - 1
         clicks = np.zeros((n_items, len_list))
         shown = np.zeros((n_items, len_list))
-        np.add.at(clicks, (action, position), reward)
+        np.add.at(clicks, (action, position), log["click"].to_numpy(np.float64))
         np.add.at(shown, (action, position), 1.0)
         best = np.argmax(clicks / np.maximum(shown, 1.0), axis=0)  # (len_list,)
         action_dist = np.zeros((n, n_items, len_list))
         action_dist[:, best, np.arange(len_list)] = 1.0
-    q = cross_fitted_rewards(contexts, action, reward, n_items, folds, seed=seed)
-    q = np.repeat(q[:, :, None], len_list, axis=2)
-    data = {"reward": reward, "action": action, "pscore": pscore, "action_dist": action_dist, "position": position,
-            "estimated_rewards_by_reg_model": q}
-    results = evaluate(_estimators(estimators), data, None, BOOTSTRAP_SAMPLES, seed)
+    results = obd_estimates(log, n_items, action_dist, estimators, folds, seed)
+    reward = log["click"].to_numpy(dtype=np.float64)
     metrics = {"rounds": n, "campaign": campaign, "evaluation": evaluation,
                "logged_reward_per_request": float(reward.mean()), "estimators": results}
     write_config(out, "ope", {**dataclasses.asdict(config), "campaign": campaign})

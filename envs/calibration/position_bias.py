@@ -12,6 +12,10 @@ identified up to a factor: both estimators report theta relative to the top posi
   two means, with requests as the independent units.
 - :func:`pbm_em`: any log where items appear at several positions; expectation-maximisation of the PBM
   likelihood over theta_k and one gamma per item (Chuklin et al. 2015, section 4.2; Wang et al. 2018).
+- :func:`randomized_pbm`: the whole PBM of a log whose items were put at positions independently of
+  everything else (a uniformly random logger): theta_k is the click rate at position k, and each item's
+  attraction is shrunk toward the average by empirical Bayes, as a sparse log (a few clicks per item)
+  needs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 
 @dataclass
@@ -128,3 +132,38 @@ def pbm_em(item: np.ndarray, position: np.ndarray, click: np.ndarray, iterations
     gamma = np.where(per_item > 0, gamma, np.nan)
     nan = np.full(n_positions, np.nan)
     return PositionBias(theta / theta[0], nan, nan, per_position.astype(np.int64)), PBM(theta, gamma)
+
+
+PRIOR_STRENGTHS = np.logspace(-2, 4, 121)
+"""The grid over which :func:`randomized_pbm` picks its prior strength s (pseudo expected clicks)."""
+
+
+def randomized_pbm(item: np.ndarray, position: np.ndarray, click: np.ndarray, n_items: int,
+                   n_positions: int) -> tuple[PBM, float]:
+    """The PBM of impressions ``item`` (n,), ``position`` (n,) 0 = top and ``click`` (n,) 0/1 whose items were
+    assigned to positions independently of the shopper (a uniformly random logger), and its prior strength.
+
+    theta_k (n_positions,) is the click rate at position k; gamma_i (n_items,) the item's multiplier on it,
+    so that P(click | i at k) = theta_k gamma_i and the average item has gamma 1. With e_i the clicks the
+    item's impressions would get at their positions' rates, its clicks c_i ~ Poisson(gamma_i e_i) with
+    gamma_i ~ Gamma(s, s) (mean 1); the prior strength s maximises the marginal, negative binomial,
+    likelihood of every item's clicks over :data:`PRIOR_STRENGTHS`, and gamma_i is the posterior mean
+    (c_i + s) / (e_i + s) (Gamma-Poisson empirical Bayes). Items never shown get NaN; a log without clicks
+    gets theta 0, gamma 1 and s = inf."""
+    item, position = np.asarray(item, dtype=np.int64), np.asarray(position, dtype=np.int64)
+    click = np.asarray(click, dtype=np.float64)
+    shown_at = np.bincount(position, minlength=n_positions).astype(np.float64)
+    theta = np.bincount(position, weights=click, minlength=n_positions) / np.maximum(shown_at, 1.0)
+    expected = np.bincount(item, weights=theta[position], minlength=n_items)
+    clicks = np.bincount(item, weights=click, minlength=n_items)
+    shown = np.bincount(item, minlength=n_items) > 0
+    if clicks.sum() == 0:
+        return PBM(theta, np.where(shown, 1.0, np.nan)), float("inf")
+    c, e = clicks[shown][None, :], expected[shown][None, :]
+    s = PRIOR_STRENGTHS[:, None]
+    marginal = (special.gammaln(c + s) - special.gammaln(s) - special.gammaln(c + 1.0)
+                + s * np.log(s / (s + e)) + special.xlogy(c, e / (s + e))).sum(axis=1)
+    strength = float(PRIOR_STRENGTHS[int(np.argmax(marginal))])
+    gamma = np.full(n_items, np.nan)
+    gamma[shown] = (clicks[shown] + strength) / (expected[shown] + strength)
+    return PBM(theta, gamma), strength
