@@ -82,9 +82,7 @@ class OnlineRun:
         """:meth:`tail_per_session` of this run minus ``other``'s, with the paired interval of the two ratios'
         per-batch residuals (same steps on the same seed, as :meth:`tail_difference`)."""
         self._check_paired(other)
-        (mine, residuals), (theirs, other_residuals) = (ratio_residuals(*self._tail_sessions()),
-                                                        ratio_residuals(*other._tail_sessions()))
-        return mine - theirs, _t_interval(mine - theirs, residuals - other_residuals, level)
+        return ratio_difference(self._tail_sessions(), other._tail_sessions(), level)
 
     def _check_paired(self, other: "OnlineRun") -> None:
         if len(self.step_rewards) != len(other.step_rewards):
@@ -125,6 +123,15 @@ def ratio_interval(values: np.ndarray, denominators: np.ndarray,
     :func:`ratio_residuals`)."""
     ratio, residuals = ratio_residuals(values, denominators)
     return ratio, _t_interval(ratio, residuals, level)
+
+
+def ratio_difference(mine: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndarray, np.ndarray],
+                     level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """The difference of two ratios of the same consecutive steps, each given as (values, denominators) (e.g.
+    two methods served on one seed), with the paired interval of their per-batch residuals
+    (:func:`ratio_residuals`)."""
+    (ratio, residuals), (other, other_residuals) = ratio_residuals(*mine), ratio_residuals(*theirs)
+    return ratio - other, _t_interval(ratio - other, residuals - other_residuals, level)
 
 
 def _t_interval(center: float, residuals: np.ndarray, level: float) -> tuple[float, float]:

@@ -52,6 +52,29 @@ def test_logged_signals_equal_the_served_ones():
     np.testing.assert_array_equal(select_slate(candidates, scores[1], k), by_key)
 
 
+def test_serving_scores_do_not_depend_on_the_block_or_the_gradient_mode():
+    """Stacker.score works in blocks of requests with reused activations; a request's scores must be the bytes
+    of the network's autograd forward pass, whatever the block and the rows around it (all candidates)."""
+    torch.manual_seed(0)
+    stacker = Stacker(_spec("mlp", arms=("a", "b", "c")))
+    for parameter in stacker.network.parameters():
+        torch.nn.init.normal_(parameter)
+    rng = np.random.default_rng(5)
+    b, c = 300, 40  # more than one block, and a last block of another size
+    scores = [rng.standard_normal((b, c)).astype(np.float32) for _ in range(3)]
+    contexts = rng.random((b, CONTEXT_DIM)).astype(np.float32)
+    served = stacker.score(scores, contexts)
+    with torch.enable_grad():
+        reference = stacker.network.model(torch.from_numpy(candidate_signals(scores)),
+                                          torch.from_numpy(contexts)).detach().numpy()
+    np.testing.assert_array_equal(served, reference)
+    rows = slice(37, 41)
+    np.testing.assert_array_equal(stacker.score([s[rows] for s in scores], contexts[rows]), served[rows])
+    positions = np.stack([rng.permutation(c)[:6] for _ in range(b)])  # fewer rows per product: last bits differ
+    np.testing.assert_allclose(stacker.score(scores, contexts, positions), np.take_along_axis(served, positions, axis=1),
+                               rtol=1e-5, atol=1e-5)
+
+
 def _synthetic(n=3000, k=3, seed=0):
     """Clicks that depend on arm a's z-score on the search surface and on arm b's on the feed."""
     rng = np.random.default_rng(seed)

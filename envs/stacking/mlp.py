@@ -24,12 +24,24 @@ class MLPStacker(nn.Module):
         self.context_in = nn.Linear(n_context, hidden)
         self.hidden = nn.Linear(hidden, hidden)
         self.out = nn.Linear(hidden, 1)
+        self._activations: tuple[torch.Tensor, torch.Tensor] | None = None  # reused when no gradient is taken
 
     def forward(self, signals: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
         """Click (or purchase) logits (B, C) of candidates with ``signals`` (B, C, S) in requests with
         ``contexts`` (B, D), before the position term."""
-        # in place on the (B, C, hidden) activations: each new temporary of that size costs as much as a layer
-        h = self.signal_in(signals)
-        h += self.context_in(contexts).unsqueeze(1)
-        h = self.hidden(h.relu_()).relu_()
-        return self.out(h).squeeze(-1)
+        # The layers are matrix products over (B C, .) matrices: on (B, C, .) tensors torch takes a path about
+        # twice as slow, with the same bytes. Without a gradient the two (B C, hidden) activations are written
+        # into buffers kept from the last call of that size (a fresh one costs its page faults, about as much
+        # as a layer); everything else is in place.
+        b, c, n_signals = signals.shape
+        first, second = self._workspace(b * c) if not torch.is_grad_enabled() else (None, None)
+        h = torch.mm(signals.reshape(b * c, n_signals), self.signal_in.weight.t(), out=first)
+        h.view(b, c, -1).add_(self.context_in(contexts).unsqueeze(1))
+        h = torch.addmm(self.hidden.bias, h.relu_(), self.hidden.weight.t(), out=second).relu_()
+        return torch.addmm(self.out.bias, h, self.out.weight.t()).view(b, c)
+
+    def _workspace(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._activations is None or self._activations[0].shape[0] != rows:
+            width = self.hidden.in_features
+            self._activations = (torch.empty(rows, width), torch.empty(rows, width))
+        return self._activations

@@ -72,17 +72,29 @@ def candidate_signals(arm_scores: list[np.ndarray]) -> np.ndarray:
     """Signals (B, C, 2A) of every candidate, from per-arm scores [(B, C)] * A: the numbers
     ``signals(*shown_ranks_and_zscores(arm_scores, positions))`` gives for all positions, written straight
     into the output (sorted distinct keys carry their candidate's position in their low bits, so one int32
-    sort ranks them, and the rank discounts come from a table scattered by those positions)."""
+    sort ranks them, and the rank discounts come from a table scattered by those flat positions)."""
     b, c = arm_scores[0].shape
     bits = position_bits(c)
     out = np.empty((b, c, SIGNALS_PER_ARM * len(arm_scores)), dtype=np.float32)
-    discounts = np.broadcast_to(_discount_table(c), (b, c))
+    # row r's last flat index; the low bits of a key hold (C - 1) - the candidate's position
+    row_ends = np.arange(1, b + 1, dtype=np.intp)[:, None] * c - 1
+    worst_first = _tiled_discounts(b, c)
+    discount = np.empty(b * c, dtype=np.float32)
     for a, scores in enumerate(arm_scores):
         s = np.asarray(scores, dtype=np.float32)
         out[:, :, 2 * a] = _zscores(s)
-        best_first = np.sort(ranking_keys(s), axis=1)[:, ::-1]
-        np.put_along_axis(out[:, :, 2 * a + 1], (c - 1) - (best_first & np.int32((1 << bits) - 1)), discounts, axis=1)
+        ascending = np.sort(ranking_keys(s), axis=1)
+        ascending &= np.int32((1 << bits) - 1)
+        flat = row_ends - ascending  # intp: a scatter by intp indices needs no conversion
+        discount[flat.ravel()] = worst_first
+        out[:, :, 2 * a + 1] = discount.reshape(b, c)
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _tiled_discounts(b: int, c: int) -> np.ndarray:
+    """(B * C,) float32: for each of B requests, the rank discounts of an ascending sort (worst first)."""
+    return np.tile(_discount_table(c)[::-1], b)
 
 
 @functools.lru_cache(maxsize=8)
