@@ -20,6 +20,8 @@ from fusionsim.recommenders.evaluation import ranking_metrics
 from tests.conftest import small_scenario
 
 FAST = {"epochs": 3, "progress": False, "device": "cpu", "batch_size": 2048}
+ONE_EPOCH = {**FAST, "epochs": 1}
+"""For tests of files, determinism and serving, where how well the arm learned does not matter."""
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def test_mf_and_sequence_beat_popularity_on_a_small_shop(logged):
     fast = {**FAST, "batch_size": 1024, "lr": 1e-2}
     ndcg = {}
     for model in (Popularity(), MatrixFactorization(train={**fast, "epochs": 3}),
-                  SequenceModel(train={**fast, "epochs": 20})):
+                  SequenceModel(train={**fast, "batch_size": 512, "epochs": 6})):
         model.fit(train, items, **({} if model.name == "popularity" else {"validation": validation}))
         ndcg[model.name] = ranking_metrics(model, test, items)[1].mean()
     assert ndcg["mf"] > ndcg["popularity"] + 0.01, ndcg
@@ -144,8 +146,8 @@ def test_gru_serving_step_equals_the_training_gru():
         assert torch.equal(module.step(items, h), reference)
 
 
-@pytest.mark.parametrize("make", [lambda: MatrixFactorization(train=FAST), lambda: ContentBased(),
-                                  lambda: SequenceModel(train=FAST)], ids=["mf", "content", "sequence"])
+@pytest.mark.parametrize("make", [lambda: MatrixFactorization(train=ONE_EPOCH), lambda: ContentBased(),
+                                  lambda: SequenceModel(train=ONE_EPOCH)], ids=["mf", "content", "sequence"])
 def test_round_trip_determinism_and_unknown_ids(make, logged, tmp_path):
     _, _, world, train, test, _ = logged
     items = world.catalog.public()
@@ -170,8 +172,8 @@ def test_round_trip_determinism_and_unknown_ids(make, logged, tmp_path):
 
 def test_sequence_serving_is_incremental_and_matches_a_full_pass(logged):
     _, _, world, train, _, _ = logged
-    model = SequenceModel(train=FAST).fit(train, world.catalog.public())
-    fresh = SequenceModel(incremental=False, train=FAST)
+    model = SequenceModel(train=ONE_EPOCH).fit(train, world.catalog.public())
+    fresh = SequenceModel(incremental=False, train=ONE_EPOCH)
     fresh.load_state(model.state())
     candidates = np.tile(np.arange(100, dtype=np.int32), (2, 1))
     history = [[-1] * 8, [-1] * 8]
