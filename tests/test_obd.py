@@ -13,6 +13,7 @@ from scipy import special
 from fusionsim.envs.calibration.obd import ObdError, impressions_of_obd, read_obd
 from fusionsim.envs.calibration.position_bias import PBM, PRIOR_STRENGTHS, randomized_pbm
 from fusionsim.envs.calibration.schema import read_impression_log
+from fusionsim.envs.calibration.statistics import log_statistics
 from fusionsim.experiments.cli import cli
 from fusionsim.experiments.obd_check import ObdCheckConfig, check_campaign, choice_frequencies, simulate_clicks
 
@@ -130,6 +131,12 @@ def test_obd_impressions_fit_the_impression_schema(tmp_path):
     read = read_impression_log(tmp_path / "impressions.parquet")
     assert len(read) == 10_000 and read["position"].between(0, 2).all() and read["surface"].eq("men").all()
     assert read["click"].sum() == log["click"].sum() and read["segment"].nunique() == 3
+    # the fidelity statistics read it like any impression log: rounds are the units, positions 1-3
+    statistics = log_statistics(read)
+    top = log["position"].to_numpy() == 1
+    assert statistics["CTR at position 1"].value == pytest.approx(log["click"].to_numpy()[top].mean())
+    assert statistics["CTR at position 1"].units == 10_000 and "CTR on men" in statistics
+    assert "CTR at hours 00-06" in statistics and "purchases per click" not in statistics
 
 
 @pytest.mark.parametrize("build, args, message", [
