@@ -285,8 +285,8 @@ def test_calibrate_recovers_known_behaviour_and_passes_the_held_out_check(tmp_pa
                                  "--out", str(tmp_path / "on_fitted")])
     assert result.exit_code == 0, result.output
     # ... and compare and ab-test run on it unchanged (arms trained on the log the scenario was fitted to)
-    result = runner.invoke(cli, ["train-base", "--scenario", str(out / "scenario.yaml"), "--logs", str(tmp_path / "log"),
-                                 "--models", "popularity,content", "--out", str(tmp_path / "arms")])
+    result = runner.invoke(cli, ["train-base", "--scenario", str(out / "scenario.yaml"), "--logs",
+                                 str(tmp_path / "log"), "--models", "popularity,content", "--out", str(tmp_path / "arms")])
     assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["compare", "--scenario", str(out / "scenario.yaml"), "--base", str(tmp_path / "arms"),
                                  "--methods", "best-single-arm,best-static-blend,linucb", "--requests", "1280",
