@@ -285,16 +285,17 @@ def test_calibrate_recovers_known_behaviour_and_passes_the_held_out_check(tmp_pa
                                  "--out", str(tmp_path / "on_fitted")])
     assert result.exit_code == 0, result.output
     # ... and compare and ab-test run on it unchanged (arms trained on the log the scenario was fitted to)
-    result = runner.invoke(cli, ["train-base", "--scenario", str(out / "scenario.yaml"), "--logs",
-                                 str(tmp_path / "log"), "--models", "popularity,content", "--out", str(tmp_path / "arms")])
+    fitted_file, arms = str(out / "scenario.yaml"), str(tmp_path / "arms")
+    result = runner.invoke(cli, ["train-base", "--scenario", fitted_file, "--logs", str(tmp_path / "log"),
+                                 "--models", "popularity,content", "--out", arms])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(cli, ["compare", "--scenario", str(out / "scenario.yaml"), "--base", str(tmp_path / "arms"),
+    result = runner.invoke(cli, ["compare", "--scenario", fitted_file, "--base", arms,
                                  "--methods", "best-single-arm,best-static-blend,linucb", "--requests", "1280",
                                  "--search-requests", "256", "--slots", "256", "--grid-resolution", "2", "--out",
                                  str(tmp_path / "compare")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "compare" / "comparison.json").read_text())["scenario"] == calibrated.name
-    result = runner.invoke(cli, ["ab-test", "--scenario", str(out / "scenario.yaml"), "--policies",
+    result = runner.invoke(cli, ["ab-test", "--scenario", fitted_file, "--policies",
                                  "popularity,new_arrivals", "--users", "300", "--days", "0.2", "--pre-days", "0.1",
                                  "--out", str(tmp_path / "ab")])
     assert result.exit_code == 0, result.output
