@@ -4,6 +4,9 @@ The log is a complete ``fusionsim simulate`` run (a shop's own impression log ne
 world, which is not built yet). Its earliest ``1 - holdout`` share of requests is fitted, the rest held
 out. Fitted, on top of the starting ``--scenario``:
 
+- the arrival mix, in closed form (``envs.calibration.arrival``): ``traffic.device_shares`` (the share of
+  sessions from each device) and each segment's ``search_share`` (the share of its requests that are
+  searches), where the log names its devices, segments and surfaces as the scenario does;
 - ``behaviour.examination_decay`` from the position bias (``envs.calibration.position_bias``) of the
   impressions not on mobile: the CTR ratios where the log's slates were shuffled, else the position-based
   model fitted by EM; ``behaviour.mobile_extra_decay`` as the mobile impressions' decay minus that (not
@@ -39,6 +42,7 @@ import numpy as np
 import yaml
 
 from fusionsim.common.io import atomic_write_text, mark_complete
+from fusionsim.envs.calibration.arrival import arrival_mix
 from fusionsim.envs.calibration.position_bias import log_likelihood, pbm_em, randomized_position_bias
 from fusionsim.envs.calibration.readers import impressions_of_log
 from fusionsim.envs.calibration.statistics import compare_statistics, log_statistics
@@ -88,6 +92,16 @@ class CalibrateConfig:
 def _with_behaviour(scenario: Scenario, **values: float) -> Scenario:
     raw = scenario_to_dict(scenario)
     raw["behaviour"] = {**raw["behaviour"], **values}
+    return parse_scenario(raw, "<calibrated>")
+
+
+def _with_arrival_mix(scenario: Scenario, device_shares: dict[str, float] | None,
+                      search_shares: dict[str, float]) -> Scenario:
+    raw = scenario_to_dict(scenario)
+    if device_shares is not None:
+        raw["traffic"]["device_shares"] = device_shares
+    for segment, share in search_shares.items():
+        raw["world"]["segments"][segment]["search_share"] = share
     return parse_scenario(raw, "<calibrated>")
 
 
@@ -183,6 +197,12 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
                              f"{config.holdout:.0%}")
     fit_part = impressions[impressions["request_id"].isin(requests[:n_fit])]
     held_out = impressions[~impressions["request_id"].isin(requests[:n_fit])]
+    mix = arrival_mix(fit_part)
+    device_shares = None if mix.device_shares is None else {d: e.value for d, e in mix.device_shares.items()}
+    search_shares = {segment: e.value for segment, e in mix.search_shares.items()}
+    start_mix = {"device_shares": dict(start.traffic.device_shares),
+                 "search_share": {segment: start.world.segments[segment].search_share for segment in search_shares}}
+    mixed = _with_arrival_mix(start, device_shares, search_shares)  # the start, arriving as the log does
     mobile = (fit_part["device"] == "mobile").to_numpy()
     bias = _position_bias(fit_part[~mobile], simulate_config.shuffle_slates)
     fitted = {"examination_decay": bias.decay(),
@@ -193,7 +213,7 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
     precision = np.array([target["CTR at position 1"].se, target["purchases per click"].se])
     # as many requests as were fitted, in as many slots: the same mix of early and late session steps
     moment_config = dataclasses.replace(simulate_config, requests=n_fit, seed=config.seed)
-    scenario = _with_behaviour(start, examination_decay=fitted["examination_decay"],
+    scenario = _with_behaviour(mixed, examination_decay=fitted["examination_decay"],
                                mobile_extra_decay=fitted["mobile_extra_decay"])
 
     def moments(biases: np.ndarray) -> tuple[float, float]:
@@ -213,9 +233,16 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
               "position_bias": {"relative": bias.relative.tolist(), "low": bias.low.tolist(),
                                 "high": bias.high.tolist(), "method": "randomised" if simulate_config.shuffle_slates
                                 else "pbm-em", "warning": None if simulate_config.shuffle_slates else EM_WARNING},
+              "arrival_mix": {"device_shares": None if mix.device_shares is None else
+                              {d: {"value": e.value, "se": e.se} for d, e in mix.device_shares.items()},
+                              "search_share": {segment: {"value": e.value, "se": e.se}
+                                               for segment, e in mix.search_shares.items()},
+                              "start": start_mix, "not_fitted": mix.not_fitted},
               "fit_requests": n_fit, "held_out_requests": len(requests) - n_fit}
     atomic_write_text(out / "scenario.yaml", f"# fitted by fusionsim calibrate to {logs} on top of scenario "
-                      f"'{start.name}': behaviour " + ", ".join(f"{k} {v:.4f}" for k, v in fitted.items()) + "\n"
+                      f"'{start.name}': behaviour " + ", ".join(f"{k} {v:.4f}" for k, v in fitted.items())
+                      + "; arrival mix: " + ("device shares, " if device_shares is not None else "")
+                      + f"search share of {', '.join(search_shares) or 'no segment'}\n"
                       + yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False))
     # fidelity: the fitted shop against the held-out requests. The log is simulated again whole, on another
     # seed, and the same window of requests is compared, so both windows hold sessions begun before them

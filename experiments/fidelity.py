@@ -79,8 +79,8 @@ def render_report(rows: list[Comparison], scenario: str, logs: Path, held_out: b
     part = "the log's held-out (latest) requests" if held_out else "the log"
     lines = [f"# Fidelity of scenario `{scenario}` to `{logs}`", "",
              f"The log's policy simulated again on the scenario for as many requests as {part}, on another seed; "
-             "each statistic with its 95% interval (delta method, shoppers or sessions as the units), and the difference "
-             "simulated - log with its 95% interval.", "",
+             "each statistic with its 95% interval (delta method, shoppers or sessions as the units), and the "
+             "difference simulated - log with its 95% interval.", "",
              "| statistic | log | simulated | difference | verdict |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.statistic} | {r.real.value:.4f} [{r.real.low:.4f}, {r.real.high:.4f}] | "

@@ -13,7 +13,7 @@ from fusionsim.envs.calibration.obd import OBD_POSITIONS, read_obd
 from fusionsim.envs.context import CONTEXT_NAMES
 from fusionsim.envs.logs import read_interaction_log
 from fusionsim.envs.scenario import parse_scenario, scenario_to_dict
-from fusionsim.envs.shop import make_shop
+from fusionsim.envs.shop import make_shop, world_fields
 from fusionsim.experiments.evaluation import ESTIMATORS, OPEInputError, evaluate
 from fusionsim.experiments.evaluation.estimators import KernelizedInverseProbabilityWeighting
 from fusionsim.experiments.online import run_online
@@ -50,7 +50,7 @@ def _check_same_shop(trained: TrainedRun, log_config: dict, logs: Path) -> None:
         raise OPEInputError(f"--policy {trained.folder} blends the arms [{', '.join(trained.arm_names)}] but the "
                             f"log's arms are [{', '.join(log_arms)}] (names and order must match)")
     logged_world = log_config.get("scenario", {}).get("world")
-    if logged_world != scenario_to_dict(trained.scenario)["world"]:
+    if world_fields(logged_world or {}) != world_fields(scenario_to_dict(trained.scenario)["world"]):
         raise OPEInputError(f"--policy {trained.folder} was trained on scenario '{trained.scenario.name}', whose "
                             f"world differs from the log's scenario '{log_config.get('scenario', {}).get('name')}'")
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from fusionsim.envs.logs import SURFACES, LogReadError, read_interaction_log
 from fusionsim.envs.scenario import DEVICES, SEGMENTS, Scenario, scenario_to_dict
-from fusionsim.envs.shop import world_signature
+from fusionsim.envs.shop import world_fields, world_signature
 from fusionsim.envs.world import build_world
 from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
 from fusionsim.recommenders import ARMS_FILE, ContentBased, MatrixFactorization, Popularity, Recommender, SequenceModel
@@ -38,7 +38,8 @@ def read_log(folder: Path, scenario: Scenario) -> pd.DataFrame:
     try:
         check_complete(folder, "--logs", ("simulate",))
         logged = read_config(folder, "--logs").get("scenario") or {}
-        if logged.get("seed") != scenario.seed or logged.get("world") != scenario_to_dict(scenario)["world"]:
+        if logged.get("seed") != scenario.seed or \
+                world_fields(logged.get("world") or {}) != world_fields(scenario_to_dict(scenario)["world"]):
             raise TrainBaseError(f"--logs {folder} was simulated on scenario '{logged.get('name')}', whose world "
                                  f"differs from scenario '{scenario.name}'")
         return read_interaction_log(folder, "--logs")

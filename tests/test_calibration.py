@@ -260,8 +260,12 @@ def test_calibrate_recovers_known_behaviour_and_passes_the_held_out_check(tmp_pa
     paths = {}
     for name, scenario in (("truth", small_scenario(**{f"behaviour.{k}": v for k, v in truth.items()})),
                            ("start", start)):
+        raw = scenario.model_dump(mode="json")
+        if name == "truth":  # and it arrives otherwise: other devices, new shoppers who search more
+            raw["traffic"]["device_shares"] = {"desktop": 0.6, "mobile": 0.25, "app": 0.15}
+            raw["world"]["segments"]["new"]["search_share"] = 0.6
         paths[name] = tmp_path / f"{name}.yaml"
-        paths[name].write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
+        paths[name].write_text(yaml.safe_dump(raw))
     runner = CliRunner()
     result = runner.invoke(cli, ["simulate", "--scenario", str(paths["truth"]), "--requests", "12000", "--slots",
                                  "500", "--policy", "uniform-grid", "--out", str(tmp_path / "log")])
@@ -275,12 +279,20 @@ def test_calibrate_recovers_known_behaviour_and_passes_the_held_out_check(tmp_pa
     assert fitted["fitted"]["attraction_bias"] == pytest.approx(-4.0, abs=0.15)
     assert fitted["fitted"]["purchase_bias"] == pytest.approx(-5.0, abs=0.2)
     assert len(fitted["fidelity"]["differing"]) <= 4, fitted["fidelity"]["differing"]
+    mix = fitted["arrival_mix"]
+    for device, share in {"desktop": 0.6, "mobile": 0.25, "app": 0.15}.items():
+        assert abs(mix["device_shares"][device]["value"] - share) < 3 * mix["device_shares"][device]["se"]
+    for segment, share in {"new": 0.6, "casual": 0.35, "loyal": 0.45, "bargain": 0.35}.items():
+        assert abs(mix["search_share"][segment]["value"] - share) < 3 * mix["search_share"][segment]["se"], segment
+    assert mix["start"]["device_shares"] == {"desktop": 0.3, "mobile": 0.5, "app": 0.2} and mix["not_fitted"] == []
     assert fitted["position_bias"]["method"] == "pbm-em" and "randomised bucket" in result.output
     assert fitted["click_model"]["pbm"] > fitted["click_model"]["per_position_ctr"]
     assert "Held-out log-likelihood per impression" in (out / "fidelity.md").read_text()
     # the fitted scenario is a scenario every command loads
     calibrated = load_scenario(out / "scenario.yaml")
     assert calibrated.behaviour.attraction_bias == pytest.approx(fitted["fitted"]["attraction_bias"])
+    assert calibrated.traffic.device_shares["desktop"] == pytest.approx(mix["device_shares"]["desktop"]["value"])
+    assert calibrated.world.segments["new"].search_share == pytest.approx(mix["search_share"]["new"]["value"])
     result = runner.invoke(cli, ["simulate", "--scenario", str(out / "scenario.yaml"), "--requests", "1000",
                                  "--out", str(tmp_path / "on_fitted")])
     assert result.exit_code == 0, result.output
@@ -317,3 +329,43 @@ def test_solve_moments_finds_a_known_root_in_a_few_evaluations():
     assert evaluations <= 25
     with pytest.raises(CalibrateError, match="do not move with the parameters"):
         solve_moments(lambda x: np.array([0.3, 0.1]), np.array([0.5, 0.2]), np.zeros(2), 1e-3)
+
+
+def test_arrival_mix_fits_shares_by_hand_and_leaves_foreign_names_alone():
+    import pandas as pd
+
+    from fusionsim.envs.calibration.arrival import arrival_mix
+
+    # sessions 0, 1 on mobile, 2 on app; shopper 0 (new) searches once in two requests, shopper 1 (loyal) never
+    log = pd.DataFrame({"request_id": [0, 0, 1, 2, 3], "session_id": [0, 0, 0, 1, 2], "user_id": [0, 0, 0, 1, 1],
+                        "device": ["mobile"] * 4 + ["app"], "surface": ["search", "search", "feed", "feed", "feed"],
+                        "segment": ["new", "new", "new", "loyal", "loyal"], "position": [0, 1, 0, 0, 0]})
+    mix = arrival_mix(log)
+    assert {d: e.value for d, e in mix.device_shares.items()} == {"desktop": 0.0, "mobile": 2 / 3, "app": 1 / 3}
+    assert {s: e.value for s, e in mix.search_shares.items()} == {"new": 0.5, "loyal": 0.0}
+    assert mix.not_fitted == ["world.segments.casual.search_share: the log has no request of segment 'casual'",
+                              "world.segments.bargain.search_share: the log has no request of segment 'bargain'"]
+    foreign = arrival_mix(log.assign(device="tv", surface="home", segment="vip"))
+    assert foreign.device_shares is None and foreign.search_shares == {}
+    assert foreign.not_fitted == [
+        "traffic.device_shares: the log's devices ['tv'] are not the scenario's ['desktop', 'mobile', 'app']",
+        "world.segments.*.search_share: the log's surfaces ['home'] are not the scenario's ['feed', 'search']"]
+    vip = arrival_mix(log.assign(segment=["new", "new", "new", "vip", "vip"]))
+    assert vip.not_fitted[-1] == ("the log's segments ['vip'] are not the scenario's ['new', 'casual', 'loyal', "
+                                  "'bargain']: their requests fit no segment's search share")
+
+
+def test_session_fields_leave_the_world_and_its_arms_alone():
+    from fusionsim.envs.scenario import scenario_to_dict
+    from fusionsim.envs.shop import same_world, world_signature
+
+    scenario = small_scenario()
+    stored = {**world_signature(scenario), "world": scenario_to_dict(scenario)["world"]}  # as stored before
+    assert "search_share" in stored["world"]["segments"]["new"] and same_world(stored, scenario)
+    raw = scenario_to_dict(scenario)
+    raw["world"]["segments"]["new"]["search_share"] = 0.9
+    raw["world"]["segments"]["loyal"]["leave_bias"] = -1.0
+    from fusionsim.envs.scenario import parse_scenario
+    assert same_world(stored, parse_scenario(raw, "x"))
+    raw["world"]["segments"]["new"]["activity"] = 2.0  # who arrives how often is the world
+    assert not same_world(stored, parse_scenario(raw, "x"))

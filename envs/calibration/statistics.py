@@ -52,17 +52,23 @@ def ratio_estimate(numerators: np.ndarray, denominators: np.ndarray) -> Estimate
     return Estimate(float(ratio), float(np.sqrt(np.sum((a - ratio * b) ** 2)) / total), len(a))
 
 
+def independent_units(impressions: pd.DataFrame) -> np.ndarray:
+    """The independent unit (n,) int of each row: its shopper where every shopper is known, else its session,
+    else its request."""
+    if (impressions["user_id"].to_numpy() >= 0).all():
+        column = "user_id"
+    else:
+        column = "session_id" if "session_id" in impressions else "request_id"
+    return pd.factorize(impressions[column])[0]
+
+
 def log_statistics(impressions: pd.DataFrame) -> dict[str, Estimate]:
     """The statistics of an impression log (``envs.calibration.schema``): click rate at each position, on
     each surface, of each segment (with ``segment``), at each quarter of the day (:data:`HOUR_BINS`), clicks
     per request, purchases per click (with ``purchase``), and, with ``session_id``,
     requests per session and the shares of sessions by length (:data:`SESSION_BINS`)."""
     out: dict[str, Estimate] = {}
-    if (impressions["user_id"].to_numpy() >= 0).all():
-        unit_column = "user_id"
-    else:
-        unit_column = "session_id" if "session_id" in impressions else "request_id"
-    unit = pd.factorize(impressions[unit_column])[0]  # the unit each impression belongs to
+    unit = independent_units(impressions)
     n = unit.max() + 1
     requests = impressions.groupby(unit)["request_id"].nunique().to_numpy(np.float64)
     click = impressions["click"].to_numpy(np.float64)

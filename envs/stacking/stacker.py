@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from fusionsim.common.io import atomic_target, atomic_write_json
+from fusionsim.envs.shop import comparable
 from fusionsim.envs.stacking import KINDS, TARGETS
 from fusionsim.envs.stacking.logistic import LogisticStacker
 from fusionsim.envs.stacking.mlp import MLPStacker
@@ -139,7 +140,7 @@ class Stacker:
         if list(arm_names) != self.spec.arm_names:
             raise StackerError(f"{source} was trained on the arms [{', '.join(self.spec.arm_names)}]; this shop's "
                                f"arms are [{', '.join(arm_names)}] (names and order must match)")
-        if world != self.spec.world:
+        if comparable(world) != comparable(self.spec.world):
             raise StackerError(f"{source} was trained for scenario '{self.spec.world.get('scenario')}' (seed "
                                f"{self.spec.world.get('seed')}), whose world differs from this shop's scenario "
                                f"'{world.get('scenario')}' (seed {world.get('seed')})")
