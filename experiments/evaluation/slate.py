@@ -62,10 +62,10 @@ import numpy as np
 from fusionsim.experiments.evaluation.estimators import (OPEInputError, OPEInputTypeError, _bootstrap_rng,
                                                          _first_bad, bootstrap_means)
 
-__all__ = ["BaseSlateOffPolicyEstimator", "BaseSlateInverseProbabilityWeighting", "SlateStandardIPS",
-           "SlateIndependentIPS", "SlateRewardInteractionIPS", "SelfNormalizedSlateStandardIPS",
+__all__ = ["SLATE_ESTIMATORS", "BaseSlateInverseProbabilityWeighting", "BaseSlateOffPolicyEstimator",
            "SelfNormalizedSlateIndependentIPS", "SelfNormalizedSlateRewardInteractionIPS",
-           "SlateCascadeDoublyRobust", "SlatePseudoInverse", "SLATE_ESTIMATORS"]
+           "SelfNormalizedSlateStandardIPS", "SlateCascadeDoublyRobust", "SlateIndependentIPS", "SlatePseudoInverse",
+           "SlateRewardInteractionIPS", "SlateStandardIPS", "check_slate_inputs"]
 
 CASCADE_RTOL = 1e-12
 """A cascade propensity may exceed the one above it by this relative amount (rounding) before it is an error."""
@@ -102,8 +102,8 @@ def _slate_layout(slate_id: np.ndarray, position: np.ndarray) -> tuple[int, int]
         if (position != expected).any():  # a position out of order explains the odd slate best
             _raise_position(slate_id, position, expected, _first_bad(position != expected))
         block = _first_bad(lengths != k)
-        raise OPEInputError(f"every slate must have the same number of rows (one per position); slate_id "
-                            f"{ids[block]} at row {starts[block]} has {lengths[block]} rows, the first slate {k}")
+        raise OPEInputError(f"every slate must have as many rows as the first ({k}, one per position); slate_id "
+                            f"{ids[block]} at row {starts[block]} has {lengths[block]}")
     bad = position.reshape(len(starts), k) != np.arange(k)
     if bad.any():
         row = _first_bad(bad.ravel())
@@ -183,7 +183,9 @@ def _check_same_in_slate(name: str, array: np.ndarray) -> None:
 
 def _check_non_increasing(name: str, array: np.ndarray) -> None:
     """A cascade propensity pi(a(1:l)): non-increasing down each slate (up to CASCADE_RTOL)."""
-    bad = array[:, 1:] > array[:, :-1] * (1 + CASCADE_RTOL)
+    bad = array[:, 1:] > array[:, :-1]
+    if bad.any():
+        bad &= array[:, 1:] > array[:, :-1] * (1 + CASCADE_RTOL)
     if bad.any():
         index = _first_bad(bad.ravel())
         row = index // (array.shape[1] - 1) * array.shape[1] + index % (array.shape[1] - 1) + 1
@@ -441,10 +443,10 @@ class SlateCascadeDoublyRobust(BaseSlateOffPolicyEstimator):
     where Q-hat_l(x, a(1:l)) estimates Q_l(x, a(1:l)) = E[sum_{l' >= l} r(l') | x, a(1:l)] with the later
     positions filled by pi_e (obp's SlateRegressionModel fits it backwards from the last position). Under the
     cascade assumption (the reward at l depends only on x and a(1:l)) and correct propensities it is unbiased
-    for any Q-hat; with Q-hat = Q only the rewards' own noise is left, and with deterministic rewards the
-    estimate is exact. ``evaluation_policy_action_dist`` must be the conditionals behind
-    ``evaluation_policy_pscore_cascade`` (the ratio of consecutive cascade propensities is its entry at the
-    logged item); that is not checked.
+    for any Q-hat; with Q-hat = Q only the rewards' own noise is left: with noise-free rewards every slate
+    contributes exactly sum_a pi_e(a | x_i) Q_1(x_i, a), the value of pi_e at x_i.
+    ``evaluation_policy_action_dist`` must be the conditionals behind ``evaluation_policy_pscore_cascade``
+    (the ratio of consecutive cascade propensities is its entry at the logged item); that is not checked.
 
     Fields (obp's): ``len_list``; ``n_unique_action`` (items, an integer >= 1); ``estimator_name`` = "cascade-dr".
 
@@ -480,7 +482,7 @@ class SlateCascadeDoublyRobust(BaseSlateOffPolicyEstimator):
         n_rows = len(action)
         q = _check_per_item("q_hat", q_hat, n_rows, n_actions)
         dist = _check_per_item("evaluation_policy_action_dist", evaluation_policy_action_dist, n_rows, n_actions)
-        sums = dist.sum(axis=1)
+        sums = np.einsum("na->n", dist)  # a faster row sum than dist.sum(axis=1)
         if not dist.min() >= 0 or not (np.abs(sums - 1.0) <= ACTION_DIST_ATOL).all():  # min is nan if any is
             bad = ~(np.isfinite(dist) & (dist >= 0)).all(axis=1)
             if bad.any():
@@ -495,14 +497,16 @@ class SlateCascadeDoublyRobust(BaseSlateOffPolicyEstimator):
             bad = ~np.isfinite(q).all(axis=1)
             if bad.any():
                 raise OPEInputError(f"q_hat must be finite; row {_first_bad(bad)} is not")
-        q_logged = q.ravel()[np.arange(n_rows) * n_actions + action]
-        shape = arrays["reward"].shape
+        index = np.arange(0, n_rows * n_actions, n_actions)
+        index += action
+        residual = np.take(q.ravel(), index)
+        np.subtract(arrays["reward"].ravel(), residual, out=residual)
         w = arrays["evaluation_policy_pscore_cascade"] / arrays["pscore_cascade"]
-        w_above = np.empty_like(w)
-        w_above[:, 0] = 1.0
-        w_above[:, 1:] = w[:, :-1]
-        per_row = w * (arrays["reward"] - q_logged.reshape(shape)) + w_above * expected_q.reshape(shape)
-        return (per_row.sum(axis=1),)
+        residual *= w.ravel()
+        expected_q = expected_q.reshape(w.shape)
+        # sum_l w(1:l) (r(l) - q_hat(a(l))) + expected_q(1) + sum_{l >= 2} w(1:l-1) expected_q(l)
+        return (residual.reshape(w.shape).sum(axis=1) + expected_q[:, 0]
+                + np.einsum("sk,sk->s", w[:, :-1], expected_q[:, 1:]),)
 
     def estimate_policy_value(self, slate_id: np.ndarray, action: np.ndarray, reward: np.ndarray,
                               position: np.ndarray, pscore_cascade: np.ndarray,
@@ -537,11 +541,12 @@ class SlatePseudoInverse(BaseSlateOffPolicyEstimator):
     fills each position independently: pi_b(s | x) = prod_l pi_b(s(l) at l | x), items drawn per position
     (so an item may appear at several positions), every item possible at every position.
 
-    The general PI estimate is mean_i q_xᵀ Γ_x⁺ 1_{s_i} sum_l r_i(l), with 1_s in {0, 1}^{L * n_items} the
-    indicator of slate s's (position, item) pairs, Γ_x = E_{s ~ pi_b}[1_s 1_sᵀ] and q_x = E_{s ~ pi_e}[1_s].
-    For independent logging, Γ_x y = q_x is solved by y(l, a) = q_x(l, a) / pi_b(a at l | x) - c_l with
-    sum_l c_l = L - 1, and every solution gives the same yᵀ 1_s on the logging policy's support, so the
-    weight is the sum of the item-position weights less L - 1:
+    The general PI estimate is mean_i q_x^T Gamma_x^+ 1_{s_i} sum_l r_i(l), with 1_s in {0, 1}^(L * n_items)
+    the indicator of slate s's (position, item) pairs, Gamma_x = E_{s ~ pi_b}[1_s 1_s^T] and
+    q_x = E_{s ~ pi_e}[1_s]. For independent logging, Gamma_x y = q_x is solved by
+    y(l, a) = q_x(l, a) / pi_b(a at l | x) - c_l with sum_l c_l = L - 1, and every solution gives the same
+    y^T 1_s on the logging policy's support (q_x^T Gamma_x^+ is the minimum-norm one), so the weight is the sum
+    of the item-position weights less L - 1:
 
         V = mean_i (sum_l w_i(l) - (L - 1)) sum_l r_i(l),   w_i(l) = pi_e(a_i(l) at l | x_i) / pi_b(a_i(l) at l | x_i).
 
@@ -553,7 +558,7 @@ class SlatePseudoInverse(BaseSlateOffPolicyEstimator):
 
     Fields: ``len_list``, ``estimator_name`` = "pi" (not in obp).
 
-    Adith Swaminathan, Akshay Krishnamurthy, Alekh Agarwal, Miroslav Dudík, John Langford, Damien Jose, Imed
+    Adith Swaminathan, Akshay Krishnamurthy, Alekh Agarwal, Miroslav Dudik, John Langford, Damien Jose, Imed
     Zitouni. "Off-policy evaluation for slate recommendation", NeurIPS 2017.
     """
 
