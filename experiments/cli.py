@@ -76,6 +76,10 @@ class _Commands(click.Group):
             return super().invoke(ctx)
         except click.exceptions.Exit:
             raise
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:  # a bad option value or name: one line, as every other bad input
+            raise UsageFailure(exc.format_message()) from None
         except click.ClickException:
             raise
         except Exception as exc:  # noqa: BLE001 - sorted into expected failures and bugs below
@@ -83,6 +87,15 @@ class _Commands(click.Group):
             if message is None:
                 raise
             raise UsageFailure(message) from None
+
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:  # e.g. an unknown command
+            raise UsageFailure(exc.format_message()) from None
 
 
 class FiniteFloat(click.ParamType):
@@ -389,16 +402,21 @@ def fidelity_command(scenario: str, logs: Path, seed: int, out: Path, overwrite:
               help="A campaign to check (repeatable; default: every one under both random/ and bts/).")
 @click.option("--bootstrap", type=click.IntRange(min=20), default=1000, show_default=True,
               help="Bootstrap replicates of every interval.")
+@click.option("--simulated-rounds", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="Rounds of the BTS log simulated in each fitted shop.")
+@click.option("--folds", type=click.IntRange(min=2), default=2, show_default=True,
+              help="Cross-fitting folds of the reward model of DM and DR.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/obd"), show_default=True)
 @click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
-def obd_check_command(obd: Path, campaigns: tuple[str, ...], bootstrap: int, seed: int, out: Path,
-                      overwrite: bool) -> None:
+def obd_check_command(obd: Path, campaigns: tuple[str, ...], bootstrap: int, simulated_rounds: int, folds: int,
+                      seed: int, out: Path, overwrite: bool) -> None:
     """Fit the click model to the Open Bandit Dataset's random logs, simulate its BTS policy there, and set the
     simulated click rate beside the real one and the off-policy estimates (report.md, obd.json)."""
     from fusionsim.experiments.obd_check import ObdCheckConfig, obd_check, verdict
 
-    config = ObdCheckConfig(obd=str(obd), campaigns=campaigns or None, bootstrap=bootstrap, seed=seed)
+    config = ObdCheckConfig(obd=str(obd), campaigns=campaigns or None, bootstrap=bootstrap,
+                            simulated_rounds=simulated_rounds, folds=folds, seed=seed)
     with new_run(out, overwrite) as folder:
         results = obd_check(config, folder)
     for campaign, result in results.items():
@@ -420,9 +438,12 @@ def obd_check_command(obd: Path, campaigns: tuple[str, ...], bootstrap: int, see
 @click.option("--folds", type=click.IntRange(min=2), default=2, show_default=True,
               help="Cross-fitting folds of the reward model.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--pscore", default="logged", show_default=True,
+              help="With --logs: the logging propensities, logged | estimated (a cross-fitted behaviour model).")
 @click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, campaign: str | None,
-                evaluation: str, estimators: str, out: Path, folds: int, seed: int, overwrite: bool) -> None:
+                evaluation: str, estimators: str, out: Path, folds: int, seed: int, pscore: str,
+                overwrite: bool) -> None:
     """Off-policy estimates (with bootstrap CIs) of a trained policy on logged traffic."""
     from fusionsim.experiments.evaluation.estimators import OPEInputError
     from fusionsim.experiments.ope_run import OPEConfig, parse_estimators, run_ope
@@ -431,7 +452,7 @@ def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, ca
         raise OPEInputError("give either --logs and --policy, or --obd")
     config = OPEConfig(logs=None if logs is None else str(logs), policy=None if policy_run is None else str(policy_run),
                        obd=None if obd is None else str(obd), campaign=campaign, evaluation=evaluation,
-                       estimators=tuple(names), folds=folds, seed=seed)
+                       estimators=tuple(names), folds=folds, seed=seed, pscore=pscore)
     with new_run(out, overwrite) as folder:
         metrics = run_ope(config, folder)
     truth = metrics.get("on_policy_truth")
@@ -441,6 +462,8 @@ def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, ca
         click.echo(f"{name:<10}{r['estimate']:>10.4f}   [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]{error:>12}")
     if truth is not None:
         click.echo(f"simulated on-policy value {truth:.4f}")
+    if "estimated_pscore" in metrics:
+        click.echo(f"warning: {metrics['estimated_pscore']['warning']}")
     click.echo(f"wrote {folder}/metrics.json, {folder}/report.md and {folder}/config.yaml")
 
 

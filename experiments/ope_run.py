@@ -16,6 +16,7 @@ from fusionsim.envs.scenario import parse_scenario, scenario_to_dict
 from fusionsim.envs.shop import make_shop, world_fields
 from fusionsim.experiments.evaluation import ESTIMATORS, OPEInputError, evaluate
 from fusionsim.experiments.evaluation.estimators import KernelizedInverseProbabilityWeighting
+from fusionsim.experiments.evaluation.propensity import cross_fitted_propensities
 from fusionsim.experiments.online import run_online
 from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
 from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
@@ -33,6 +34,12 @@ ESTIMATOR_ARGS = {"dr-os": {"lambda_": np.inf}}
 lambda_ = 0 would be DM)."""
 BOOTSTRAP_SAMPLES = 1000
 """Bootstrap resamples of each interval."""
+PSCORES = ("logged", "estimated")
+"""Where ``ope`` takes the logging propensities from (``OPEConfig.pscore``)."""
+ESTIMATED_PSCORE_WARNING = ("the propensities are estimated (a multinomial logistic model of the logged action on "
+                            "the context, cross-fitted, clipped below): the estimates are only as good as that model, "
+                            "and a logger that used features it lacks, or chose deterministically, is not corrected "
+                            "for")
 
 
 def _read_simulated_log(logs: Path) -> tuple[pd.DataFrame, np.ndarray, dict]:
@@ -78,6 +85,13 @@ class OPEConfig:
     """seed of the folds and the bootstrap"""
     truth_requests: int | None = None
     """requests simulated for the on-policy truth of a simulated log (None: as many as the log holds)"""
+    pscore: str = "logged"
+    """the propensities of the logged actions: "logged" (as the log recorded them) or "estimated" (a
+    behaviour-policy model, cross-fitted over ``folds`` and clipped: ``evaluation.propensity``)"""
+
+    def __post_init__(self) -> None:
+        if self.pscore not in PSCORES:
+            raise OPEInputError(f"--pscore {self.pscore!r} is not allowed: use one of {', '.join(PSCORES)}")
 
 
 def run_ope(config: OPEConfig, out: Path) -> dict:
@@ -121,14 +135,35 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     data = {"reward": reward, "action": action, "pscore": log["propensity"].to_numpy(dtype=np.float64),
             "action_dist": action_dist, "estimated_rewards_by_reg_model": q}
     truth = _simulated_truth(log_config, logs, trained, truth_requests or len(log))
-    results = evaluate(_estimators(estimators), data, truth, BOOTSTRAP_SAMPLES, seed)
-    metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results,
-               "on_policy_truth": truth}
+    metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "on_policy_truth": truth,
+               "pscore": config.pscore}
+    if config.pscore == "estimated":
+        estimated = cross_fitted_propensities(contexts, action, n_log_actions, folds, seed=seed)
+        data["estimated_pscore"] = estimated.pscore
+        metrics["estimated_pscore"] = {"clip": estimated.clip, "clipped_share": estimated.clipped,
+                                       "held_out_log_loss": estimated.log_loss,
+                                       "uniform_log_loss": float(np.log(n_log_actions)),
+                                       "mean_abs_relative_error_vs_logged": float(np.mean(np.abs(
+                                           estimated.pscore / data["pscore"] - 1.0))),
+                                       "warning": ESTIMATED_PSCORE_WARNING}
+        # beside them, what the log's own propensities give: the effect of estimating them
+        metrics["with_logged_pscore"] = evaluate(_estimators(estimators), data, truth, BOOTSTRAP_SAMPLES, seed)
+    metrics["estimators"] = evaluate(_estimators(estimators, config.pscore == "estimated"), data, truth,
+                                     BOOTSTRAP_SAMPLES, seed)
     return _finish(metrics, logs, policy_run, out, config)
 
 
-def _estimators(names: list[str]) -> dict:
-    return {name: ESTIMATORS[name](**ESTIMATOR_ARGS.get(name, {})) for name in names}
+def _estimators(names: list[str], estimated_pscore: bool = False) -> dict:
+    """The estimators ``names`` with the ope command's hyperparameters; with ``estimated_pscore`` the ones that
+    weight by propensities use ``estimated_pscore`` (obp's ``use_estimated_pscore=True``)."""
+    out = {}
+    for name in names:
+        cls = ESTIMATORS[name]
+        args = dict(ESTIMATOR_ARGS.get(name, {}))
+        if estimated_pscore and "use_estimated_pscore" in {f.name for f in dataclasses.fields(cls)}:
+            args["use_estimated_pscore"] = True
+        out[name] = cls(**args)
+    return out
 
 
 def _simulated_truth(log_config: dict, logs: Path, trained: TrainedRun, requests: int) -> float:
@@ -190,6 +225,17 @@ def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
     for name, r in metrics["estimators"].items():
         error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"
         lines.append(f"| {name} | {r['estimate']:.4f} | [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}] | {error} |")
+    if "estimated_pscore" in metrics:
+        e = metrics["estimated_pscore"]
+        lines += ["", f"**Warning:** {e['warning']}.", "",
+                  f"Behaviour model: held-out log loss {e['held_out_log_loss']:.4f} per round (a uniform guess "
+                  f"{e['uniform_log_loss']:.4f}); {100 * e['clipped_share']:.2f}% of the rounds clipped to "
+                  f"{e['clip']:.4g}; mean |estimated / logged - 1| {e['mean_abs_relative_error_vs_logged']:.4f}. "
+                  "With the log's own propensities:", "",
+                  "| estimator | estimate | 95% CI | relative error |", "|---|---|---|---|"]
+        for name, r in metrics["with_logged_pscore"].items():
+            error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"
+            lines.append(f"| {name} | {r['estimate']:.4f} | [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}] | {error} |")
     return "\n".join(lines) + "\n"
 
 

@@ -41,6 +41,16 @@ def _campaign(folder: Path, name: str, n: int, choose: np.ndarray, gamma: np.nda
     pd.DataFrame({"item_id": np.arange(len(gamma))}).to_csv(folder / "item_context.csv")
 
 
+def _tiny_campaign(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    (folder / f"{folder.name}.csv").write_text("item_id,position,click,propensity_score\n0,1,0,1\n")
+
+
+def _rewrite(path: Path, **columns) -> None:
+    """Set ``columns`` of every row of the campaign CSV ``path``."""
+    pd.read_csv(path, index_col=0).assign(**columns).to_csv(path)
+
+
 def _dataset(root: Path, n_items: int = 8, n: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """random/all and bts/all of a shop with known attractions; returns them and BTS's choice (n_items, 3)."""
     rng = np.random.default_rng(seed)
@@ -120,7 +130,7 @@ def test_obd_check_on_the_shipped_extract_of_the_real_sample(tmp_path):
                                       "--out", str(tmp_path / "obd")])
     assert result.exit_code == 0, result.output
     report = (tmp_path / "obd" / "report.md").read_text()
-    assert "| all | 0.0038 (38) |" in report and "(42) |" in report  # the sample's 38 random and 42 BTS clicks
+    assert "| all | 80 | 0.0038 (38) |" in report and "(42) |" in report  # the sample's 38 random and 42 BTS clicks
     assert (tmp_path / "obd" / "complete.json").is_file()
 
 
@@ -140,10 +150,10 @@ def test_obd_impressions_fit_the_impression_schema(tmp_path):
 
 
 @pytest.mark.parametrize("build, args, message", [
-    (lambda root: None, (), "--obd {root} has no random/ folder (expected the dataset's root: random/<campaign>/, "
-                            "bts/<campaign>/)"),
+    (lambda root: root.mkdir(parents=True), (),
+     "--obd {root} has no random/ folder (expected the dataset's root: random/<campaign>/, bts/<campaign>/)"),
     (lambda root: (root / "random").mkdir(parents=True) or (root / "bts").mkdir(), (),
-     "--obd {root}: no campaign is under both random/ and bts/"),
+     "--obd {root}: no campaign is under both random/ and bts/ (random/ holds [], bts/ holds [])"),
     (lambda root: _dataset(root, n=500), ("--campaign", "men"),
      "--campaign 'men' is not under both random/ and bts/ of --obd {root}; found ['all']"),
     (lambda root: _dataset(root, n=500) and (root / "bts" / "all" / "item_context.csv").write_text("item_id\n0\n"), (),
@@ -153,13 +163,25 @@ def test_obd_impressions_fit_the_impression_schema(tmp_path):
      "{root}/bts/all/all.csv has no column 'click' (Open Bandit Dataset layout)"),
     (lambda root: _dataset(root, n=500), ("--bootstrap", "5"),
      "Invalid value for '--bootstrap': 5 is not in the range x>=20."),
+    (lambda root: _dataset(root, n=500), ("--campaign", "all", "--campaign", "all"), "--campaign 'all' is given twice"),
+    (lambda root: None, ("--obd", "no/such/root"), "--obd no/such/root does not exist (a relative path is read from "
+                                                   "{cwd})"),
+    (lambda root: root.parent.mkdir(exist_ok=True) or root.write_text("x"), (),
+     "--obd {root} is a file, not the dataset's root folder"),
+    (lambda root: _tiny_campaign(root / "random" / "men") or _tiny_campaign(root / "bts" / "women"), (),
+     "--obd {root}: no campaign is under both random/ and bts/ (random/ holds ['men'], bts/ holds ['women'])"),
+    (lambda root: _dataset(root, n=500) and _rewrite(root / "random" / "all" / "all.csv", propensity_score=0.5), (),
+     "{root}/random/all: column 'propensity_score' must be 1 / items = 0.125 in a uniformly random log; got 0.5 at "
+     "row 0"),
+    (lambda root: _dataset(root, n=500) and _rewrite(root / "random" / "all" / "all.csv", position=1), (),
+     "{root}/random/all has no rounds at position 2: its click rate there cannot be fitted"),
 ])
 def test_obd_check_bad_input_is_one_line(build, args, message, tmp_path):
     root = tmp_path / "obd"
     build(root)
     result = CliRunner().invoke(cli, ["obd-check", "--obd", str(root), *args, "--out", str(tmp_path / "run")])
     assert result.exit_code == 2
-    assert result.output.strip().splitlines()[-1] == "Error: " + message.format(root=root)
+    assert result.output.strip() == "Error: " + message.format(root=root, cwd=Path.cwd())
     assert not (tmp_path / "run").exists()
 
 

@@ -139,7 +139,7 @@ PRIOR_STRENGTHS = np.logspace(-2, 4, 121)
 
 
 def randomized_pbm(item: np.ndarray, position: np.ndarray, click: np.ndarray, n_items: int,
-                   n_positions: int) -> tuple[PBM, float]:
+                   n_positions: int, prior_strength: float | None = None) -> tuple[PBM, float]:
     """The PBM of impressions ``item`` (n,), ``position`` (n,) 0 = top and ``click`` (n,) 0/1 whose items were
     assigned to positions independently of the shopper (a uniformly random logger), and its prior strength.
 
@@ -148,8 +148,11 @@ def randomized_pbm(item: np.ndarray, position: np.ndarray, click: np.ndarray, n_
     item's impressions would get at their positions' rates, its clicks c_i ~ Poisson(gamma_i e_i) with
     gamma_i ~ Gamma(s, s) (mean 1); the prior strength s maximises the marginal, negative binomial,
     likelihood of every item's clicks over :data:`PRIOR_STRENGTHS`, and gamma_i is the posterior mean
-    (c_i + s) / (e_i + s) (Gamma-Poisson empirical Bayes). Items never shown get NaN; a log without clicks
-    gets theta 0, gamma 1 and s = inf."""
+    (c_i + s) / (e_i + s) (Gamma-Poisson empirical Bayes). A given ``prior_strength`` is used instead of the
+    chosen one; 0 is the maximum-likelihood fit, gamma_i = c_i / e_i (unshrunk: unbiased for any weighting of
+    the items fixed apart from this log, e.g. another policy's choice frequencies, where shrinkage pulls a
+    policy that favours good items toward the average). Items never shown get NaN; a log without clicks gets
+    theta 0, gamma 1 and s = inf."""
     item, position = np.asarray(item, dtype=np.int64), np.asarray(position, dtype=np.int64)
     click = np.asarray(click, dtype=np.float64)
     shown_at = np.bincount(position, minlength=n_positions).astype(np.float64)
@@ -159,11 +162,15 @@ def randomized_pbm(item: np.ndarray, position: np.ndarray, click: np.ndarray, n_
     shown = np.bincount(item, minlength=n_items) > 0
     if clicks.sum() == 0:
         return PBM(theta, np.where(shown, 1.0, np.nan)), float("inf")
-    c, e = clicks[shown][None, :], expected[shown][None, :]
-    s = PRIOR_STRENGTHS[:, None]
-    marginal = (special.gammaln(c + s) - special.gammaln(s) - special.gammaln(c + 1.0)
-                + s * np.log(s / (s + e)) + special.xlogy(c, e / (s + e))).sum(axis=1)
-    strength = float(PRIOR_STRENGTHS[int(np.argmax(marginal))])
+    if prior_strength is None:
+        c, e = clicks[shown][None, :], expected[shown][None, :]
+        s = PRIOR_STRENGTHS[:, None]
+        marginal = (special.gammaln(c + s) - special.gammaln(s) - special.gammaln(c + 1.0)
+                    + s * np.log(s / (s + e)) + special.xlogy(c, e / (s + e))).sum(axis=1)
+        strength = float(PRIOR_STRENGTHS[int(np.argmax(marginal))])
+    else:
+        strength = float(prior_strength)
     gamma = np.full(n_items, np.nan)
-    gamma[shown] = (clicks[shown] + strength) / (expected[shown] + strength)
+    with np.errstate(invalid="ignore"):  # 0 / 0 at s = 0 for an item shown only where nothing was clicked: NaN
+        gamma[shown] = (clicks[shown] + strength) / (expected[shown] + strength)
     return PBM(theta, gamma), strength
