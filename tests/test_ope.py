@@ -145,6 +145,24 @@ def test_ope_command_on_a_simulated_log(tmp_path):
     for r in metrics["estimators"].values():
         assert r["ci_lower"] <= r["estimate"] <= r["ci_upper"] and r["relative_error"] < 0.5
     assert "| dr |" in (tmp_path / "ope" / "report.md").read_text()
+    # with estimated propensities: the uniform logger's are recovered, and the logged ones' estimates sit beside
+    result = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "log"), "--policy", str(tmp_path / "policy"),
+                                 "--estimators", "dm,ips,dr", "--pscore", "estimated", "--out", str(tmp_path / "est")])
+    assert result.exit_code == 0, result.output
+    assert "warning: the propensities are estimated" in result.output
+    estimated = json.loads((tmp_path / "est" / "metrics.json").read_text())
+    assert estimated["with_logged_pscore"] == metrics["estimators"] and estimated["pscore"] == "estimated"
+    assert estimated["estimated_pscore"]["mean_abs_relative_error_vs_logged"] < 0.05
+    assert estimated["estimators"]["dm"] == metrics["estimators"]["dm"]  # DM weighs by no propensity
+    for name in ("ips", "dr"):
+        assert estimated["estimators"][name]["estimate"] == pytest.approx(metrics["estimators"][name]["estimate"],
+                                                                           rel=0.05)
+        assert estimated["estimators"][name]["estimate"] != metrics["estimators"][name]["estimate"]
+    assert "**Warning:** the propensities are estimated" in (tmp_path / "est" / "report.md").read_text()
+    bad = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "log"), "--policy", str(tmp_path / "policy"),
+                              "--pscore", "guessed", "--out", str(tmp_path / "z")])
+    assert bad.exit_code == 2 and bad.output.strip() == ("Error: --pscore 'guessed' is not allowed: use one of "
+                                                         "logged, estimated")
     bad = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "log"), "--policy", str(tmp_path / "policy"),
                               "--estimators", "ips,magic", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2
