@@ -176,17 +176,25 @@ class BaseOffPolicyEstimator(abc.ABC):
         return float(self._combine(*(c.mean() for c in self._rounds(**arrays))))
 
     def _interval(self, alpha: float, n_bootstrap_samples: int, random_state, **arrays) -> dict[str, float]:
-        if not (isinstance(alpha, numbers.Real) and 0 < alpha < 1) or not (
-                isinstance(n_bootstrap_samples, numbers.Integral) and n_bootstrap_samples >= 1):
-            raise OPEInputError(f"alpha must be in (0, 1) and n_bootstrap_samples >= 1; got {alpha}, "
-                                f"{n_bootstrap_samples}")
-        components = self._rounds(**arrays)
-        means = bootstrap_means(components, int(n_bootstrap_samples), _bootstrap_rng(random_state))
-        values = self._combine(*means)
-        level = 100 * (1 - alpha)
-        return {"mean": float(values.mean()),
-                f"{level}% CI (lower)": float(np.percentile(values, 100 * alpha / 2)),
-                f"{level}% CI (upper)": float(np.percentile(values, 100 * (1 - alpha / 2)))}
+        return percentile_interval(self._rounds(**arrays), self._combine, alpha, n_bootstrap_samples, random_state)
+
+
+def percentile_interval(components: tuple[np.ndarray, ...], combine, alpha: float, n_bootstrap_samples: int,
+                        random_state) -> dict[str, float]:
+    """obp's interval dict (``"mean"``, ``"<level>% CI (lower)"``, ``"<level>% CI (upper)"``) of the estimate
+    ``combine(*means)`` of per-unit ``components`` (each (n,), one entry per resampled unit: a round, a slate,
+    a session), by the percentile bootstrap of :func:`bootstrap_means`."""
+    if not (isinstance(alpha, numbers.Real) and 0 < alpha < 1) or not (
+            isinstance(n_bootstrap_samples, numbers.Integral) and n_bootstrap_samples >= 1):
+        raise OPEInputError(f"alpha must be in (0, 1) and n_bootstrap_samples >= 1; got {alpha}, "
+                            f"{n_bootstrap_samples}")
+    means = bootstrap_means(tuple(np.ascontiguousarray(c) for c in components), int(n_bootstrap_samples),
+                            _bootstrap_rng(random_state))
+    values = combine(*means)
+    level = 100 * (1 - alpha)
+    return {"mean": float(values.mean()),
+            f"{level}% CI (lower)": float(np.percentile(values, 100 * alpha / 2)),
+            f"{level}% CI (upper)": float(np.percentile(values, 100 * (1 - alpha / 2)))}
 
 
 PLAIN_BOOTSTRAP_MAX_ROUNDS = 50_000

@@ -59,8 +59,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from fusionsim.experiments.evaluation.estimators import (OPEInputError, OPEInputTypeError, _bootstrap_rng,
-                                                         _first_bad, bootstrap_means)
+from fusionsim.experiments.evaluation.estimators import (OPEInputError, OPEInputTypeError, _first_bad,
+                                                         percentile_interval)
 
 __all__ = ["SLATE_ESTIMATORS", "BaseSlateInverseProbabilityWeighting", "BaseSlateOffPolicyEstimator",
            "SelfNormalizedSlateIndependentIPS", "SelfNormalizedSlateRewardInteractionIPS",
@@ -227,17 +227,8 @@ class BaseSlateOffPolicyEstimator(abc.ABC):
         return float(self._combine(*(c.mean() for c in self._components(**arrays))))
 
     def _interval(self, alpha: float, n_bootstrap_samples: int, random_state, **arrays: object) -> dict[str, float]:
-        if not (isinstance(alpha, numbers.Real) and 0 < alpha < 1) or not (
-                isinstance(n_bootstrap_samples, numbers.Integral) and n_bootstrap_samples >= 1):
-            raise OPEInputError(f"alpha must be in (0, 1) and n_bootstrap_samples >= 1; got {alpha}, "
-                                f"{n_bootstrap_samples}")
-        components = tuple(np.ascontiguousarray(c) for c in self._components(**arrays))
-        means = bootstrap_means(components, int(n_bootstrap_samples), _bootstrap_rng(random_state))
-        values = self._combine(*means)
-        level = 100 * (1 - alpha)
-        return {"mean": float(values.mean()),
-                f"{level}% CI (lower)": float(np.percentile(values, 100 * alpha / 2)),
-                f"{level}% CI (upper)": float(np.percentile(values, 100 * (1 - alpha / 2)))}
+        return percentile_interval(self._components(**arrays), self._combine, alpha, n_bootstrap_samples,
+                                   random_state)
 
 
 @dataclass
