@@ -95,7 +95,8 @@ def test_extra_arrays_of_obps_offpolicyevaluation_are_ignored():
 def test_names_and_fields_are_obps():
     assert MIPS is MarginalizedInverseProbabilityWeighting
     assert SNMIPS is SelfNormalizedMarginalizedInverseProbabilityWeighting
-    assert {name: cls(2).estimator_name for name, cls in MIPS_ESTIMATORS.items()} == {"mipw": "mipw", "snmipw": "snmipw"}
+    names = {name: cls(2).estimator_name for name, cls in MIPS_ESTIMATORS.items()}
+    assert names == {"mipw": "mipw", "snmipw": "snmipw"}
     assert MIPS(4) == MIPS(n_actions=4, embedding_selection_method=None, min_emb_dim=1, delta=0.05)
     assert isinstance(SNMIPS(4), MIPS)
 
@@ -247,7 +248,7 @@ def test_largest_arm_embedding_of_the_grid():
 
 
 def test_coarse_grid_embedding_rounds_to_the_coarse_grid():
-    fine, coarse = simplex_grid(2, 4), simplex_grid(2, 2)  # coarse: [1, 0], [0, 1], [0.5, 0.5]
+    fine = simplex_grid(2, 4)  # rounded to simplex_grid(2, 2): [1, 0], [0, 1], [0.5, 0.5]
     assert coarse_grid_embedding(fine, 2).tolist() == [0, 1, 0, 2, 1]
     three = simplex_grid(3, 4)
     rounded = simplex_grid(3, 2)[coarse_grid_embedding(three, 2)]
@@ -321,19 +322,22 @@ BAD = [
     ("position", {**HAND, "position": np.array([0, 0, 1])}, "position must be integers in [0, 1); got 1 at row 2"),
     ("pi_b none", _with(pi_b=None),
      "mipw needs pi_b (n_rounds, n_actions, len_list), the logging policy's distribution in every round; got None"),
-    ("pi_b shape", _with(pi_b=np.full((3, 5), 0.2)), "pi_b must have action_dist's shape (3, 4, 1) or (3, 4); got (3, 5)"),
-    ("pi_b negative", _with(pi_b=_PI_B_NEGATIVE), "pi_b must hold probabilities; row 1 has a negative or non-finite value"),
+    ("pi_b shape", _with(pi_b=np.full((3, 5), 0.2)),
+     "pi_b must have action_dist's shape (3, 4, 1) or (3, 4); got (3, 5)"),
+    ("pi_b negative", _with(pi_b=_PI_B_NEGATIVE),
+     "pi_b must hold probabilities; row 1 has a negative or non-finite value"),
     ("pi_b sum 2-D", _with(pi_b=_PI_B_SHORT_ROW1), "pi_b must sum to 1 over actions; row 1 sums to 0.875"),
-    ("pi_b sum 3-D", _with(pi_b=_PI_B_SHORT_ROW1[:, :, None]), "pi_b must sum to 1 over actions; row 1 sums to [0.875]"),
+    ("pi_b sum 3-D", _with(pi_b=_PI_B_SHORT_ROW1[:, :, None]),
+     "pi_b must sum to 1 over actions; row 1 sums to [0.875]"),
     ("p_e_a none", _with(p_e_a=None),
-     "mipw needs p_e_a (n_actions, n_cat_per_dim, n_cat_dim), the known p(e | a) (weights estimated from context, "
-     "obp's fallback, are not implemented); got None"),
+     ("mipw needs p_e_a (n_actions, n_cat_per_dim, n_cat_dim), the known p(e | a) (weights estimated from context, "
+      "obp's fallback, are not implemented); got None")),
     ("p_e_a ndim", _with(p_e_a=_P_E_A[:, :, :, None]),
-     "p_e_a must be 3-D (n_actions, n_cat_per_dim, n_cat_dim), or 2-D for one embedding dimension; got shape "
-     "(4, 2, 1, 1)"),
+     ("p_e_a must be 3-D (n_actions, n_cat_per_dim, n_cat_dim), or 2-D for one embedding dimension; got shape "
+      "(4, 2, 1, 1)")),
     ("p_e_a rows", _with(p_e_a=_P_E_A[:3]),
-     "p_e_a must have one row per action (4, action_dist's axis 1) and at least one embedding value and dimension; "
-     "got shape (3, 2, 1)"),
+     ("p_e_a must have one row per action (4, action_dist's axis 1) and at least one embedding value and dimension; "
+      "got shape (3, 2, 1)")),
     ("p_e_a outside", _with(p_e_a=_P_E_A_OUTSIDE),
      "p_e_a must hold probabilities in [0, 1]; action 0 has a value outside [0, 1] or not finite"),
     ("p_e_a sum", _with(p_e_a=_P_E_A_SHORT),
@@ -366,8 +370,8 @@ BAD_SETTINGS = [
     (lambda: MIPS(1), OPEInputError, "n_actions must be an integer >= 2; got 1"),
     (lambda: MIPS(4.0), OPEInputTypeError, "n_actions must be an integer >= 2; got 4.0 (float)"),
     (lambda: MIPS(4, embedding_selection_method="exact"), OPEInputError,
-     "embedding_selection_method must be None (obp's data-driven embedding selection, 'exact' or 'greedy', is not "
-     "implemented); got 'exact'"),
+     ("embedding_selection_method must be None (obp's data-driven embedding selection, 'exact' or 'greedy', is not "
+      "implemented); got 'exact'")),
     (lambda: MIPS(4, min_emb_dim=0), OPEInputError, "min_emb_dim must be an integer >= 1; got 0"),
     (lambda: MIPS(4, delta=1.5), OPEInputError, "delta must be a number in [0, 1]; got 1.5"),
     (lambda: MIPS(4, delta="0.1"), OPEInputTypeError, "delta must be a number in [0, 1]; got '0.1' (str)"),

@@ -57,15 +57,16 @@ Differences from obp 0.5.7:
 * ``p_e_a`` is required. obp estimates the weights from ``context`` with a logistic regression of a on (x, e)
   when ``p_e_a`` is None; that is not implemented (``context`` is accepted and ignored).
 * ``embedding_selection_method`` must be None: obp's data-driven selection ("exact", "greedy") is not
-  implemented (obp itself fails with it when ``p_e_a`` is given). ``min_emb_dim`` and ``delta``, which only
-  that selection uses, are validated as obp does and otherwise unused.
+  implemented (obp's selection ignores ``p_e_a`` and works on weights estimated from ``context``).
+  ``min_emb_dim`` and ``delta``, which only that selection uses, are validated as obp does (``delta`` may
+  also be an int) and otherwise unused.
 * With several embedding dimensions, p(e | x, pi) is the joint marginal sum_a pi(a | x) prod_d p(e_d | a),
   the quantity whose ratio makes MIPS unbiased; obp multiplies the per-dimension marginals,
   prod_d sum_a pi(a | x) p(e_d | a), which is not the same. With one dimension (as every fusionsim embedding
   here) the two agree.
 * obp's docstring gives ``action_embed`` as (n_actions, dim); its code reads it per round, (n_rounds, dim), as
   here.
-* Stricter checks: ``pi_b`` must sum to 1 over actions; the logged embedding must be possible for the logged
+* Stricter checks: ``p_e_a`` must hold distributions; the logged embedding must be possible for the logged
   action (p(e_i | a_i) > 0) and have positive probability under pi_b; the logged action must have positive
   probability under pi_b. Bad input raises :class:`OPEInputError` with a one-line message naming the argument,
   the first bad row and what is allowed.
@@ -81,7 +82,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from fusionsim.envs.fusion import simplex_grid
 from fusionsim.experiments.evaluation.estimators import (BaseOffPolicyEstimator, OPEInputError, OPEInputTypeError,
                                                          _at_position, _first_bad, check_inputs)
 
@@ -144,13 +144,16 @@ def coarse_grid_embedding(grid: np.ndarray, coarse_resolution: int) -> np.ndarra
     if not isinstance(coarse_resolution, numbers.Integral) or isinstance(coarse_resolution, bool) \
             or coarse_resolution < 1:
         raise OPEInputError(f"coarse_resolution must be an integer >= 1; got {coarse_resolution!r}")
+    # imported here: importing fusionsim.envs takes seconds, and the estimators need none of it
+    from fusionsim.envs.fusion import simplex_grid
+
     points = _check_grid(grid)
     resolution = int(coarse_resolution)
     scaled = np.round(points * resolution, GRID_DECIMALS)
     units = np.floor(scaled)
     remainder = np.round(scaled - units, GRID_DECIMALS)
     missing = (resolution - units.sum(axis=1)).astype(np.int64)  # in [0, n_arms - 1]
-    n_actions, n_arms = points.shape
+    n_arms = points.shape[1]
     # per row, arms by remainder (largest first), then weight (largest first), then arm index
     order = np.lexsort((np.broadcast_to(np.arange(n_arms), points.shape), -scaled, -remainder), axis=1)
     rank = np.empty_like(order)
@@ -215,7 +218,7 @@ def check_embed_inputs(estimator_name: str, action: np.ndarray, action_embed: np
     ``n_actions``; ``pi_b``; ``p_e_a``; ``action_embed``; the logged embedding possible for the logged action;
     p(e_i | x_i, pi_b) > 0; pi_b(a_i | x_i) > 0."""
     reward, action, _, action_dist, position, _ = check_inputs(action_dist, reward, action, None, position)
-    n, n_actions_dist, len_list = action_dist.shape
+    n, n_actions_dist, _ = action_dist.shape
     if action is None:
         raise OPEInputError(f"{estimator_name} needs action; got None")
     if n_actions is not None and n_actions != n_actions_dist:
