@@ -467,6 +467,46 @@ def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, ca
     click.echo(f"wrote {folder}/metrics.json, {folder}/report.md and {folder}/config.yaml")
 
 
+@cli.command("learn")
+@click.option("--logs", type=click.Path(path_type=Path), required=True,
+              help="A fusionsim simulate run over arms or the weight grid (its propensities are the weights).")
+@click.option("--learner", default="dr", show_default=True, help="ipw | dr: the pseudo-rewards regressed on.")
+@click.option("--epsilon", type=FiniteFloat(0.0, 1.0), default=0.05, show_default=True,
+              help="Share of uniformly random actions of the learned policy.")
+@click.option("--ridge", type=FiniteFloat(0.0, None, min_open=True), default=1.0, show_default=True)
+@click.option("--holdout", type=FiniteFloat(0.0, 1.0, min_open=True), default=0.2, show_default=True,
+              help="Share of the latest requests held out for the off-policy evaluation.")
+@click.option("--truth-requests", type=click.IntRange(min=0), default=100_000, show_default=True,
+              help="Requests simulated for the true value of the learned and the logging policy (0: none).")
+@click.option("--online", type=click.Path(path_type=Path), default=None,
+              help="A fusionsim train run over the same actions, simulated beside (frozen).")
+@click.option("--folds", type=click.IntRange(min=2), default=2, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/learn"), show_default=True)
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
+def learn_command(logs: Path, learner: str, epsilon: float, ridge: float, holdout: float, truth_requests: int,
+                  online: Path | None, folds: int, seed: int, out: Path, overwrite: bool) -> None:
+    """Learn a fusion policy from logged traffic alone; evaluate it off policy and against the simulated truth."""
+    from fusionsim.experiments.learn import LearnConfig, learn
+
+    config = LearnConfig(logs=str(logs), learner=learner, ridge=ridge, epsilon=epsilon, holdout=holdout,
+                         folds=folds, truth_requests=truth_requests, online=None if online is None else str(online),
+                         seed=seed)
+    with new_run(out, overwrite) as folder:
+        metrics = learn(config, folder)
+    for name, r in metrics["learned_off_policy"].items():
+        click.echo(f"{name} (held out): {r['estimate']:.4f} [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]")
+    if "truth" in metrics:
+        t = metrics["truth"]
+        click.echo(f"simulated: learned {t['learned']:.4f}, logging policy {t['logging_policy']:.4f}, difference "
+                   f"{t['difference']:+.4f} [{t['difference_ci95'][0]:+.4f}, {t['difference_ci95'][1]:+.4f}]")
+        if "online" in t:
+            click.echo(f"simulated: trained online {t['online']['value']:.4f}, learned - online "
+                       f"{t['online']['learned_minus_online']:+.4f} [{t['online']['ci95'][0]:+.4f}, "
+                       f"{t['online']['ci95'][1]:+.4f}]")
+    click.echo(f"wrote {folder}/policy.npz, {folder}/metrics.json and {folder}/report.md")
+
+
 @cli.command("ab-test")
 @click.option("--scenario", default="default", show_default=True)
 @click.option("--base", type=click.Path(path_type=Path), default=None, help="Folder of trained arms.")

@@ -42,7 +42,7 @@ ESTIMATED_PSCORE_WARNING = ("the propensities are estimated (a multinomial logis
                             "for")
 
 
-def _read_simulated_log(logs: Path) -> tuple[pd.DataFrame, np.ndarray, dict]:
+def read_simulated_log(logs: Path) -> tuple[pd.DataFrame, np.ndarray, dict]:
     """The request log of a complete ``fusionsim simulate`` run folder, its context matrix
     (n, CONTEXT_DIM) and its config."""
     log = read_interaction_log(logs, "--logs")
@@ -106,7 +106,7 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     logs, policy_run, estimators = Path(config.logs), Path(config.policy), list(config.estimators)
     folds, seed, truth_requests = config.folds, config.seed, config.truth_requests
     trained = read_trained_run(policy_run, "--policy", deterministic=True)
-    log, contexts, log_config = _read_simulated_log(logs)
+    log, contexts, log_config = read_simulated_log(logs)
     _check_same_shop(trained, log_config, logs)
     if trained.config.agent == "ppo":
         return _run_continuous_ope(trained, log, contexts, log_config, out, config)

@@ -517,13 +517,15 @@ class TrainedRun:
 
 
 def read_trained_run(folder: Path, option: str, deterministic: bool = False) -> TrainedRun:
-    """The trained policy of the complete run in ``folder`` (``option`` names it in errors): the bandit's
-    ``policy.npz`` or PPO's state dict (``deterministic``: PPO acts with its mean)."""
+    """The trained policy of the complete train (or ``learn``) run in ``folder`` (``option`` names it in errors):
+    the bandit's ``policy.npz`` or PPO's state dict (``deterministic``: PPO acts with its mean)."""
     folder = Path(folder)
-    check_complete(folder, option, ("train",))
+    check_complete(folder, option, ("train", "learn"))
     stored = read_config(folder, option)
     try:
-        config = TrainConfig.from_dict(stored["args"])
+        # a learn run stores its policy as the train run that would hold it (a LinUCB over the same actions)
+        args = stored["policy_as_train"] if stored.get("command") == "learn" else stored["args"]
+        config = TrainConfig.from_dict(args)
         scenario = parse_scenario(stored["scenario"], f"'{folder / 'config.yaml'}'")
         arm_names = [str(a) for a in stored["arms"]]
     except (KeyError, TypeError) as exc:
