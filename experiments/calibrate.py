@@ -12,14 +12,16 @@ out. Fitted, on top of the starting ``--scenario``:
   model fitted by EM; ``behaviour.mobile_extra_decay`` as the mobile impressions' decay minus that (not
   below 0);
 - ``behaviour.attraction_bias`` so that the simulated click rate at the top position equals the log's;
-- ``behaviour.purchase_bias`` so that the simulated purchases per click equal the log's.
+- ``behaviour.purchase_bias`` so that the simulated purchases per click equal the log's;
+- where the log has sessions, one shift of every segment's ``leave_bias`` so that the simulated requests per
+  session (over the sessions the window saw) equal the log's.
 
-The last two are fitted by simulation (the method of simulated moments): the log's policy is simulated on
+The last three are fitted by simulation (the method of simulated moments): the log's policy is simulated on
 the candidate scenario for as many requests as were fitted (in as many slots, so with the same mix of early
 and late session steps), always on the same seed (common random
-numbers, so the simulated moments move smoothly with the parameters), and both are solved together by
-Newton steps on a finite-difference Jacobian (one simulation gives both moments), until both are within
-one standard error of the log's own estimates (the simulation is as noisy). Examination at the top
+numbers, so the simulated moments move smoothly with the parameters), and they are solved together by
+Newton steps on a finite-difference Jacobian (one simulation gives every moment), until each is within
+one standard error of the log's own estimate (the simulation is as noisy). Examination at the top
 (``behaviour.examination_first``) is not identified apart from attraction by clicks alone and stays as the
 starting scenario has it.
 
@@ -47,7 +49,7 @@ from fusionsim.envs.calibration.position_bias import log_likelihood, pbm_em, ran
 from fusionsim.envs.calibration.readers import impressions_of_log
 from fusionsim.envs.calibration.statistics import compare_statistics, log_statistics
 from fusionsim.envs.logs import read_interaction_log
-from fusionsim.envs.scenario import Scenario, parse_scenario, scenario_to_dict
+from fusionsim.envs.scenario import SEGMENTS, Scenario, parse_scenario, scenario_to_dict
 from fusionsim.experiments.fidelity import plot_positions, render_report, verdict
 from fusionsim.experiments.runs import write_config, write_json
 from fusionsim.experiments.simulate import SimulateConfig, build_simulation, read_simulate_run, run_policy
@@ -95,6 +97,14 @@ def _with_behaviour(scenario: Scenario, **values: float) -> Scenario:
     return parse_scenario(raw, "<calibrated>")
 
 
+def _with_leave_shift(scenario: Scenario, start: Scenario, shift: float) -> Scenario:
+    """``scenario`` with every segment's ``leave_bias`` the ``start``'s plus ``shift`` (logits)."""
+    raw = scenario_to_dict(scenario)
+    for segment, params in raw["world"]["segments"].items():
+        params["leave_bias"] = start.world.segments[segment].leave_bias + shift
+    return parse_scenario(raw, "<calibrated>")
+
+
 def _with_arrival_mix(scenario: Scenario, device_shares: dict[str, float] | None,
                       search_shares: dict[str, float]) -> Scenario:
     raw = scenario_to_dict(scenario)
@@ -105,19 +115,20 @@ def _with_arrival_mix(scenario: Scenario, device_shares: dict[str, float] | None
     return parse_scenario(raw, "<calibrated>")
 
 
-def simulated_moments(scenario: Scenario, config: SimulateConfig) -> tuple[float, float]:
-    """Click rate at the top position and purchases per click of ``config``'s policy simulated on
-    ``scenario`` for ``config.requests`` requests."""
+def simulated_moments(scenario: Scenario, config: SimulateConfig) -> tuple[float, float, float]:
+    """Click rate at the top position, purchases per click and requests per session (over the sessions
+    seen) of ``config``'s policy simulated on ``scenario`` for ``config.requests`` requests."""
     simulation = build_simulation(config, scenario)
-    top_clicks, clicks, purchases, done = 0, 0, 0, 0
+    top_clicks, clicks, purchases, done, sessions = 0, 0, 0, 0, []
     while done < config.requests:
         result = simulation.sim.serve(simulation.policy, simulation.mapper)
         keep = min(len(result.reward), config.requests - done)
         top_clicks += int(result.clicks[:keep, 0].sum())
         clicks += int(result.clicks[:keep].sum())
         purchases += int(result.purchased[:keep].sum())
+        sessions.append(result.session_id[:keep])
         done += keep
-    return top_clicks / done, purchases / max(clicks, 1)
+    return top_clicks / done, purchases / max(clicks, 1), done / len(np.unique(np.concatenate(sessions)))
 
 
 def held_out_click_models(fit_part, held_out) -> dict:
@@ -209,26 +220,33 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
               "mobile_extra_decay": max(0.0, _position_bias(fit_part[mobile], simulate_config.shuffle_slates).decay()
                                         - bias.decay())}
     target = log_statistics(fit_part)
-    targets = np.array([target["CTR at position 1"].value, target["purchases per click"].value])
-    precision = np.array([target["CTR at position 1"].se, target["purchases per click"].se])
+    matched = ["CTR at position 1", "purchases per click"]
+    if "requests per session" in target:  # with sessions, how long they last fits the leaving too
+        matched.append("requests per session")
+    targets = np.array([target[name].value for name in matched])
+    precision = np.array([target[name].se for name in matched])
     # as many requests as were fitted, in as many slots: the same mix of early and late session steps
     moment_config = dataclasses.replace(simulate_config, requests=n_fit, seed=config.seed)
     scenario = _with_behaviour(mixed, examination_decay=fitted["examination_decay"],
                                mobile_extra_decay=fitted["mobile_extra_decay"])
 
-    def moments(biases: np.ndarray) -> tuple[float, float]:
-        return simulated_moments(_with_behaviour(scenario, attraction_bias=float(biases[0]),
-                                                 purchase_bias=float(biases[1])), moment_config)
+    def candidate(x: np.ndarray) -> Scenario:
+        fitted_scenario = _with_behaviour(scenario, attraction_bias=float(x[0]), purchase_bias=float(x[1]))
+        return _with_leave_shift(fitted_scenario, mixed, float(x[2])) if len(x) > 2 else fitted_scenario
 
-    biases, final, evaluations = solve_moments(moments, targets, np.array([scenario.behaviour.attraction_bias,
-                                                                    scenario.behaviour.purchase_bias]),
-                                        config.tolerance, precision)
-    fitted["attraction_bias"], fitted["purchase_bias"] = float(biases[0]), float(biases[1])
-    scenario = _with_behaviour(scenario, attraction_bias=fitted["attraction_bias"],
-                               purchase_bias=fitted["purchase_bias"])
+    def moments(x: np.ndarray) -> tuple[float, ...]:
+        return simulated_moments(candidate(x), moment_config)[:len(matched)]
+
+    start_x = [scenario.behaviour.attraction_bias, scenario.behaviour.purchase_bias, 0.0][:len(matched)]
+    solution, final, evaluations = solve_moments(moments, targets, np.array(start_x), config.tolerance, precision)
+    fitted["attraction_bias"], fitted["purchase_bias"] = float(solution[0]), float(solution[1])
+    leave_shift = float(solution[2]) if len(matched) > 2 else None
+    scenario = candidate(solution)
     result = {"fitted": fitted, "start": {name: getattr(start.behaviour, name) for name in FITTED},
-              "matched": {"CTR at position 1": {"log": float(targets[0]), "simulated": float(final[0])},
-                          "purchases per click": {"log": float(targets[1]), "simulated": float(final[1])}},
+              "matched": {name: {"log": float(targets[i]), "simulated": float(final[i])}
+                          for i, name in enumerate(matched)},
+              "leave_bias_shift": leave_shift,
+              "leave_bias": {segment: scenario.world.segments[segment].leave_bias for segment in SEGMENTS},
               "simulations": evaluations,
               "position_bias": {"relative": bias.relative.tolist(), "low": bias.low.tolist(),
                                 "high": bias.high.tolist(), "method": "randomised" if simulate_config.shuffle_slates

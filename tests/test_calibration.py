@@ -264,6 +264,8 @@ def test_calibrate_recovers_known_behaviour_and_passes_the_held_out_check(tmp_pa
         if name == "truth":  # and it arrives otherwise: other devices, new shoppers who search more
             raw["traffic"]["device_shares"] = {"desktop": 0.6, "mobile": 0.25, "app": 0.15}
             raw["world"]["segments"]["new"]["search_share"] = 0.6
+            for params in raw["world"]["segments"].values():  # and leaves sooner
+                params["leave_bias"] += 0.5
         paths[name] = tmp_path / f"{name}.yaml"
         paths[name].write_text(yaml.safe_dump(raw))
     runner = CliRunner()
@@ -279,6 +281,8 @@ def test_calibrate_recovers_known_behaviour_and_passes_the_held_out_check(tmp_pa
     assert fitted["fitted"]["attraction_bias"] == pytest.approx(-4.0, abs=0.15)
     assert fitted["fitted"]["purchase_bias"] == pytest.approx(-5.0, abs=0.2)
     assert len(fitted["fidelity"]["differing"]) <= 4, fitted["fidelity"]["differing"]
+    assert fitted["leave_bias_shift"] == pytest.approx(0.5, abs=0.25), fitted["matched"]
+    assert set(fitted["matched"]) == {"CTR at position 1", "purchases per click", "requests per session"}
     mix = fitted["arrival_mix"]
     for device, share in {"desktop": 0.6, "mobile": 0.25, "app": 0.15}.items():
         assert abs(mix["device_shares"][device]["value"] - share) < 3 * mix["device_shares"][device]["se"]
