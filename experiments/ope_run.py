@@ -150,7 +150,17 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
         metrics["with_logged_pscore"] = evaluate(_estimators(estimators), data, truth, BOOTSTRAP_SAMPLES, seed)
     metrics["estimators"] = evaluate(_estimators(estimators, config.pscore == "estimated"), data, truth,
                                      BOOTSTRAP_SAMPLES, seed)
+    used = data["estimated_pscore"] if config.pscore == "estimated" else data["pscore"]
+    metrics["effective_sample_size"] = effective_sample_size(action_dist[np.arange(len(action)), action, 0] / used)
     return _finish(metrics, logs, policy_run, out, config)
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size of importance ``weights`` (n,): (sum w)^2 / sum w^2, n for equal weights,
+    1 when one round carries them all; how many on-policy rounds the weighted log is worth."""
+    weights = np.asarray(weights, dtype=np.float64)
+    total = float(np.sum(weights ** 2))
+    return float(np.sum(weights) ** 2 / total) if total > 0 else 0.0
 
 
 def _estimators(names: list[str], estimated_pscore: bool = False) -> dict:
@@ -220,7 +230,9 @@ def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
     lines = [f"# Off-policy evaluation of `{policy_run}` on `{logs}`", "",
              f"{metrics['rounds']:,} logged rounds; logged reward per request "
              f"{metrics['logged_reward_per_request']:.4f}"
-             + (f"; simulated on-policy value {truth:.4f}" if truth is not None else "") + ".", "",
+             + (f"; simulated on-policy value {truth:.4f}" if truth is not None else "")
+             + (f"; effective sample size of the importance weights {metrics['effective_sample_size']:,.0f}"
+                if "effective_sample_size" in metrics else "") + ".", "",
              "| estimator | estimate | 95% CI | relative error |", "|---|---|---|---|"]
     for name, r in metrics["estimators"].items():
         error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"

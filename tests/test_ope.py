@@ -145,6 +145,8 @@ def test_ope_command_on_a_simulated_log(tmp_path):
     for r in metrics["estimators"].values():
         assert r["ci_lower"] <= r["estimate"] <= r["ci_upper"] and r["relative_error"] < 0.5
     assert "| dr |" in (tmp_path / "ope" / "report.md").read_text()
+    assert 0 < metrics["effective_sample_size"] <= metrics["rounds"]
+    assert "effective sample size of the importance weights" in (tmp_path / "ope" / "report.md").read_text()
     # with estimated propensities: the uniform logger's are recovered, and the logged ones' estimates sit beside
     result = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "log"), "--policy", str(tmp_path / "policy"),
                                  "--estimators", "dm,ips,dr", "--pscore", "estimated", "--out", str(tmp_path / "est")])
@@ -316,3 +318,12 @@ def test_ope_evaluates_a_ppo_run_with_kernelized_estimators(tmp_path):
                                 "--out", str(tmp_path / "w")])
     assert wrong.exit_code == 2
     assert "log them with simulate --policy uniform-weights to evaluate a PPO policy" in wrong.output
+
+
+def test_effective_sample_size_by_hand():
+    from fusionsim.experiments.ope_run import effective_sample_size
+
+    assert effective_sample_size(np.ones(7)) == 7.0
+    assert effective_sample_size(np.array([0.0, 0.0, 5.0])) == 1.0
+    assert effective_sample_size(np.array([1.0, 2.0])) == pytest.approx(9 / 5)
+    assert effective_sample_size(np.zeros(3)) == 0.0
