@@ -134,7 +134,7 @@ def cli() -> None:
               help="Shipped scenario name (default, cold_start, search_heavy, drift, long_horizon) or a YAML path.")
 @click.option("--policy", default="uniform", show_default=True,
               help="uniform | uniform-grid | uniform-weights | an arm name (popularity, new_arrivals) | "
-                   "blend:<w1>,<w2>")
+                   "blend:<w1>,<w2> | run:<train or learn run> (its policy, frozen)")
 @click.option("--requests", type=REQUESTS, default=100_000, show_default=True,
               help=f"Requests to simulate (at most {MAX_REQUESTS:,}: about {BYTES_PER_LOGGED_REQUEST} bytes of log "
                    "each).")

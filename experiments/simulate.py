@@ -61,7 +61,7 @@ class SimulateConfig:
     scenario: str = "default"
     """shipped scenario name or YAML path (the resolved scenario is stored in config.yaml beside it)"""
     policy: str = "uniform"
-    """uniform | uniform-grid | uniform-weights | an arm name | blend:<w1>,<w2>,..."""
+    """uniform | uniform-grid | uniform-weights | an arm name | blend:<w1>,<w2>,... | run:<train or learn run>"""
     requests: int = 100_000
     """requests to simulate and log"""
     seed: int = 0
@@ -101,6 +101,36 @@ class SimulationSummary:
     log_parts: list[Path]
 
 
+RUN_PREFIX = "run:"
+"""``--policy run:<folder>``: the frozen policy of a complete train or learn run."""
+
+
+def _frozen_run_policy(config: SimulateConfig, scenario: Scenario, arm_names: list[str]) -> Policy:
+    """The policy of the train or learn run that ``config.policy`` names (``run:<folder>``), which must serve
+    this shop: the same arms in the same order, the same world, and on the weight grid the same resolution.
+    It acts as it was saved (an epsilon-greedy bandit keeps exploring, so its log has propensities) and does
+    not learn."""
+    from fusionsim.envs.shop import world_fields
+    from fusionsim.experiments.train import read_trained_run
+
+    folder = config.policy[len(RUN_PREFIX):]
+    option = f"--policy {config.policy}"
+    trained = read_trained_run(Path(folder), option, deterministic=True)
+    if trained.config.agent == "ppo":
+        raise PolicySpecError(f"{option}: a PPO policy chooses continuous weights; log it with ab-test or evaluate it "
+                              "with ope on a uniform-weights log")
+    if trained.arm_names != arm_names:
+        raise PolicySpecError(f"{option} blends the arms [{', '.join(trained.arm_names)}]; this shop's arms are "
+                              f"[{', '.join(arm_names)}] (give the --base it was trained with)")
+    if world_fields(scenario_to_dict(trained.scenario)["world"]) != world_fields(scenario_to_dict(scenario)["world"]):
+        raise PolicySpecError(f"{option} was trained on scenario '{trained.scenario.name}', whose world differs from "
+                              f"scenario '{scenario.name}'")
+    if trained.mapper.mode == "grid" and trained.config.grid_resolution != config.grid_resolution:
+        raise PolicySpecError(f"{option} chooses among grid points at resolution {trained.config.grid_resolution}; "
+                              f"give --grid-resolution {trained.config.grid_resolution}")
+    return trained.policy
+
+
 @dataclass
 class Simulation:
     """A static policy on a fresh shop, ready to serve: the simulator (reset with the config's seed), the
@@ -118,8 +148,11 @@ def build_simulation(config: SimulateConfig, scenario: Scenario) -> Simulation:
     world, arms = make_shop(scenario, base=config.base)
     arm_names = [a.name for a in arms]
     sim_seed, policy_seed, order_seed = np.random.SeedSequence(config.seed).generate_state(3)
-    policy = make_static_policy(config.policy, arm_names, seed=int(policy_seed),
-                                grid_resolution=config.grid_resolution)
+    if config.policy.startswith(RUN_PREFIX):
+        policy = _frozen_run_policy(config, scenario, arm_names)
+    else:
+        policy = make_static_policy(config.policy, arm_names, seed=int(policy_seed),
+                                    grid_resolution=config.grid_resolution)
     fusion = ShuffledSlate(WeightedBlend(), seed=int(order_seed)) if config.shuffle_slates else None
     sim = BatchedSimulator(world, arms, n_slots=min(config.slots, config.requests), fusion=fusion)
     sim.reset(seed=int(sim_seed))

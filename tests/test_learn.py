@@ -101,3 +101,25 @@ def test_learn_refuses_a_log_of_continuous_weights(logged, tmp_path):
     assert result.output.strip() == (f"Error: --logs {tmp_path / 'weights'}: the logging policy chose continuous "
                                      "weights (action -1); learn needs arm or grid actions (simulate --policy "
                                      "uniform or uniform-grid)")
+
+
+def test_a_learned_policy_logs_its_own_traffic_with_propensities(logged, tmp_path):
+    """simulate --policy run:<learn run>: the frozen epsilon-greedy policy serves, and its log says how likely each
+    action was (1 - epsilon + epsilon / K for its choice, epsilon / K for the others)."""
+    import pandas as pd
+
+    root, path = logged
+    runner = CliRunner()
+    assert runner.invoke(cli, ["learn", "--logs", str(root / "log"), "--epsilon", "0.2", "--truth-requests", "0",
+                               "--out", str(tmp_path / "learned")]).exit_code == 0
+    result = runner.invoke(cli, ["simulate", "--scenario", str(path), "--policy", f"run:{tmp_path / 'learned'}",
+                                 "--requests", "1000", "--slots", "100", "--out", str(tmp_path / "served")])
+    assert result.exit_code == 0, result.output
+    log = pd.read_parquet(tmp_path / "served" / "logs")
+    assert set(np.round(log["propensity"], 6)) <= {round(1 - 0.2 + 0.2 / 5, 6), round(0.2 / 5, 6)}
+    assert (np.round(log["propensity"], 6) == round(0.2 / 5, 6)).any()
+    bad = runner.invoke(cli, ["simulate", "--scenario", str(path), "--policy", f"run:{tmp_path / 'learned'}",
+                              "--grid-resolution", "2", "--requests", "100", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2
+    assert bad.output.strip() == (f"Error: --policy run:{tmp_path / 'learned'} chooses among grid points at "
+                                  "resolution 4; give --grid-resolution 4")
