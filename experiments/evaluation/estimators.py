@@ -52,6 +52,21 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def contiguous_blocks(ids: np.ndarray, name: str, unit: str) -> np.ndarray:
+    """The first row of each block of equal ``ids`` (n,); an OPEInputError if an id comes back after other
+    ids' rows (each ``unit``'s rows, a slate's or a session's, must be contiguous). ``name`` is the array."""
+    starts = np.concatenate(([0], np.flatnonzero(ids[1:] != ids[:-1]) + 1))
+    first = ids[starts]
+    if len(first) > 1 and not (first[1:] > first[:-1]).all():  # not increasing: look for one that comes back
+        order = np.argsort(first, kind="stable")
+        again = first[order[1:]] == first[order[:-1]]
+        if again.any():
+            block = int(order[1:][again].min())
+            raise OPEInputError(f"{name} must keep each {unit}'s rows together (contiguous); {name} {first[block]} "
+                                f"appears again at row {starts[block]} after other {unit}s' rows")
+    return starts
+
+
 def check_lambda(lambda_: object) -> None:
     """``lambda_`` must be a real number >= 0 (``np.inf`` allowed), as obp checks it."""
     if not isinstance(lambda_, numbers.Real):
@@ -180,16 +195,17 @@ class BaseOffPolicyEstimator(abc.ABC):
 
 
 def percentile_interval(components: tuple[np.ndarray, ...], combine, alpha: float, n_bootstrap_samples: int,
-                        random_state) -> dict[str, float]:
+                        random_state, resample=None) -> dict[str, float]:
     """obp's interval dict (``"mean"``, ``"<level>% CI (lower)"``, ``"<level>% CI (upper)"``) of the estimate
-    ``combine(*means)`` of per-unit ``components`` (each (n,), one entry per resampled unit: a round, a slate,
-    a session), by the percentile bootstrap of :func:`bootstrap_means`."""
+    ``combine(*means)`` of per-unit ``components`` (first axis: one entry per resampled unit, a round, a
+    slate or a session), by the percentile bootstrap of ``resample(components, n_samples, rng)`` (None:
+    :func:`bootstrap_means`)."""
     if not (isinstance(alpha, numbers.Real) and 0 < alpha < 1) or not (
             isinstance(n_bootstrap_samples, numbers.Integral) and n_bootstrap_samples >= 1):
         raise OPEInputError(f"alpha must be in (0, 1) and n_bootstrap_samples >= 1; got {alpha}, "
                             f"{n_bootstrap_samples}")
-    means = bootstrap_means(tuple(np.ascontiguousarray(c) for c in components), int(n_bootstrap_samples),
-                            _bootstrap_rng(random_state))
+    means = (resample or bootstrap_means)(tuple(np.ascontiguousarray(c) for c in components),
+                                          int(n_bootstrap_samples), _bootstrap_rng(random_state))
     values = combine(*means)
     level = 100 * (1 - alpha)
     return {"mean": float(values.mean()),

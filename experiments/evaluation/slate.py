@@ -60,7 +60,7 @@ from typing import ClassVar
 import numpy as np
 
 from fusionsim.experiments.evaluation.estimators import (OPEInputError, OPEInputTypeError, _first_bad,
-                                                         percentile_interval)
+                                                         contiguous_blocks, percentile_interval)
 
 __all__ = ["SLATE_ESTIMATORS", "BaseSlateInverseProbabilityWeighting", "BaseSlateOffPolicyEstimator",
            "SelfNormalizedSlateIndependentIPS", "SelfNormalizedSlateRewardInteractionIPS",
@@ -86,15 +86,8 @@ def _slate_layout(slate_id: np.ndarray, position: np.ndarray) -> tuple[int, int]
     """(n_slates, rows per slate) after checking that each slate is one block of rows, that every slate has
     the same number of rows and that ``position`` counts 0, 1, ... down each slate's rows."""
     n = len(slate_id)
-    starts = np.concatenate(([0], np.flatnonzero(slate_id[1:] != slate_id[:-1]) + 1))
+    starts = contiguous_blocks(slate_id, "slate_id", "slate")
     ids = slate_id[starts]
-    if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():  # ids not increasing: look for one that comes back
-        order = np.argsort(ids, kind="stable")
-        again = ids[order[1:]] == ids[order[:-1]]
-        if again.any():
-            block = int(order[1:][again].min())
-            raise OPEInputError(f"slate_id must keep each slate's rows together (contiguous); slate_id "
-                                f"{ids[block]} appears again at row {starts[block]} after other slates' rows")
     lengths = np.diff(np.append(starts, n))
     k = int(lengths[0])
     if (lengths != k).any():
