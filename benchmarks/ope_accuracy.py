@@ -4,9 +4,12 @@ Each estimator runs as ``fusionsim ope`` runs it (experiments/ope_run.py: obp's 
 unless the command sets one). Prints figures; asserts nothing.
 
     python benchmarks/ope_accuracy.py [--requests 100000] [--epsilon 0.1] [--pscore logged|estimated]
+                                      [--logger uniform|linucb]
 
 With ``--pscore estimated`` the estimators weight by the cross-fitted behaviour model's propensities
-(``experiments/evaluation/propensity.py``), printed beside the ones with the log's own.
+(``experiments/evaluation/propensity.py``), printed beside the ones with the log's own. ``--logger linucb``
+logs with another epsilon-greedy LinUCB (epsilon 0.3, trained on 100,000 requests of its own), a logger whose
+propensities depend on the context.
 
 Target: DR's relative error <= 5%.
 """
@@ -29,17 +32,25 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--epsilon", type=float, default=0.1)
     parser.add_argument("--pscore", choices=("logged", "estimated"), default="logged")
+    parser.add_argument("--logger", choices=("uniform", "linucb"), default="uniform")
     args = parser.parse_args()
     scenario = load_scenario("default")
     with tempfile.TemporaryDirectory() as tmp:
-        logs, policy = Path(tmp) / "logs", Path(tmp) / "policy"
-        run_policy(SimulateConfig(requests=args.requests, seed=4), scenario, logs, progress=False)
+        logs, policy, logger = Path(tmp) / "logs", Path(tmp) / "policy", Path(tmp) / "logger"
+        if args.logger == "linucb":
+            train(TrainConfig(agent="linucb", requests=100_000, seed=9, actions="arm", log_every=20_000,
+                              checkpoint_every=100_000, oracle_requests=0, epsilon=0.3), scenario, logger,
+                  progress=False)
+        run_policy(SimulateConfig(requests=args.requests, seed=4,
+                                  policy="uniform" if args.logger == "uniform" else f"run:{logger}"),
+                   scenario, logs, progress=False)
         train(TrainConfig(agent="linucb", requests=200_000, seed=5, actions="arm", log_every=20_000,
                           checkpoint_every=200_000, oracle_requests=0, epsilon=args.epsilon), scenario, policy,
               progress=False)
         metrics = run_ope(OPEConfig(logs=str(logs), policy=str(policy), estimators=tuple(ESTIMATORS),
                                     pscore=args.pscore), Path(tmp) / "ope")
-    print(f"LinUCB (epsilon {args.epsilon}, trained on 200,000 requests) on {args.requests:,} uniform-logged "
+    logged_by = "uniform" if args.logger == "uniform" else "epsilon-greedy (0.3) LinUCB"
+    print(f"LinUCB (epsilon {args.epsilon}, trained on 200,000 requests) on {args.requests:,} {logged_by}-logged "
           f"requests; simulated on-policy value {metrics['on_policy_truth']:.4f}")
     tables = {"with the logged propensities": metrics.get("with_logged_pscore", metrics["estimators"])}
     if args.pscore == "estimated":
