@@ -1,5 +1,3 @@
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -128,8 +126,12 @@ def test_cli_rejects_bad_scenario_file_with_exit_code_2(tmp_path):
         world:
           n_users: -3
     """))
-    proc = subprocess.run([sys.executable, "-m", "fusionsim.experiments.cli", "simulate", "--scenario", str(path),
-                           "--requests", "10", "--out", str(tmp_path / "run")], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == "Error: scenario 'neg.yaml': world.n_users = -3 is not allowed: must be >= 1"
+    from click.testing import CliRunner
+
+    from fusionsim.experiments.cli import cli
+
+    result = CliRunner().invoke(cli, ["simulate", "--scenario", str(path), "--requests", "10", "--out",
+                                      str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert result.output.strip() == "Error: scenario 'neg.yaml': world.n_users = -3 is not allowed: must be >= 1"
     assert not (tmp_path / "run" / "config.yaml").exists()

@@ -1,6 +1,6 @@
 import json
-import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -115,8 +115,18 @@ def test_existing_run_is_not_overwritten(scenario_file, tmp_path):
 
 
 def test_console_command_is_installed(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "fusionsim.experiments.cli", "--help"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "simulate" in proc.stdout
+    """The ``fusionsim`` console script is installed and is this CLI's entry point (run for real, as a process,
+    by the kill test in test_run_folders.py)."""
+    import shutil
+    from importlib.metadata import entry_points
+
+    from fusionsim.experiments.cli import main
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "fusionsim"]
+    assert script.value == "fusionsim.experiments.cli:main" and script.load() is main
+    assert shutil.which("fusionsim") or shutil.which("fusionsim", path=str(Path(sys.executable).parent))
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0 and "simulate" in result.output
 
 
 def test_demo_runs_every_step_at_a_tiny_scale(tmp_path):
