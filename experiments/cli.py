@@ -462,6 +462,12 @@ def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, ca
         click.echo(f"{name:<10}{r['estimate']:>10.4f}   [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]{error:>12}")
     if truth is not None:
         click.echo(f"simulated on-policy value {truth:.4f}")
+    if "per_session" in metrics:
+        click.echo("per session (whole sessions as the units):")
+        for name, r in metrics["per_session"]["estimators"].items():
+            click.echo(f"{name:<10}{r['estimate']:>10.4f}   [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]"
+                       f"{100 * r['relative_error']:>11.2f}%")
+        click.echo(f"simulated reward per ended session {metrics['per_session']['on_policy_truth']:.4f}")
     if "estimated_pscore" in metrics:
         click.echo(f"warning: {metrics['estimated_pscore']['warning']}")
     click.echo(f"wrote {folder}/metrics.json, {folder}/report.md and {folder}/config.yaml")

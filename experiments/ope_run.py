@@ -17,6 +17,7 @@ from fusionsim.envs.shop import make_shop, world_fields
 from fusionsim.experiments.evaluation import ESTIMATORS, OPEInputError, evaluate
 from fusionsim.experiments.evaluation.estimators import KernelizedInverseProbabilityWeighting
 from fusionsim.experiments.evaluation.propensity import cross_fitted_propensities
+from fusionsim.experiments.evaluation.session import SESSION_ESTIMATORS, session_arrays_from_log
 from fusionsim.experiments.online import run_online
 from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
 from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
@@ -134,7 +135,8 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     q = cross_fitted_rewards(contexts, action, reward, n_log_actions, folds, seed=seed)[:, :, None]
     data = {"reward": reward, "action": action, "pscore": log["propensity"].to_numpy(dtype=np.float64),
             "action_dist": action_dist, "estimated_rewards_by_reg_model": q}
-    truth = _simulated_truth(log_config, logs, trained, truth_requests or len(log))
+    truth_run = _simulated_run(log_config, logs, trained, truth_requests or len(log))
+    truth = truth_run.mean
     metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "on_policy_truth": truth,
                "pscore": config.pscore}
     if config.pscore == "estimated":
@@ -152,7 +154,29 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
                                      BOOTSTRAP_SAMPLES, seed)
     used = data["estimated_pscore"] if config.pscore == "estimated" else data["pscore"]
     metrics["effective_sample_size"] = effective_sample_size(action_dist[np.arange(len(action)), action, 0] / used)
+    if config.pscore == "logged":
+        metrics["per_session"] = _session_estimates(log, action_dist[:, :, 0], truth_run, seed)
     return _finish(metrics, logs, policy_run, out, config)
+
+
+SESSION_FAMILY = ("pdis", "snpdis", "tis")
+"""The session estimators ``ope`` reports beside the per-request ones (no reward model needed)."""
+FAMILIES = {"request": "per request: each request a bandit round, independent of the others; right for the value "
+                       "per request of a policy that does not change what the shopper does next",
+            "session": "per session: whole sessions as the units, importance-weighted step by step; right for the "
+                       "value per session of a policy that changes satiation, fatigue or leaving (fusion does)"}
+
+
+def _session_estimates(log: pd.DataFrame, action_dist: np.ndarray, truth_run, seed: int) -> dict:
+    """The value per session of the policy with ``action_dist`` (n, n_actions) on the log's sessions (those
+    still open at its end cut, ``evaluation.session``), by the estimators of :data:`SESSION_FAMILY`, with the
+    simulated reward per ended session of ``truth_run`` as the truth."""
+    sessions = session_arrays_from_log(log, action_dist)
+    truth = float(truth_run.step_rewards.sum() * truth_run.slots / max(int(truth_run.step_sessions.sum()), 1))
+    results = evaluate({name: SESSION_ESTIMATORS[name]() for name in SESSION_FAMILY}, sessions.arrays(), truth,
+                       BOOTSTRAP_SAMPLES, seed)
+    return {"estimators": results, "on_policy_truth": truth, "sessions": int(len(np.unique(sessions.session_id))),
+            "logged_return_per_session": float(sessions.reward.sum() / len(np.unique(sessions.session_id)))}
 
 
 def effective_sample_size(weights: np.ndarray) -> float:
@@ -176,12 +200,18 @@ def _estimators(names: list[str], estimated_pscore: bool = False) -> dict:
     return out
 
 
-def _simulated_truth(log_config: dict, logs: Path, trained: TrainedRun, requests: int) -> float:
-    """The policy's simulated on-policy value on the log's shop and seed (the ground truth of a simulated log)."""
+def _simulated_run(log_config: dict, logs: Path, trained: TrainedRun, requests: int):
+    """The policy served on-policy on the log's shop and seed (an ``OnlineRun``: the ground truth of a
+    simulated log, per request and per ended session)."""
     scenario = parse_scenario(log_config["scenario"], f"'{logs / 'config.yaml'}'")
     world, arms = make_shop(scenario, base=log_config["args"].get("base"))
     return run_online(world, arms, trained.policy, trained.mapper, requests,
-                      seed=int(log_config["args"]["seed"]), slots=256).mean
+                      seed=int(log_config["args"]["seed"]), slots=256)
+
+
+def _simulated_truth(log_config: dict, logs: Path, trained: TrainedRun, requests: int) -> float:
+    """The policy's simulated on-policy value per request (see :func:`_simulated_run`)."""
+    return _simulated_run(log_config, logs, trained, requests).mean
 
 
 def _finish(metrics: dict, logs: Path, source: Path, out: Path, config: OPEConfig) -> dict:
@@ -237,6 +267,16 @@ def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
     for name, r in metrics["estimators"].items():
         error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"
         lines.append(f"| {name} | {r['estimate']:.4f} | [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}] | {error} |")
+    if "per_session" in metrics:
+        p = metrics["per_session"]
+        lines += ["", f"The estimates above are {FAMILIES['request']}. Per session, {p['sessions']:,} sessions (those "
+                  f"still open at the log's end cut); logged return per session {p['logged_return_per_session']:.4f}; "
+                  f"simulated on-policy reward per ended session {p['on_policy_truth']:.4f}. These are "
+                  f"{FAMILIES['session']}:", "",
+                  "| estimator | per session | 95% CI | relative error |", "|---|---|---|---|"]
+        for name, r in p["estimators"].items():
+            lines.append(f"| {name} | {r['estimate']:.4f} | [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}] | "
+                         f"{100 * r['relative_error']:.2f}% |")
     if "estimated_pscore" in metrics:
         e = metrics["estimated_pscore"]
         lines += ["", f"**Warning:** {e['warning']}.", "",
