@@ -35,7 +35,7 @@ from fusionsim.experiments.abtest import stats  # noqa: E402
 from fusionsim.agents import ConstantAction
 from fusionsim.experiments.oracle import grid_search  # noqa: E402
 from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
-from fusionsim.experiments.simulate import PolicySpecError, make_static_policy  # noqa: E402
+from fusionsim.experiments.simulate import RUN_PREFIX, PolicySpecError, make_static_policy  # noqa: E402
 from fusionsim.experiments.train import read_trained_run  # noqa: E402
 from fusionsim.envs.logs import atomic_write_parquet  # noqa: E402
 from fusionsim.common.io import atomic_write_text, mark_complete  # noqa: E402
@@ -73,7 +73,9 @@ class Bucketed:
     daily: np.ndarray
 
 
-def _make_policies(names: list[str], arm_names: list[str], search, seed: int) -> list[Policy]:
+def _make_policies(names: list[str], arm_names: list[str], search, seed: int) -> tuple[list[Policy], list[bool]]:
+    """The policy of each bucket, and whether it learns during the test (only ``linucb`` does; a run's policy
+    serves frozen)."""
     policies = []
     for i, name in enumerate(names):
         if name == "best-arm":
@@ -84,13 +86,32 @@ def _make_policies(names: list[str], arm_names: list[str], search, seed: int) ->
             policies.append(LinUCB(len(search.grid), CONTEXT_DIM, alpha=0.5, seed=seed + i, action_mode="grid"))
         elif name.startswith("ppo:"):
             policies.append(_load_ppo(name, arm_names))
+        elif name.startswith(RUN_PREFIX):
+            policies.append(_load_run(name, arm_names))
         else:
             try:
                 policy = make_static_policy(name, arm_names, seed=seed + i)
             except PolicySpecError as exc:
                 raise ABTestError(f"--policies: {exc}") from None
             policies.append(policy)
-    return policies
+    return policies, [name == "linucb" for name in names]
+
+
+def _load_run(name: str, arm_names: list[str]) -> Policy:
+    """``run:<run folder>``: the frozen policy of a complete train or learn run over the same arms, on a weight
+    grid of this test's resolution (or over arms, or continuous weights)."""
+    option = f"--policies {name}"
+    try:
+        trained = read_trained_run(Path(name[len(RUN_PREFIX):]), option, deterministic=True)
+    except ValueError as exc:
+        raise ABTestError(str(exc)) from None
+    if trained.arm_names != arm_names:
+        raise ABTestError(f"{option}: the run blends the arms [{', '.join(trained.arm_names)}] but this test's arms "
+                          f"are [{', '.join(arm_names)}] (names and order must match)")
+    if trained.mapper.mode == "grid" and trained.config.grid_resolution != GRID_RESOLUTION:
+        raise ABTestError(f"{option}: the run's grid has resolution {trained.config.grid_resolution}; the test "
+                          f"serves grid points at resolution {GRID_RESOLUTION}")
+    return trained.policy
 
 
 def _load_ppo(name: str, arm_names: list[str]) -> Policy:
@@ -110,11 +131,12 @@ def _load_ppo(name: str, arm_names: list[str]) -> Policy:
 
 
 def run_buckets(world: World, arms, policies: list[Policy], bucket_of_user: np.ndarray, days: float, seed: int,
-         slots: int = 512) -> Bucketed:
+                slots: int = 512, learning: list[bool] | None = None) -> Bucketed:
     """Serve ``days`` of traffic. Each bucket is its own shop front: a simulator whose arrivals are the
     bucket's shoppers, with the bucket's share of the slots and of the requests per day, so a policy that
     keeps shoppers longer slows its own bucket's arrivals, not the other buckets' (no interference through
-    shared capacity). All buckets share the world and the arms and advance over the same simulated days."""
+    shared capacity). All buckets share the world and the arms and advance over the same simulated days.
+    ``learning[b]``: bucket b's policy learns from its rewards (None: none does)."""
     n_users, n_buckets = world.population.n_users, len(policies)
     share = np.bincount(bucket_of_user, weights=world.population.activity, minlength=n_buckets)
     share = share / share.sum()
@@ -140,7 +162,7 @@ def run_buckets(world: World, arms, policies: list[Policy], bucket_of_user: np.n
             day = int(sim.day)
             result = sim.serve(policy, mappers[policy.action_mode])
             users = result.requests.user_id
-            if isinstance(policy, LinUCB):
+            if learning is not None and learning[b]:
                 policy.update(result.contexts, result.actions, result.reward)
             daily[min(day, n_days - 1), b] += (result.reward.sum(), len(users))
             per_request = np.stack([result.revenue, result.clicks.sum(axis=1), result.purchased.sum(axis=1),
@@ -199,6 +221,8 @@ def run_ab_test(config: ABTestConfig, scenario: Scenario, out: Path) -> dict:
             raise ABTestError("--policies ppo: name a trained PPO run as ppo:runs/<run> (fusionsim train --agent ppo)")
         if name.startswith("ppo:"):
             _load_ppo(name, arm_names)
+        elif name.startswith(RUN_PREFIX):
+            _load_run(name, arm_names)
         elif name not in ("best-arm", "static", "linucb"):
             try:
                 make_static_policy(name, arm_names, seed)
@@ -211,8 +235,8 @@ def run_ab_test(config: ABTestConfig, scenario: Scenario, out: Path) -> dict:
     # pre-period: everyone under the uniform policy (CUPED covariates)
     pre = run_buckets(world, arms, [make_static_policy("uniform", arm_names, seed)],
                np.zeros_like(bucket_of_user), pre_days, seed + 7)
-    policies = _make_policies(policy_names, arm_names, search, seed)
-    test = run_buckets(world, arms, policies, bucket_of_user, days, seed)
+    policies, learning = _make_policies(policy_names, arm_names, search, seed)
+    test = run_buckets(world, arms, policies, bucket_of_user, days, seed, learning=learning)
     active = test.totals[:, METRICS.index("requests")] > 0
     table = pd.DataFrame({"user_id": users, "bucket": bucket_of_user,
                           "policy": np.array(policy_names, dtype=object)[bucket_of_user],
@@ -268,13 +292,13 @@ def analyse(table: pd.DataFrame, policy_names: list[str], split: list[float]) ->
             "srm": {"chi2": srm_statistic, "p_value": srm_p}, "comparisons": comparisons}
 
 
-def true_means(world, arms, policy: Policy, days: float, seed: int, replays: int) -> np.ndarray:
+def true_means(world, arms, policy: Policy, days: float, seed: int, replays: int, learns: bool = False) -> np.ndarray:
     """Per-shopper means of METRICS with the whole population under ``policy``, averaged over ``replays``
     simulations (seeds seed, seed + 1, ...), so the truth is far less noisy than one test's estimate."""
     users = np.zeros(world.population.n_users, dtype=np.int64)
     means = []
     for r in range(replays):
-        run = run_buckets(world, arms, [copy.deepcopy(policy)], users, days, seed + r)
+        run = run_buckets(world, arms, [copy.deepcopy(policy)], users, days, seed + r, learning=[learns])
         means.append(run.totals[run.totals[:, METRICS.index("requests")] > 0].mean(axis=0))
     return np.mean(means, axis=0)
 
@@ -282,8 +306,10 @@ def true_means(world, arms, policy: Policy, days: float, seed: int, replays: int
 def _true_lifts(world, arms, policy_names, arm_names, search, days, seed, users, replays: int = 3) -> dict:
     """Each policy alone for the whole population (see :func:`true_means`): lifts of each treatment's
     per-shopper means against the control's."""
-    means = [true_means(world, arms, _make_policies([name], arm_names, search, seed + i)[0], days, seed, replays)
-             for i, name in enumerate(policy_names)]
+    means = []
+    for i, name in enumerate(policy_names):
+        (policy,), (learns,) = _make_policies([name], arm_names, search, seed + i)
+        means.append(true_means(world, arms, policy, days, seed, replays, learns))
     return {f"{policy_names[b]} vs {policy_names[0]}": {m: float(means[b][i] - means[0][i])
                                                          for i, m in enumerate(METRICS) if m != "requests"}
             for b in range(1, len(policy_names))}

@@ -517,8 +517,8 @@ def learn_command(logs: Path, learner: str, epsilon: float, ridge: float, holdou
 @click.option("--scenario", default="default", show_default=True)
 @click.option("--base", type=click.Path(path_type=Path), default=None, help="Folder of trained arms.")
 @click.option("--policies", default="best-arm,static", show_default=True,
-              help="Comma-separated: best-arm | static | linucb | ppo:<train run> | uniform | an arm name | "
-                   "blend:<w1>,...; the first is the control.")
+              help="Comma-separated: best-arm | static | linucb | ppo:<train run> | run:<train or learn run> "
+                   "(frozen) | uniform | an arm name | blend:<w1>,...; the first is the control.")
 @click.option("--users", type=click.IntRange(min=10), default=None, help="Shoppers in the test (default: the "
               "scenario's population).")
 @click.option("--split", default="50,50", show_default=True, help="Traffic shares of the buckets.")

@@ -123,3 +123,19 @@ def test_a_learned_policy_logs_its_own_traffic_with_propensities(logged, tmp_pat
     assert bad.exit_code == 2
     assert bad.output.strip() == (f"Error: --policy run:{tmp_path / 'learned'} chooses among grid points at "
                                   "resolution 4; give --grid-resolution 4")
+
+
+def test_a_learned_policy_takes_part_in_an_ab_test(logged, tmp_path):
+    root, path = logged
+    runner = CliRunner()
+    assert runner.invoke(cli, ["learn", "--logs", str(root / "log"), "--truth-requests", "0", "--out",
+                               str(tmp_path / "learned")]).exit_code == 0
+    result = runner.invoke(cli, ["ab-test", "--scenario", str(path), "--policies",
+                                 f"popularity,run:{tmp_path / 'learned'}", "--users", "300", "--days", "0.2",
+                                 "--pre-days", "0.1", "--out", str(tmp_path / "ab")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "ab" / "metrics.json").read_text())
+    assert any(f"run:{tmp_path / 'learned'}" in label for label in metrics["comparisons"])
+    bad = runner.invoke(cli, ["ab-test", "--scenario", str(path), "--policies", f"popularity,run:{tmp_path / 'no'}",
+                              "--users", "300", "--days", "0.2", "--out", str(tmp_path / "ab2")])
+    assert bad.exit_code == 2 and f"--policies run:{tmp_path / 'no'}" in bad.output
