@@ -36,7 +36,7 @@ from fusionsim.agents import ConstantAction
 from fusionsim.experiments.oracle import grid_search  # noqa: E402
 from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
 from fusionsim.experiments.simulate import RUN_PREFIX, PolicySpecError, make_static_policy  # noqa: E402
-from fusionsim.experiments.train import read_trained_run  # noqa: E402
+from fusionsim.experiments.train import read_policy_run, read_trained_run  # noqa: E402
 from fusionsim.envs.logs import atomic_write_parquet  # noqa: E402
 from fusionsim.common.io import atomic_write_text, mark_complete  # noqa: E402
 
@@ -99,19 +99,9 @@ def _make_policies(names: list[str], arm_names: list[str], search, seed: int) ->
 
 def _load_run(name: str, arm_names: list[str]) -> Policy:
     """``run:<run folder>``: the frozen policy of a complete train or learn run over the same arms, on a weight
-    grid of this test's resolution (or over arms, or continuous weights)."""
-    option = f"--policies {name}"
-    try:
-        trained = read_trained_run(Path(name[len(RUN_PREFIX):]), option, deterministic=True)
-    except ValueError as exc:
-        raise ABTestError(str(exc)) from None
-    if trained.arm_names != arm_names:
-        raise ABTestError(f"{option}: the run blends the arms [{', '.join(trained.arm_names)}] but this test's arms "
-                          f"are [{', '.join(arm_names)}] (names and order must match)")
-    if trained.mapper.mode == "grid" and trained.config.grid_resolution != GRID_RESOLUTION:
-        raise ABTestError(f"{option}: the run's grid has resolution {trained.config.grid_resolution}; the test "
-                          f"serves grid points at resolution {GRID_RESOLUTION}")
-    return trained.policy
+    grid of this test's resolution (``train.read_policy_run``; the world is not compared: ``--users`` resizes the
+    test's population)."""
+    return read_policy_run(name[len(RUN_PREFIX):], f"--policies {name}", arm_names, None, GRID_RESOLUTION).policy
 
 
 def _load_ppo(name: str, arm_names: list[str]) -> Policy:

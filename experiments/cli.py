@@ -310,11 +310,13 @@ def train_command(scenario: str, base: Path | None, agent: str, requests: int, o
 @click.option("--slots", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--per", type=click.Choice(COMPARE_PER), default="request", show_default=True,
               help="Rank the methods by reward per request or per session.")
+@click.option("--policy-run", "policy_runs", type=click.Path(path_type=Path), multiple=True,
+              help="A train or learn run over these arms, served frozen as one more method (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/compare"), show_default=True)
 @click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def compare_command(scenario: str, base: Path | None, stacker: Path | None, requests: int, search_requests: int,
                     log_requests: int, methods: str, cascade_keep: str, grid_resolution: int, seed: int, slots: int,
-                    per: str, out: Path, overwrite: bool) -> None:
+                    per: str, policy_runs: tuple[Path, ...], out: Path, overwrite: bool) -> None:
     """Run every fusion method on one shop and seed; write comparison.json, report.md and a learning curve."""
     resolved = load_scenario(scenario)
     by_slug = {method_slug(m): m for m in COMPARE_METHODS}
@@ -327,7 +329,8 @@ def compare_command(scenario: str, base: Path | None, stacker: Path | None, requ
                            stacker=None if stacker is None else str(stacker), requests=requests,
                            search_requests=search_requests, log_requests=log_requests,
                            methods=None if names is None else tuple(by_slug[n] for n in names), cascade_keep=keeps,
-                           grid_resolution=grid_resolution, seed=seed, slots=slots, per=per)
+                           grid_resolution=grid_resolution, seed=seed, slots=slots, per=per,
+                           policy_runs=tuple(str(r) for r in policy_runs))
     with new_run(out, overwrite) as folder:
         comparison = compare(config, resolved, folder)
     click.echo(f"{'method':<20}{'reward/' + per:>16}{'95% CI':>22}")

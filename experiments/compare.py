@@ -44,8 +44,8 @@ from fusionsim.envs.strategies import STACKER, Cascade, CascadeConfig, Stacking 
 from fusionsim.experiments.online import OnlineRun, StepRecorder, run_online  # noqa: E402
 from fusionsim.experiments.oracle import CellTablePolicy, grid_search, search_actions  # noqa: E402
 from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
-from fusionsim.experiments.simulate import SimulateConfig, run_policy  # noqa: E402
-from fusionsim.experiments.train import PPOConfig, TrainConfig, make_agent  # noqa: E402
+from fusionsim.experiments.simulate import RUN_PREFIX, SimulateConfig, run_policy  # noqa: E402
+from fusionsim.experiments.train import PPOConfig, TrainConfig, make_agent, read_policy_run  # noqa: E402
 from fusionsim.experiments.train_base import TrainBaseConfig, train_base  # noqa: E402
 from fusionsim.experiments.train_stacker import TrainStackerConfig, train_stacker  # noqa: E402
 
@@ -104,6 +104,8 @@ class CompareConfig:
     per: str = "request"
     """the figure that ranks the methods: reward per "request", or per "session" (where what is shown early
     decides how long a shopper stays)"""
+    policy_runs: tuple[str, ...] = ()
+    """complete train or learn runs over this shop's arms, each served frozen as one more (adaptive) method"""
 
     def __post_init__(self) -> None:
         if self.per not in PER:
@@ -118,6 +120,8 @@ class CompareConfig:
                             ("--log-requests", self.log_requests), ("--slots", self.slots)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise CompareError(f"{name} must be an integer >= 1; got {value!r}")
+        if self.policy_runs and self.base is None:
+            raise CompareError("--policy-run needs --base: the arms the run's policy was trained over")
         if self.requests < 5 * self.slots:
             raise CompareError(f"--requests {self.requests} must be at least 5 steps of --slots {self.slots} "
                                f"({5 * self.slots}), so the last 20% holds a whole step")
@@ -251,6 +255,8 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
     base = _arms_folder(config, scenario, out, seeds, progress)
     world, arms = make_shop(scenario, base=base)
     arm_names = [a.name for a in arms]
+    frozen = {f"{RUN_PREFIX}{folder}": read_policy_run(folder, f"--policy-run {folder}", arm_names, scenario)
+              for folder in config.policy_runs}
     comparison: dict = {"scenario": scenario.name, "reward": scenario.reward, "per": config.per, "arms": arm_names,
                         "methods": {}}
     stacker = None
@@ -294,12 +300,14 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
             return run(ConstantAction(0), stacking, stacking)
         if method == "cascade":
             return run(ConstantAction(best_cascade), cascade, cascade)
+        if method in frozen:
+            return run(frozen[method].policy, frozen[method].mapper)
         agent = make_agent(TrainConfig(agent="linucb"), cascade.n_actions, seeds.policy, len(arms))
         return run(agent, cascade, cascade, learn=True, n_actions=cascade.n_actions)
 
-    runs = {method: evaluate(method) for method in config.methods}
+    runs = {method: evaluate(method) for method in (*config.methods, *frozen)}
     for method, run in runs.items():
-        comparison["methods"][method] = _result(run, METHOD_KINDS[method])
+        comparison["methods"][method] = _result(run, METHOD_KINDS.get(method, "adaptive"))
         if run.tail_actions is not None:
             comparison["methods"][method]["choices_by_cell"] = _choices_by_cell(
                 run.tail_actions, [c.label(arm_names) for c in cascade.configs])

@@ -106,28 +106,16 @@ RUN_PREFIX = "run:"
 
 
 def _frozen_run_policy(config: SimulateConfig, scenario: Scenario, arm_names: list[str]) -> Policy:
-    """The policy of the train or learn run that ``config.policy`` names (``run:<folder>``), which must serve
-    this shop: the same arms in the same order, the same world, and on the weight grid the same resolution.
-    It acts as it was saved (an epsilon-greedy bandit keeps exploring, so its log has propensities) and does
-    not learn."""
-    from fusionsim.envs.shop import world_fields
-    from fusionsim.experiments.train import read_trained_run
+    """The policy of the train or learn run that ``config.policy`` names (``run:<folder>``), checked to serve this
+    shop (``train.read_policy_run``). It acts as it was saved (an epsilon-greedy bandit keeps exploring, so its
+    log has propensities) and does not learn."""
+    from fusionsim.experiments.train import read_policy_run
 
-    folder = config.policy[len(RUN_PREFIX):]
     option = f"--policy {config.policy}"
-    trained = read_trained_run(Path(folder), option, deterministic=True)
+    trained = read_policy_run(config.policy[len(RUN_PREFIX):], option, arm_names, scenario, config.grid_resolution)
     if trained.config.agent == "ppo":
         raise PolicySpecError(f"{option}: a PPO policy chooses continuous weights; log it with ab-test or evaluate it "
                               "with ope on a uniform-weights log")
-    if trained.arm_names != arm_names:
-        raise PolicySpecError(f"{option} blends the arms [{', '.join(trained.arm_names)}]; this shop's arms are "
-                              f"[{', '.join(arm_names)}] (give the --base it was trained with)")
-    if world_fields(scenario_to_dict(trained.scenario)["world"]) != world_fields(scenario_to_dict(scenario)["world"]):
-        raise PolicySpecError(f"{option} was trained on scenario '{trained.scenario.name}', whose world differs from "
-                              f"scenario '{scenario.name}'")
-    if trained.mapper.mode == "grid" and trained.config.grid_resolution != config.grid_resolution:
-        raise PolicySpecError(f"{option} chooses among grid points at resolution {trained.config.grid_resolution}; "
-                              f"give --grid-resolution {trained.config.grid_resolution}")
     return trained.policy
 
 

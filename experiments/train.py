@@ -516,6 +516,28 @@ class TrainedRun:
         return sim
 
 
+def read_policy_run(folder: str | Path, option: str, arm_names: list[str], scenario: Scenario | None,
+                    grid_resolution: int | None = None) -> TrainedRun:
+    """The complete train or learn run in ``folder`` whose policy is to serve, frozen, the shop of ``scenario``
+    with ``arm_names``: the same arms in the same order, the same world (unless ``scenario`` is None), and with
+    ``grid_resolution`` a grid policy on that grid. A TrainError names ``option`` and what differs."""
+    from fusionsim.envs.shop import world_fields
+
+    trained = read_trained_run(Path(folder), option, deterministic=True)
+    if trained.arm_names != list(arm_names):
+        raise TrainError(f"{option} blends the arms [{', '.join(trained.arm_names)}]; this shop's arms are "
+                         f"[{', '.join(arm_names)}] (names and order must match)")
+    if scenario is not None and (world_fields(scenario_to_dict(trained.scenario)["world"])
+                                 != world_fields(scenario_to_dict(scenario)["world"])):
+        raise TrainError(f"{option} was trained on scenario '{trained.scenario.name}', whose world differs from "
+                         f"scenario '{scenario.name}'")
+    resolution = trained.config.grid_resolution
+    if grid_resolution is not None and trained.mapper.mode == "grid" and resolution != grid_resolution:
+        raise TrainError(f"{option} chooses among grid points at resolution {trained.config.grid_resolution}; "
+                         f"give --grid-resolution {trained.config.grid_resolution}")
+    return trained
+
+
 def read_trained_run(folder: Path, option: str, deterministic: bool = False) -> TrainedRun:
     """The trained policy of the complete train (or ``learn``) run in ``folder`` (``option`` names it in errors):
     the bandit's ``policy.npz`` or PPO's state dict (``deterministic``: PPO acts with its mean)."""

@@ -177,3 +177,20 @@ def test_a_stacker_of_another_arm_list_is_refused(scenario_file, arms, tmp_path)
     assert (f"--stacker {tmp_path / 'stacker'} was trained on the arms [popularity, new_arrivals]; this shop's arms "
             "are [popularity, content] (names and order must match)") in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_compare_serves_a_learned_policy_beside_the_methods(scenario_file, arms, tmp_path):  # noqa: F811
+    assert _run("simulate", "--scenario", scenario_file, "--base", arms, "--policy", "uniform-grid", "--requests",
+                3000, "--slots", 250, "--out", tmp_path / "log").exit_code == 0
+    assert _run("learn", "--logs", tmp_path / "log", "--truth-requests", 0, "--out", tmp_path / "learned").exit_code == 0
+    result = _run("compare", "--scenario", scenario_file, "--base", arms, "--methods", "best-static-blend,oracle",
+                  "--policy-run", tmp_path / "learned", "--requests", 1280, "--search-requests", 256, "--slots", 256,
+                  "--out", tmp_path / "cmp")
+    assert result.exit_code == 0, result.output
+    methods = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["methods"]
+    learned = methods[f"run:{tmp_path / 'learned'}"]
+    assert learned["kind"] == "adaptive" and "vs_best_static_blend" in learned and learned["requests"] == 1280
+    bad = _run("compare", "--scenario", scenario_file, "--policy-run", tmp_path / "learned", "--requests", 1280,
+               "--slots", 256, "--out", tmp_path / "x")
+    assert bad.exit_code == 2
+    assert bad.output.strip() == "Error: --policy-run needs --base: the arms the run's policy was trained over"
