@@ -465,7 +465,9 @@ def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, ca
         click.echo(f"{name:<10}{r['estimate']:>10.4f}   [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]{error:>12}")
     if truth is not None:
         click.echo(f"simulated on-policy value {truth:.4f}")
-    if "per_session" in metrics:
+    if "skipped" in metrics.get("per_session", {}):
+        click.echo(f"per session: {metrics['per_session']['skipped']}")
+    elif "per_session" in metrics:
         click.echo("per session (whole sessions as the units):")
         for name, r in metrics["per_session"]["estimators"].items():
             click.echo(f"{name:<10}{r['estimate']:>10.4f}   [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]"

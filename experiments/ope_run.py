@@ -172,6 +172,9 @@ def _session_estimates(log: pd.DataFrame, action_dist: np.ndarray, truth_run, se
     still open at its end cut, ``evaluation.session``), by the estimators of :data:`SESSION_FAMILY`, with the
     simulated reward per ended session of ``truth_run`` as the truth."""
     sessions = session_arrays_from_log(log, action_dist)
+    if len(sessions.session_id) == 0:
+        return {"skipped": "no session of the log ended before its earliest session still open began (a log of "
+                           "fewer requests than concurrent sessions): nothing for the session family"}
     truth = float(truth_run.step_rewards.sum() * truth_run.slots / max(int(truth_run.step_sessions.sum()), 1))
     results = evaluate({name: SESSION_ESTIMATORS[name]() for name in SESSION_FAMILY}, sessions.arrays(), truth,
                        BOOTSTRAP_SAMPLES, seed)
@@ -267,7 +270,9 @@ def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
     for name, r in metrics["estimators"].items():
         error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"
         lines.append(f"| {name} | {r['estimate']:.4f} | [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}] | {error} |")
-    if "per_session" in metrics:
+    if "skipped" in metrics.get("per_session", {}):
+        lines += ["", f"Per session: {metrics['per_session']['skipped']}."]
+    elif "per_session" in metrics:
         p = metrics["per_session"]
         lines += ["", f"The estimates above are {FAMILIES['request']}. Per session, {p['sessions']:,} sessions (those "
                   f"still open at the log's end cut); logged return per session {p['logged_return_per_session']:.4f}; "

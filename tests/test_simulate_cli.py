@@ -143,3 +143,5 @@ def test_demo_runs_every_step_at_a_tiny_scale(tmp_path):
     assert "pays most" in summary or "the best method that a shop can deploy is" in summary
     for folder in ("logs", "arms", "ope_logs", "linucb", "compare", "ab_test", "ope"):
         assert (out / folder / "config.yaml").is_file()
+    # at this scale every session of the ope log is still open when it ends: the session family says so
+    assert "Per session: no session of the log ended before" in (out / "ope" / "report.md").read_text()
