@@ -49,6 +49,7 @@ from fusionsim.envs.calibration.position_bias import log_likelihood, pbm_em, ran
 from fusionsim.envs.calibration.readers import impressions_of_log
 from fusionsim.envs.calibration.statistics import compare_statistics, log_statistics
 from fusionsim.envs.logs import read_interaction_log
+from fusionsim.envs.world import build_world
 from fusionsim.envs.scenario import SEGMENTS, Scenario, parse_scenario, scenario_to_dict
 from fusionsim.experiments.fidelity import plot_positions, render_report, verdict
 from fusionsim.experiments.runs import write_config, write_json
@@ -200,7 +201,9 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
     logs = Path(config.logs)
     simulate_config, arm_names = read_simulate_run(logs)
     write_config(out, "calibrate", dataclasses.asdict(config), scenario=scenario_to_dict(start))
-    impressions = impressions_of_log(read_interaction_log(logs, "--logs"), arm_names)
+    relative_prices = build_world(start).catalog.log_relative_price  # the log's items are the start's world's
+    impressions = impressions_of_log(read_interaction_log(logs, "--logs"), arm_names,
+                                     log_relative_prices=relative_prices)
     requests = np.unique(impressions["request_id"].to_numpy())
     n_fit = int(round((1.0 - config.holdout) * len(requests)))
     if n_fit < 1 or n_fit == len(requests):
@@ -266,8 +269,8 @@ def calibrate(config: CalibrateConfig, start: Scenario, out: Path, progress: boo
     # seed, and the same window of requests is compared, so both windows hold sessions begun before them
     run_policy(dataclasses.replace(simulate_config, seed=config.seed + 1), scenario, out / "simulated",
                progress=progress)
-    simulated = impressions_of_log(read_interaction_log(out / "simulated", "--logs"),
-                                   arm_names)
+    simulated = impressions_of_log(read_interaction_log(out / "simulated", "--logs"), arm_names,
+                                   log_relative_prices=relative_prices)
     simulated = simulated[simulated["request_id"] >= requests[n_fit]]
     rows = compare_statistics(log_statistics(held_out), log_statistics(simulated))
     result["fidelity"] = {"statistics": [r.to_dict() for r in rows], "verdict": verdict(rows),

@@ -25,6 +25,7 @@ from fusionsim.common.io import atomic_write_text, mark_complete  # noqa: E402
 from fusionsim.envs.calibration.readers import impressions_of_log  # noqa: E402
 from fusionsim.envs.calibration.statistics import Comparison, compare_statistics, log_statistics  # noqa: E402
 from fusionsim.envs.logs import read_interaction_log  # noqa: E402
+from fusionsim.envs.world import build_world  # noqa: E402
 from fusionsim.envs.scenario import Scenario, scenario_to_dict  # noqa: E402
 from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
 from fusionsim.experiments.simulate import read_simulate_run, run_policy  # noqa: E402
@@ -50,9 +51,11 @@ def fidelity(config: FidelityConfig, scenario: Scenario, out: Path, progress: bo
     simulated_config = dataclasses.replace(logged, scenario=config.scenario, seed=config.seed)
     write_config(out, "fidelity", dataclasses.asdict(config), scenario=scenario_to_dict(scenario))
     run_policy(simulated_config, scenario, out / "simulated", progress=progress)
+    relative_prices = build_world(scenario).catalog.log_relative_price  # both logs' items are the world's
     statistics = {}
     for side, folder in (("real", logs), ("simulated", out / "simulated")):
-        statistics[side] = log_statistics(impressions_of_log(read_interaction_log(folder, "--logs"), arm_names))
+        statistics[side] = log_statistics(impressions_of_log(read_interaction_log(folder, "--logs"), arm_names,
+                                                             log_relative_prices=relative_prices))
     rows = compare_statistics(statistics["real"], statistics["simulated"])
     differing = [r.statistic for r in rows if r.verdict == "differs"]
     result = {"scenario": scenario.name, "logs": str(logs), "statistics": [r.to_dict() for r in rows],

@@ -373,3 +373,17 @@ def test_session_fields_leave_the_world_and_its_arms_alone():
     assert same_world(stored, parse_scenario(raw, "x"))
     raw["world"]["segments"]["new"]["activity"] = 2.0  # who arrives how often is the world
     assert not same_world(stored, parse_scenario(raw, "x"))
+
+
+def test_click_rates_by_price_band_by_hand():
+    import pandas as pd
+
+    from fusionsim.envs.calibration.statistics import log_statistics
+
+    log = pd.DataFrame({"request_id": [0, 0, 0, 1, 1, 1], "timestamp": [0.1] * 6, "user_id": [0, 0, 0, 1, 1, 1],
+                        "surface": ["feed"] * 6, "position": [0, 1, 2, 0, 1, 2], "item_id": [0, 1, 2, 3, 4, 5],
+                        "click": [1, 0, 1, 0, 0, 1], "log_relative_price": [-0.5, 0.0, 0.5, -0.31, 0.3, 0.9]})
+    statistics = log_statistics(log)
+    # cheap: < -0.3 (items 0, 3: one click); mid: [-0.3, 0.3] (items 1, 4: none); dear: > 0.3 (items 2, 5: two)
+    assert [statistics[f"CTR at price {band}"].value for band in ("cheap", "mid", "dear")] == [0.5, 0.0, 1.0]
+    assert "CTR at price cheap" not in log_statistics(log.drop(columns="log_relative_price"))

@@ -23,11 +23,13 @@ def catalog_of_world(world: World) -> pd.DataFrame:
     })
 
 
-def impressions_of_log(log: pd.DataFrame, arm_names: list[str], prices: np.ndarray | None = None) -> pd.DataFrame:
+def impressions_of_log(log: pd.DataFrame, arm_names: list[str], prices: np.ndarray | None = None,
+                       log_relative_prices: np.ndarray | None = None) -> pd.DataFrame:
     """A simulate log (``envs.logs``, one row per request, read by ``read_interaction_log``) as an impression
     log, one row per shown item in slate order (position 0 = top): timestamp in simulated days, the
     logging policy's discrete action and its propensity (``action_propensity``), each arm's z-score of the item as
-    ``score_<arm>``; with ``prices`` (n_items,) the revenue of each bought item."""
+    ``score_<arm>``; with ``prices`` (n_items,) the revenue of each bought item; with ``log_relative_prices``
+    (n_items,) (``Catalog.log_relative_price``) each shown item's ``log_relative_price``."""
     log = log.sort_values("request_id", kind="stable")
     slates = np.stack(log["slate"].to_numpy())
     n, k = slates.shape
@@ -53,6 +55,8 @@ def impressions_of_log(log: pd.DataFrame, arm_names: list[str], prices: np.ndarr
     })
     if prices is not None:
         out["revenue"] = np.where(out["purchase"].to_numpy() == 1, prices[out["item_id"].to_numpy()], 0.0)
+    if log_relative_prices is not None:
+        out["log_relative_price"] = np.asarray(log_relative_prices, dtype=np.float64)[out["item_id"].to_numpy()]
     actions = log["action"].to_numpy(np.int64)
     if (actions >= 0).all():  # discrete actions: their propensity is a probability (a density otherwise)
         out["action"] = per_item(actions)

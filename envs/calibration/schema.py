@@ -31,6 +31,7 @@ line naming the file, the column, the first bad row (0-based, in file order) and
 | click | yes | integer | 0 or 1 |
 | purchase | no | integer | 0 or 1, and 1 only where click is 1 |
 | revenue | no | number | finite, >= 0 |
+| log_relative_price | no | number | finite: log(price / median price of the item's leaf category) |
 | slate_propensity | no | number | in (0, 1]: probability of the whole slate under the logging policy |
 | position_propensity | no | number | in (0, 1]: probability of this item at this position |
 | action_propensity | no | number | in (0, 1]: probability of the logging policy's action |
@@ -105,6 +106,7 @@ IMPRESSION_COLUMNS = (
     Column("click", True, "integer", 0.0, 1.0, allowed="0 or 1"),
     Column("purchase", False, "integer", 0.0, 1.0, allowed="0 or 1"),
     Column("revenue", False, "number", 0.0),
+    Column("log_relative_price", False, "number"),
     Column("slate_propensity", False, **_UNIT),
     Column("position_propensity", False, **_UNIT),
     Column("action_propensity", False, **_UNIT),

@@ -20,6 +20,10 @@ from scipy import stats
 Z95 = float(stats.norm.ppf(0.975))
 HOUR_BINS = ("00-06", "06-12", "12-18", "18-24")
 """Hours of the day (timestamps are in days) whose click rates are compared."""
+PRICE_BANDS = ("cheap", "mid", "dear")
+"""Bands of ``log_relative_price`` whose click rates are compared: below -PRICE_BAND_EDGE, within, above."""
+PRICE_BAND_EDGE = 0.3
+"""log(price / leaf median) beyond which an item is cheap or dear for its category (about 26% below / 35% above)."""
 SESSION_BINS = ((1, 1), (2, 3), (4, 7), (8, None))
 """Session lengths (requests) whose shares are compared: 1, 2-3, 4-7, 8 or more."""
 
@@ -64,7 +68,8 @@ def independent_units(impressions: pd.DataFrame) -> np.ndarray:
 
 def log_statistics(impressions: pd.DataFrame) -> dict[str, Estimate]:
     """The statistics of an impression log (``envs.calibration.schema``): click rate at each position, on
-    each surface, of each segment (with ``segment``), at each quarter of the day (:data:`HOUR_BINS`), clicks
+    each surface, of each segment (with ``segment``), at each quarter of the day (:data:`HOUR_BINS`), in each
+    price band (with ``log_relative_price``: :data:`PRICE_BANDS`), clicks
     per request, purchases per click (with ``purchase``), and, with ``session_id``,
     requests per session and the shares of sessions by length (:data:`SESSION_BINS`)."""
     out: dict[str, Estimate] = {}
@@ -82,6 +87,10 @@ def log_statistics(impressions: pd.DataFrame) -> dict[str, Estimate]:
         groups.append(("of segment", impressions["segment"].astype(str).to_numpy()))
     hour = (impressions["timestamp"].to_numpy(np.float64) % 1.0) * 24.0
     groups.append(("at hours", np.array(HOUR_BINS)[np.minimum((hour // 6).astype(np.int64), 3)]))
+    if "log_relative_price" in impressions:  # how attraction moves with price, within the item's category
+        relative = impressions["log_relative_price"].to_numpy(np.float64)
+        band = (relative > -PRICE_BAND_EDGE).astype(np.int64) + (relative > PRICE_BAND_EDGE)
+        groups.append(("at price", np.array(PRICE_BANDS)[band]))
     for word, labels in groups:
         for name in sorted(set(labels)):
             on = labels == name
