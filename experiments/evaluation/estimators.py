@@ -52,6 +52,31 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def flat_arrays(estimator_name: str, arrays: dict[str, object], id_name: str, row: str,
+                integers: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``arrays`` (name -> value) as 1-D numpy arrays of one value per row of ``id_name``, in ``arrays``'
+    order: each given (``estimator_name`` needs it), 1-D, as long as ``id_name``, at least one row, and the
+    ``integers`` present of integer dtype. ``row`` says what a row is in messages (e.g. "request")."""
+    checked = {}
+    for name, value in arrays.items():
+        if value is None:
+            raise OPEInputError(f"{estimator_name} needs {name}; got None")
+        array = np.asarray(value)
+        if array.ndim != 1:
+            raise OPEInputError(f"{name} must be 1-D (one value per row, i.e. per {row}); got shape {array.shape}")
+        checked[name] = array
+    n = len(checked[id_name])
+    for name, array in checked.items():
+        if len(array) != n:
+            raise OPEInputError(f"{name} must have one value per row of {id_name} ({n} rows); got {len(array)}")
+    if n == 0:
+        raise OPEInputError(f"{id_name} must have at least one row; got 0")
+    for name in integers:
+        if name in checked and checked[name].dtype.kind not in "iu":
+            raise OPEInputError(f"{name} must be integers; got dtype {checked[name].dtype}")
+    return checked
+
+
 def contiguous_blocks(ids: np.ndarray, name: str, unit: str) -> np.ndarray:
     """The first row of each block of equal ``ids`` (n,); an OPEInputError if an id comes back after other
     ids' rows (each ``unit``'s rows, a slate's or a session's, must be contiguous). ``name`` is the array."""

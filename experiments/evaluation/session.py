@@ -87,7 +87,7 @@ import numpy as np
 
 from fusionsim.experiments.evaluation.estimators import (PLAIN_BOOTSTRAP_MAX_ROUNDS, OPEInputError,
                                                          OPEInputTypeError, _first_bad, bootstrap_means,
-                                                         contiguous_blocks, percentile_interval)
+                                                         contiguous_blocks, flat_arrays, percentile_interval)
 
 __all__ = ["OPEN_SESSIONS", "SESSION_ESTIMATORS", "BaseSessionOffPolicyEstimator", "PerDecisionDoublyRobust",
            "PerDecisionIS", "SelfNormalizedPerDecisionDoublyRobust", "SelfNormalizedPerDecisionIS",
@@ -164,23 +164,7 @@ def check_session_inputs(estimator_name: str, arrays: dict[str, object], logging
     session; ``reward``, ``q_hat`` and ``v_hat`` finite; propensities in range; the cumulative weights finite.
     """
     gamma = check_gamma(gamma)
-    checked = {}
-    for name, value in arrays.items():
-        if value is None:
-            raise OPEInputError(f"{estimator_name} needs {name}; got None")
-        array = np.asarray(value)
-        if array.ndim != 1:
-            raise OPEInputError(f"{name} must be 1-D (one value per row, i.e. per request); got shape {array.shape}")
-        checked[name] = array
-    n = len(checked["session_id"])
-    for name, array in checked.items():
-        if len(array) != n:
-            raise OPEInputError(f"{name} must have one value per row of session_id ({n} rows); got {len(array)}")
-    if n == 0:
-        raise OPEInputError("session_id must have at least one row; got 0")
-    for name in ("session_id", "step"):
-        if checked[name].dtype.kind not in "iu":
-            raise OPEInputError(f"{name} must be integers; got dtype {checked[name].dtype}")
+    checked = flat_arrays(estimator_name, arrays, "session_id", "request", ("session_id", "step"))
     starts, lengths = _session_layout(checked["session_id"], checked["step"])
     checked = {name: array if name in ("session_id", "step") else array.astype(np.float64, copy=False)
                for name, array in checked.items()}

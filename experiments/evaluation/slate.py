@@ -60,7 +60,7 @@ from typing import ClassVar
 import numpy as np
 
 from fusionsim.experiments.evaluation.estimators import (OPEInputError, OPEInputTypeError, _first_bad,
-                                                         contiguous_blocks, percentile_interval)
+                                                         contiguous_blocks, flat_arrays, percentile_interval)
 
 __all__ = ["SLATE_ESTIMATORS", "BaseSlateInverseProbabilityWeighting", "BaseSlateOffPolicyEstimator",
            "SelfNormalizedSlateIndependentIPS", "SelfNormalizedSlateRewardInteractionIPS",
@@ -129,24 +129,7 @@ def check_slate_inputs(estimator_name: str, len_list: int, arrays: dict[str, obj
     ``position`` 0, 1, ... in row order within each slate; slates of ``len_list`` rows; ``reward`` finite;
     propensities in range.
     """
-    checked = {}
-    for name, value in arrays.items():
-        if value is None:
-            raise OPEInputError(f"{estimator_name} needs {name}; got None")
-        array = np.asarray(value)
-        if array.ndim != 1:
-            raise OPEInputError(f"{name} must be 1-D (one value per row, i.e. per slate and position); "
-                                f"got shape {array.shape}")
-        checked[name] = array
-    n = len(checked["slate_id"])
-    for name, array in checked.items():
-        if len(array) != n:
-            raise OPEInputError(f"{name} must have one value per row of slate_id ({n} rows); got {len(array)}")
-    if n == 0:
-        raise OPEInputError("slate_id must have at least one row; got 0")
-    for name in ("slate_id", "position", "action"):
-        if name in checked and checked[name].dtype.kind not in "iu":
-            raise OPEInputError(f"{name} must be integers; got dtype {checked[name].dtype}")
+    checked = flat_arrays(estimator_name, arrays, "slate_id", "slate and position", ("slate_id", "position", "action"))
     n_slates, k = _slate_layout(checked["slate_id"], checked["position"])
     if k != len_list:
         raise OPEInputError(f"len_list is {len_list} but the slates have {k} rows each (positions 0..{k - 1}); "
