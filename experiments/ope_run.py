@@ -303,7 +303,7 @@ def obd_estimates(log: pd.DataFrame, n_items: int, action_dist: np.ndarray, esti
                   seed: int, bootstrap: int = BOOTSTRAP_SAMPLES) -> dict:
     """Every estimator's value of the policy ``action_dist`` (n, n_items, 3) on an Open Bandit Dataset
     campaign ``log`` (``envs.calibration.obd.read_obd``), with intervals from ``bootstrap`` resamples; the
-    reward model is a ridge regression on one-hot user features, cross-fitted over ``folds``."""
+    reward model is a ridge regression on one-hot user features and position, cross-fitted over ``folds``."""
     n = len(log)
     action = log["item_id"].to_numpy().astype(np.int64)
     position = log["position"].to_numpy().astype(np.int64) - 1
@@ -311,7 +311,9 @@ def obd_estimates(log: pd.DataFrame, n_items: int, action_dist: np.ndarray, esti
     user_columns = [c for c in log.columns if c.startswith("user_feature_")]
     features = pd.get_dummies(log[user_columns].astype(str)).to_numpy(dtype=np.float64) if user_columns else \
         np.zeros((n, 0))
-    contexts = np.column_stack([np.ones(n), features])
+    # the slot too: a round's q-hat is read at its own position (obp's DM and DR), whose click rate differs
+    slots = np.eye(action_dist.shape[2])[position][:, 1:]
+    contexts = np.column_stack([np.ones(n), features, slots])
     q = cross_fitted_rewards(contexts, action, reward, n_items, folds, seed=seed)
     q = np.repeat(q[:, :, None], action_dist.shape[2], axis=2)
     data = {"reward": reward, "action": action, "pscore": log["propensity_score"].to_numpy(dtype=np.float64),
