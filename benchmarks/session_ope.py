@@ -37,48 +37,11 @@ from fusionsim.envs.shop import make_shop
 from fusionsim.envs.simulator import BatchedSimulator
 from fusionsim.experiments.evaluation.estimators import DoublyRobust, InverseProbabilityWeighting, bootstrap_means
 from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
-from fusionsim.experiments.evaluation.session import SESSION_ESTIMATORS, SessionLog, session_arrays_from_log
+from fusionsim.experiments.evaluation.session import (SESSION_ESTIMATORS, fitted_q_evaluation, q_features,
+                                                      session_arrays_from_log)
 from fusionsim.experiments.online import run_online
 from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import TrainConfig, read_trained_run, train
-
-STEP_FEATURES = 16
-"""One-hot session-step features of the fitted Q evaluation: steps 0 .. STEP_FEATURES - 2, and one for later."""
-
-
-def q_features(contexts: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """The fitted Q evaluation's features: the context and a one-hot of the session step (capped)."""
-    onehot = np.zeros((len(step), STEP_FEATURES))
-    onehot[np.arange(len(step)), np.minimum(step, STEP_FEATURES - 1)] = 1.0
-    return np.column_stack([contexts, onehot])
-
-
-def fitted_q_evaluation(x: np.ndarray, sessions: SessionLog, action_dist: np.ndarray, gamma: float = 1.0,
-                        folds: int = 2, ridge: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Q-hat (n, n_actions) of the evaluation policy ``action_dist`` (n, n_actions) at every kept request by
-    fitted Q evaluation (Le et al. 2019): per action a ridge regression of r_t + gamma V-hat(x_{t+1}) on the
-    features ``x`` (n, d), V-hat(x_{t+1}) = sum_a pi_e(a | x_{t+1}) Q-hat(x_{t+1}, a) and 0 at a session's end,
-    iterated once per step of the longest session; cross-fitted over sessions (a session's requests never fit
-    its own Q-hat)."""
-    n, d = x.shape
-    n_actions = action_dist.shape[1]
-    session = np.cumsum(sessions.step == 0) - 1
-    fold = (np.random.default_rng(seed).permutation(sessions.n_sessions) % folds)[session]
-    has_next = sessions.next_row >= 0
-    out = np.empty((n, n_actions))
-    eye = ridge * np.eye(d)
-    for f in range(folds):
-        train_rows = fold != f
-        theta = np.zeros((n_actions, d))
-        for _ in range(int(sessions.step.max()) + 1):
-            v = np.einsum("na,na->n", action_dist, x @ theta.T)
-            target = sessions.reward + gamma * np.where(has_next, v[np.where(has_next, sessions.next_row, 0)], 0.0)
-            for a in range(n_actions):
-                rows = train_rows & (sessions.action == a)
-                theta[a] = np.linalg.solve(x[rows].T @ x[rows] + eye, x[rows].T @ target[rows])
-        out[~train_rows] = x[~train_rows] @ theta.T
-    return out
-
 
 def on_policy_returns(world, arms, trained, requests: int, slots: int, seed: int) -> tuple[np.ndarray, int]:
     """The returns of the sessions of one on-policy run (``requests`` in whole steps of ``slots``), kept as

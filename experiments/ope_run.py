@@ -17,7 +17,8 @@ from fusionsim.envs.shop import make_shop, world_fields
 from fusionsim.experiments.evaluation import ESTIMATORS, OPEInputError, evaluate
 from fusionsim.experiments.evaluation.estimators import KernelizedInverseProbabilityWeighting
 from fusionsim.experiments.evaluation.propensity import cross_fitted_propensities
-from fusionsim.experiments.evaluation.session import SESSION_ESTIMATORS, session_arrays_from_log
+from fusionsim.experiments.evaluation.session import (SESSION_ESTIMATORS, fitted_q_evaluation, q_features,
+                                                      session_arrays_from_log)
 from fusionsim.experiments.online import run_online
 from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
 from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
@@ -155,28 +156,34 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     used = data["estimated_pscore"] if config.pscore == "estimated" else data["pscore"]
     metrics["effective_sample_size"] = effective_sample_size(action_dist[np.arange(len(action)), action, 0] / used)
     if config.pscore == "logged":
-        metrics["per_session"] = _session_estimates(log, action_dist[:, :, 0], truth_run, seed)
+        metrics["per_session"] = _session_estimates(log, contexts, action_dist[:, :, 0], truth_run, seed)
     return _finish(metrics, logs, policy_run, out, config)
 
 
-SESSION_FAMILY = ("pdis", "snpdis", "tis")
-"""The session estimators ``ope`` reports beside the per-request ones (no reward model needed)."""
+SESSION_FAMILY = ("pdis", "snpdis", "tis", "dr", "sndr")
+"""The session estimators ``ope`` reports beside the per-request ones; DR and SNDR with the fitted Q
+evaluation of ``evaluation.session`` (a ridge per action on the context and the session step)."""
 FAMILIES = {"request": "per request: each request a bandit round, independent of the others; right for the value "
                        "per request of a policy that does not change what the shopper does next",
             "session": "per session: whole sessions as the units, importance-weighted step by step; right for the "
                        "value per session of a policy that changes satiation, fatigue or leaving (fusion does)"}
 
 
-def _session_estimates(log: pd.DataFrame, action_dist: np.ndarray, truth_run, seed: int) -> dict:
-    """The value per session of the policy with ``action_dist`` (n, n_actions) on the log's sessions (those
-    still open at its end cut, ``evaluation.session``), by the estimators of :data:`SESSION_FAMILY`, with the
-    simulated reward per ended session of ``truth_run`` as the truth."""
+def _session_estimates(log: pd.DataFrame, contexts: np.ndarray, action_dist: np.ndarray, truth_run,
+                       seed: int) -> dict:
+    """The value per session of the policy with ``action_dist`` (n, n_actions) at the log's ``contexts``
+    (n, D) on its sessions (those still open at its end cut, ``evaluation.session``), by the estimators of
+    :data:`SESSION_FAMILY`, with the simulated reward per ended session of ``truth_run`` as the truth."""
     sessions = session_arrays_from_log(log, action_dist)
     if len(sessions.session_id) == 0:
         return {"skipped": "no session of the log ended before its earliest session still open began (a log of "
                            "fewer requests than concurrent sessions): nothing for the session family"}
     truth = float(truth_run.step_rewards.sum() * truth_run.slots / max(int(truth_run.step_sessions.sum()), 1))
-    results = evaluate({name: SESSION_ESTIMATORS[name]() for name in SESSION_FAMILY}, sessions.arrays(), truth,
+    dist = action_dist[sessions.row]
+    q_all = fitted_q_evaluation(q_features(contexts[sessions.row], sessions.step), sessions, dist, seed=seed)
+    data = {**sessions.arrays(), "q_hat": q_all[np.arange(len(sessions.row)), sessions.action],
+            "v_hat": np.einsum("na,na->n", dist, q_all)}
+    results = evaluate({name: SESSION_ESTIMATORS[name]() for name in SESSION_FAMILY}, data, truth,
                        BOOTSTRAP_SAMPLES, seed)
     return {"estimators": results, "on_policy_truth": truth, "sessions": int(len(np.unique(sessions.session_id))),
             "logged_return_per_session": float(sessions.reward.sum() / len(np.unique(sessions.session_id)))}

@@ -148,7 +148,8 @@ def test_ope_command_on_a_simulated_log(tmp_path):
     assert 0 < metrics["effective_sample_size"] <= metrics["rounds"]
     # beside them, the session family: the value per session, against the simulated reward per ended session
     per_session = metrics["per_session"]
-    assert set(per_session["estimators"]) == {"pdis", "snpdis", "tis"} and per_session["on_policy_truth"] > 0
+    assert set(per_session["estimators"]) == {"pdis", "snpdis", "tis", "dr", "sndr"}
+    assert per_session["on_policy_truth"] > 0
     for r in per_session["estimators"].values():
         assert r["ci_lower"] <= r["estimate"] <= r["ci_upper"] and r["relative_error"] < 0.5
     assert "per session: whole sessions as the units" in (tmp_path / "ope" / "report.md").read_text()

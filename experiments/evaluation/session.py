@@ -617,3 +617,41 @@ def _logged_action_probability(action_dist: np.ndarray, action: np.ndarray, n: i
         raise OPEInputError(f"action_dist must sum to 1 over the {n_actions} actions of each row; row {row} sums "
                             f"to {sums[row]}")
     return dist[np.arange(n), action.astype(np.int64)]
+
+
+STEP_FEATURES = 16
+"""One-hot session-step features of the fitted Q evaluation: steps 0 .. STEP_FEATURES - 2, and one for later."""
+
+
+def q_features(contexts: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """The fitted Q evaluation's features: the context and a one-hot of the session step (capped)."""
+    onehot = np.zeros((len(step), STEP_FEATURES))
+    onehot[np.arange(len(step)), np.minimum(step, STEP_FEATURES - 1)] = 1.0
+    return np.column_stack([contexts, onehot])
+
+
+def fitted_q_evaluation(x: np.ndarray, sessions: SessionLog, action_dist: np.ndarray, gamma: float = 1.0,
+                        folds: int = 2, ridge: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Q-hat (n, n_actions) of the evaluation policy ``action_dist`` (n, n_actions) at every kept request by
+    fitted Q evaluation (Le et al. 2019): per action a ridge regression of r_t + gamma V-hat(x_{t+1}) on the
+    features ``x`` (n, d), V-hat(x_{t+1}) = sum_a pi_e(a | x_{t+1}) Q-hat(x_{t+1}, a) and 0 at a session's end,
+    iterated once per step of the longest session; cross-fitted over sessions (a session's requests never fit
+    its own Q-hat)."""
+    n, d = x.shape
+    n_actions = action_dist.shape[1]
+    session = np.cumsum(sessions.step == 0) - 1
+    fold = (np.random.default_rng(seed).permutation(sessions.n_sessions) % folds)[session]
+    has_next = sessions.next_row >= 0
+    out = np.empty((n, n_actions))
+    eye = ridge * np.eye(d)
+    for f in range(folds):
+        train_rows = fold != f
+        theta = np.zeros((n_actions, d))
+        for _ in range(int(sessions.step.max()) + 1):
+            v = np.einsum("na,na->n", action_dist, x @ theta.T)
+            target = sessions.reward + gamma * np.where(has_next, v[np.where(has_next, sessions.next_row, 0)], 0.0)
+            for a in range(n_actions):
+                rows = train_rows & (sessions.action == a)
+                theta[a] = np.linalg.solve(x[rows].T @ x[rows] + eye, x[rows].T @ target[rows])
+        out[~train_rows] = x[~train_rows] @ theta.T
+    return out
