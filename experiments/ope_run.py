@@ -185,8 +185,8 @@ def _session_estimates(log: pd.DataFrame, contexts: np.ndarray, action_dist: np.
             "v_hat": np.einsum("na,na->n", dist, q_all)}
     results = evaluate({name: SESSION_ESTIMATORS[name]() for name in SESSION_FAMILY}, data, truth,
                        BOOTSTRAP_SAMPLES, seed)
-    return {"estimators": results, "on_policy_truth": truth, "sessions": int(len(np.unique(sessions.session_id))),
-            "logged_return_per_session": float(sessions.reward.sum() / len(np.unique(sessions.session_id)))}
+    return {"estimators": results, "on_policy_truth": truth, "sessions": sessions.n_sessions,
+            "logged_return_per_session": float(sessions.reward.sum() / sessions.n_sessions)}
 
 
 def effective_sample_size(weights: np.ndarray) -> float:
@@ -218,10 +218,6 @@ def _simulated_run(log_config: dict, logs: Path, trained: TrainedRun, requests: 
     return run_online(world, arms, trained.policy, trained.mapper, requests,
                       seed=int(log_config["args"]["seed"]), slots=256)
 
-
-def _simulated_truth(log_config: dict, logs: Path, trained: TrainedRun, requests: int) -> float:
-    """The policy's simulated on-policy value per request (see :func:`_simulated_run`)."""
-    return _simulated_run(log_config, logs, trained, requests).mean
 
 
 def _finish(metrics: dict, logs: Path, source: Path, out: Path, config: OPEConfig) -> dict:
@@ -255,7 +251,7 @@ def _run_continuous_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.nda
     estimator = KernelizedInverseProbabilityWeighting(bandwidth=KERNEL_BANDWIDTH)
     data = {"reward": reward, "action_by_behavior_policy": logged,
             "pscore": log["propensity"].to_numpy(dtype=np.float64), "action_by_evaluation_policy": target}
-    truth = _simulated_truth(log_config, logs, trained, truth_requests or len(log))
+    truth = _simulated_run(log_config, logs, trained, truth_requests or len(log)).mean
     results = {**evaluate({"kernel-ipw": estimator}, data, truth, BOOTSTRAP_SAMPLES, seed),
                **evaluate({"kernel-dr": estimator}, {**data, "estimated_rewards_by_reg_model": q_target,
                                                      "estimated_rewards_at_logged_action": q_logged},

@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from fusionsim.envs.logs import SURFACES  # a search share needs the log's surfaces named as the shop's
 from fusionsim.envs.calibration.statistics import Estimate, independent_units, ratio_estimate
 from fusionsim.envs.scenario import DEVICES, SEGMENTS
-
-SURFACES = ("feed", "search")
-"""The surfaces of the scenario's shop (``envs.logs.SURFACES``); a search share needs both named so."""
 
 
 @dataclass
