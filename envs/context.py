@@ -98,8 +98,54 @@ def build_contexts(static: np.ndarray, is_search: np.ndarray, day: float, sessio
     return out
 
 
+CONTEXT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("segment", f"one of {', '.join(SEGMENTS)}"),
+    ("surface", "feed or search"),
+    ("device", f"one of {', '.join(DEVICES)}"),
+    ("hour", "hour of the day, a number in [0, 24)"),
+    ("session_step", "requests earlier in this session, an integer >= 0"),
+    ("history_length", "the shopper's past purchases, an integer >= 0"),
+    ("session_clicks", "clicks earlier in this session, an integer >= 0"),
+    ("query_names_leaf", "true if the search query names a leaf category"),
+)
+"""(name, allowed) of the fields a request's context vector is built from (what a shop sends to ``serve``)."""
+
+
+def contexts_from_fields(segment: np.ndarray, surface_search: np.ndarray, device: np.ndarray, hour: np.ndarray,
+                         session_step: np.ndarray, history_length: np.ndarray, session_clicks: np.ndarray,
+                         query_names_leaf: np.ndarray) -> np.ndarray:
+    """Context vectors (B, CONTEXT_DIM) float32 from per-request fields, each (B,): segment and device indices
+    (into SEGMENTS, DEVICES), surface_search and query_names_leaf booleans, hour of the day in [0, 24), and
+    the counts. The same vectors :func:`build_contexts` gives the simulator's requests, with the hour per
+    request instead of one simulated day."""
+    out = build_contexts(static_context(segment, device), surface_search, 0.0, session_step, history_length,
+                         session_clicks, query_names_leaf)
+    angle = 2.0 * np.pi * (np.asarray(hour, dtype=np.float64) / 24.0)
+    out[:, 8], out[:, 9] = np.sin(angle), np.cos(angle)
+    return out
+
+
+def fields_of_contexts(contexts: np.ndarray) -> dict[str, np.ndarray]:
+    """The fields of :data:`CONTEXT_FIELDS` (each (B,)) that give back ``contexts`` (B, CONTEXT_DIM) through
+    :func:`contexts_from_fields`, up to float32 rounding of the hour: segment and device indices, booleans,
+    the hour and the counts (capped where the feature caps them)."""
+    contexts = np.asarray(contexts, dtype=np.float64)
+    hour = np.mod(np.arctan2(contexts[:, 8], contexts[:, 9]) * (24.0 / (2.0 * np.pi)), 24.0)
+    return {
+        "segment": np.argmax(contexts[:, _SEGMENT0:_SEGMENT0 + len(SEGMENTS)], axis=1),
+        "surface_search": contexts[:, 5] > 0.5,
+        "device": np.where(contexts[:, 7] > 0.5, 2, np.where(contexts[:, 6] > 0.5, 1, 0)),
+        "hour": np.where(hour >= 24.0, 0.0, hour),
+        "session_step": np.rint(contexts[:, 10] * 20).astype(np.int64),
+        "history_length": np.rint(np.expm1(contexts[:, 11] * _LOG_HISTORY_CAP)).astype(np.int64),
+        "session_clicks": np.rint(contexts[:, 12] * 10).astype(np.int64),
+        "query_names_leaf": contexts[:, 13] > 0.5,
+    }
+
+
 assert CONTEXT_NAMES[_SEGMENT0:_SEGMENT0 + len(SEGMENTS)] == tuple(f"segment_{s}" for s in SEGMENTS)
 assert CONTEXT_NAMES[5:8] == ("surface_search", "device_mobile", "device_app")
+assert DEVICES == ("desktop", "mobile", "app")
 
 
 HISTORY_BUCKETS = (0.0, np.log1p(1) / _LOG_HISTORY_CAP, np.log1p(6) / _LOG_HISTORY_CAP)

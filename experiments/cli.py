@@ -518,6 +518,58 @@ def learn_command(logs: Path, learner: str, epsilon: float, ridge: float, holdou
     click.echo(f"wrote {folder}/policy.npz, {folder}/metrics.json and {folder}/report.md")
 
 
+@cli.command("serve")
+@click.argument("policy", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
+@click.option("--log-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder of the decision log and snapshots [default: runs/serve-<policy run's name>].")
+@click.option("--learn", is_flag=True, help="Bandit policies: update from joined outcomes (else frozen).")
+@click.option("--learn-batch", type=click.IntRange(1, 10**9), default=256, show_default=True,
+              help="Outcomes per learning update.")
+@click.option("--snapshot-every", type=click.IntRange(1, 10**9), default=10_000, show_default=True,
+              help="Events between snapshots of the learning policy.")
+@click.option("--join-window", type=FiniteFloat(0.0, 86_400.0, min_open=True), default=60.0, show_default=True,
+              help="Seconds an event waits for its outcome before it is logged without one.")
+@click.option("--flush-seconds", type=FiniteFloat(0.0, 86_400.0, min_open=True), default=2.0, show_default=True,
+              help="Seconds between writes of the decision log (what a crash can lose).")
+def serve_command(policy: Path, host: str, port: int, log_dir: Path | None, learn: bool, learn_batch: int,
+                  snapshot_every: int, join_window: float, flush_seconds: float) -> None:
+    """Serve a trained fusion policy over HTTP: POST /rank, POST /reward, GET /health, GET /metrics."""
+    from fusionsim.experiments.serve import ServeConfig, serve
+
+    config = ServeConfig(policy=str(policy), learn=learn, learn_batch=learn_batch, snapshot_every=snapshot_every,
+                         join_window=join_window, flush_seconds=flush_seconds)
+    folder = log_dir if log_dir is not None else Path("runs") / f"serve-{policy.resolve().name}"
+    serve(config, folder, host, port, announce=lambda line: click.echo(line))
+
+
+@cli.command("replay")
+@click.option("--server", required=True, help="Address of a running fusionsim serve, http://host:port.")
+@click.option("--scenario", default="default", show_default=True)
+@click.option("--base", type=click.Path(path_type=Path), default=None, help="Folder of trained arms (the policy's).")
+@click.option("--requests", type=REQUESTS, default=100_000, show_default=True)
+@click.option("--slots", type=click.IntRange(1, 1024), default=256, show_default=True,
+              help="Concurrent shopper sessions: requests per /rank call.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--log-every", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/replay"), show_default=True)
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
+def replay_command(server: str, scenario: str, base: Path | None, requests: int, slots: int, seed: int,
+                   log_every: int, out: Path, overwrite: bool) -> None:
+    """Drive a running fusionsim serve with simulated shoppers: rank, show, post the outcome back."""
+    from fusionsim.experiments.replay import ReplayConfig, run_replay
+
+    config = ReplayConfig(server=server, scenario=scenario, requests=requests,
+                          base=None if base is None else str(base), slots=slots, seed=seed, log_every=log_every)
+    with new_run(out, overwrite) as folder:
+        metrics = run_replay(config, folder, progress=True)
+    lo, hi = metrics["reward_per_request_ci95"]
+    click.echo(f"reward per request {metrics['reward_per_request']:.4f} [{lo:.4f}, {hi:.4f}] over "
+               f"{metrics['requests']:,} requests; policy version {metrics['final_policy_version']}")
+    click.echo(f"wrote {folder}/metrics.json, {folder}/report.md and TensorBoard events in {folder}/tensorboard/")
+
+
 @cli.command("ab-test")
 @click.option("--scenario", default="default", show_default=True)
 @click.option("--base", type=click.Path(path_type=Path), default=None, help="Folder of trained arms.")

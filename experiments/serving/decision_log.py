@@ -1,0 +1,119 @@
+"""The decision log of ``fusionsim serve``: every served request, one row per shown item in the impression-log
+schema (``envs.calibration.schema``), so ``calibrate``, ``fidelity``, ``ope`` and ``learn`` read it as they read a
+shop's log.
+
+A log is a folder of ``part-EEEEE-NNNNNN.parquet`` files (E: the server's start, N: its flushes), each written
+whole and atomically (a temporary file renamed into place): a crash never leaves a torn part, and loses at most
+the decisions not yet flushed. Columns, beyond the schema's (``request_id`` is the ``event_id``):
+
+| column | type | meaning |
+|---|---|---|
+| session_id | int64 | as the request sent it; a request sent without one is a session of its own (its event_id) |
+| context_<feature> | float32 | the context vector the policy saw (``envs.context.CONTEXT_NAMES``) |
+| action | int64 | the policy's discrete action (arm or grid index); absent for continuous actions |
+| action_propensity | float64 | its probability under the served policy (absent for continuous actions) |
+| action_<arm>, action_density | float32, float64 | continuous actions only: the action and its density |
+| weights_<arm> | float32 | the blend weights it mapped to (NaN where a stacker ordered the slate) |
+| score_<arm> | float64 | the arm's score of the shown item, as the request sent it |
+| reward | float64 | the request's reward under the policy's scenario (clicks, purchases or revenue) |
+| joined | bool | whether an outcome arrived within the join window (if not, clicks and purchases are 0) |
+| policy_version | int64 | the policy's version when it ranked the request (it grows with each learning update) |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from fusionsim.envs.context import CONTEXT_NAMES
+from fusionsim.envs.logs import SURFACES, atomic_write_parquet
+from fusionsim.envs.scenario import DEVICES, SEGMENTS
+
+PART_GLOB = "part-*.parquet"
+
+
+@dataclass
+class Decision:
+    """One served request and, once it is joined or expired, its outcome. Arrays are per slot of the slate
+    (k,) unless stated: ``items`` int64, ``scores`` (k, A) float64 (each arm's score of the shown item),
+    ``context`` (CONTEXT_DIM,) float32, ``action`` an int or (A,) float32, ``weights`` (A,) float32."""
+
+    event_id: int
+    timestamp: float
+    context: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+    action: object
+    propensity: float
+    weights: np.ndarray
+    user_id: int
+    session_id: int
+    segment: int
+    surface: int
+    device: int
+    query: str
+    policy_version: int
+    clicks: np.ndarray | None = None
+    purchases: np.ndarray | None = None
+    revenue: np.ndarray | None = None
+    reward: float = 0.0
+    joined: bool = False
+
+
+def decisions_table(decisions: list[Decision], arm_names: list[str], continuous: bool) -> pa.Table:
+    """The impression rows of ``decisions`` (each complete: joined or expired), in order."""
+    k = np.array([len(d.items) for d in decisions])
+    n = int(k.sum())
+
+    def per_item(values, dtype) -> np.ndarray:
+        return np.repeat(np.asarray(values, dtype=dtype), k)
+
+    contexts = np.stack([d.context for d in decisions])
+    scores = np.concatenate([d.scores for d in decisions])
+    weights = np.stack([d.weights for d in decisions])
+    columns: dict[str, pa.Array] = {
+        "request_id": pa.array(per_item([d.event_id for d in decisions], np.int64)),
+        "timestamp": pa.array(per_item([d.timestamp for d in decisions], np.float64)),
+        "user_id": pa.array(per_item([d.user_id for d in decisions], np.int64)),
+        "surface": pa.array(np.array(SURFACES, dtype=object)[per_item([d.surface for d in decisions], np.int64)]),
+        "query": pa.array(per_item([d.query for d in decisions], object)),
+        "device": pa.array(np.array(DEVICES, dtype=object)[per_item([d.device for d in decisions], np.int64)]),
+        "segment": pa.array(np.array(SEGMENTS, dtype=object)[per_item([d.segment for d in decisions], np.int64)]),
+        "position": pa.array(np.concatenate([np.arange(m, dtype=np.int64) for m in k])),
+        "item_id": pa.array(np.concatenate([d.items for d in decisions]).astype(np.int64)),
+        "click": pa.array(np.concatenate([d.clicks for d in decisions]).astype(np.int64)),
+        "purchase": pa.array(np.concatenate([d.purchases for d in decisions]).astype(np.int64)),
+        "revenue": pa.array(np.concatenate([d.revenue for d in decisions]).astype(np.float64)),
+    }
+    # a request sent without its session is a session of its own (nothing known ties it to others)
+    columns["session_id"] = pa.array(per_item([d.session_id if d.session_id >= 0 else d.event_id
+                                               for d in decisions], np.int64))
+    if continuous:
+        actions = np.repeat(np.stack([np.asarray(d.action, dtype=np.float32) for d in decisions]), k, axis=0)
+        for j, name in enumerate(arm_names):
+            columns[f"action_{name}"] = pa.array(actions[:, j])
+        columns["action_density"] = pa.array(per_item([d.propensity for d in decisions], np.float64))
+    else:
+        columns["action"] = pa.array(per_item([d.action for d in decisions], np.int64))
+        columns["action_propensity"] = pa.array(per_item([d.propensity for d in decisions], np.float64))
+    for j, name in enumerate(CONTEXT_NAMES):
+        columns[f"context_{name}"] = pa.array(np.repeat(contexts[:, j], k))
+    for j, name in enumerate(arm_names):
+        columns[f"weights_{name}"] = pa.array(np.repeat(weights[:, j], k))
+    for j, name in enumerate(arm_names):
+        columns[f"score_{name}"] = pa.array(scores[:, j])
+    columns["reward"] = pa.array(per_item([d.reward for d in decisions], np.float64))
+    columns["joined"] = pa.array(per_item([d.joined for d in decisions], bool))
+    columns["policy_version"] = pa.array(per_item([d.policy_version for d in decisions], np.int64))
+    assert all(len(c) == n for c in columns.values())
+    return pa.table(columns)
+
+
+def write_part(folder: Path, epoch: int, sequence: int, table: pa.Table) -> Path:
+    """Write one part of the decision log atomically; its path."""
+    path = Path(folder) / f"part-{epoch:05d}-{sequence:06d}.parquet"
+    atomic_write_parquet(table, path)
+    return path
