@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import gc
 import importlib.util
 import socket
 from pathlib import Path
@@ -21,7 +21,9 @@ def check_serve_extra() -> None:
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host``:``port`` (0: any free port); a ServeError naming them when taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio then sets TCP_NODELAY on every accepted connection (with 0 it does not,
+    # and Nagle's algorithm meeting delayed ACKs holds each small answer for 40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -48,4 +50,6 @@ def serve(config: ServeConfig, log_dir: Path, host: str, port: int, announce=pri
     announce(f"serving {config.policy} ({service.served.agent}, {len(service.served.arm_names)} arms"
              f"{', learning' if config.learn else ''}) on http://{address[0]}:{address[1]}; decisions go to "
              f"{log_dir}/decisions")
-    asyncio.run(server.serve(sockets=[sock]))
+    gc.collect()
+    gc.freeze()  # what startup built (torch, the policy, the modules) is never traversed by the collector again
+    server.run(sockets=[sock])  # on uvloop when it is installed (the serve extra installs it)

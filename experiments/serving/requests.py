@@ -174,7 +174,13 @@ def parse_rank(body: object, arm_names: list[str], n_candidates: int, default_sl
                 field = _join(prefix, f"scores.{name}")
                 raise RequestError(field, f"{field}: '{name}' is not an arm of this policy; its arms are "
                                           f"{', '.join(arm_names)}")
-        for a, name in enumerate(arm_names):
+        lists = [arm_scores.get(name) for name in arm_names]
+        if all(type(v) is list and len(v) == n_candidates and set(map(type, v)) <= _NUMBER_TYPES for v in lists):
+            block = np.array(lists, dtype=np.float64)  # every arm at once; a bad entry is then found arm by arm
+            if np.isfinite(block).all():
+                scores[:, i] = block
+                lists = []
+        for a, name in enumerate(arm_names[:len(lists)]):
             field = _join(prefix, f"scores.{name}")
             if name not in arm_scores:
                 raise RequestError(field, f"{field} is missing: every arm's scores are required "

@@ -103,6 +103,8 @@ class ServedPolicy:
         if self.policy is None:
             actions = np.zeros(len(contexts), dtype=np.int64)
             return actions, np.ones(len(contexts)), self.decoder.decide(actions)
+        if not self.continuous:  # bandits read float64 contexts (one row takes their fast path); same values
+            contexts = contexts.astype(np.float64)
         actions, propensities = self.policy.act(contexts)
         return actions, np.asarray(propensities, dtype=np.float64), self.decoder.decide(actions)
 
@@ -216,6 +218,7 @@ class FusionService:
         self._parts = 0
         self._learn_queue: list[Decision] = []
         self._since_snapshot = 0
+        self._places: dict[int, np.ndarray] = {}
         if config.learn:
             self._resume_snapshot()
 
@@ -269,9 +272,12 @@ class FusionService:
         """Rank every request of ``batch``; register each as an event awaiting its outcome."""
         served = self.served
         actions, propensities, decisions = served.decide(batch.contexts)
-        slate_index, weights = served.fusion.rank(
-            np.broadcast_to(np.arange(self.n_candidates, dtype=np.int32), batch.candidates.shape).copy(),
-            batch.excluded, batch.arm_scores, batch.contexts, decisions, batch.slate_size)
+        places = self._places.get(len(batch.contexts))
+        if places is None:  # the fusion stage ranks candidate places 0..C-1; they are then read as item ids
+            places = self._places[len(batch.contexts)] = np.tile(np.arange(self.n_candidates, dtype=np.int32),
+                                                                 (len(batch.contexts), 1))
+        slate_index, weights = served.fusion.rank(places, batch.excluded, batch.arm_scores, batch.contexts, decisions,
+                                                  batch.slate_size)
         rows = np.arange(len(slate_index))[:, None]
         items = batch.candidates[rows, slate_index]
         scores = np.stack([s[rows, slate_index] for s in batch.arm_scores], axis=2).astype(np.float64)
