@@ -5,11 +5,12 @@ at a sustained 500 requests/s, and the rate at which the service saturates. Prin
 
 The server runs as ``fusionsim serve`` in its own process (a LinUCB trained for 512 requests on the four arms of
 ``--base``, frozen, decision log on). The load comes from another process, open loop: request i is due at
-i / rate, and its latency runs from when it was due to when its answer is read, so a slow answer also delays
-the ones queued behind it (no coordinated omission). Four client threads share the schedule, each on one
+i / rate, and its latency runs from when it was due to when its answer is read, so a slow answer also
+delays the ones queued behind it (no coordinated omission). Four client threads share the schedule, each on one
 kept-alive connection; the bodies are encoded beforehand. Every answered ``/rank`` gets its outcome posted
-(``/reward``), in batches of 32 per client as a shop's event collector would send them. Saturation: the same clients closed loop (each sends as soon as it has its
-answer), for ``--seconds`` / 2.
+(``/reward``), in batches of 32 per client as a shop's event collector would send them. Saturation: the same
+clients closed loop (each sends as soon as it has its answer), for ``--seconds`` / 2. Both processes share
+this machine's 2 cores.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def load(port: int, payloads: list[bytes], calls_per_second: float | None, secon
             return next(counter)
 
     start = time.perf_counter() + 0.2
-    due = None if calls_per_second is None else start + np.arange(int(seconds * calls_per_second) + 1) / calls_per_second
+    due = None if calls_per_second is None else (start + np.arange(int(seconds * calls_per_second) + 1)
+                                                 / calls_per_second)
     latencies: list[float] = []
     errors: list = []
     threads = [threading.Thread(target=_client, args=(port, payloads, due, take, latencies, errors, start + seconds))

@@ -40,8 +40,8 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
         return max(2560, int(requests * scale) // 2560 * 2560)
 
     def per_candidate(requests: int) -> int:
-        """Requests per searched blend or cascade (smoke scales: 2 steps of 256)."""
-        return max(512, int(requests * scale) // 256 * 256)
+        """Requests per searched blend or cascade (smoke scales: one step of 256)."""
+        return max(256, int(requests * scale) // 256 * 256)
 
     def step(text: str) -> None:
         click.echo(f"[demo] {text}", err=True)
@@ -49,7 +49,7 @@ def run_demo(out: Path, overwrite: bool = False, scale: float = 1.0) -> dict:
     step("1/7 logging uniform traffic over the default arms")
     run_policy(SimulateConfig(requests=n(400_000), seed=0), scenario, folder / "logs", progress=False)
     step("2/7 training popularity, mf, content and sequence")
-    epochs = None if scale >= 0.5 else 2  # small scales are smoke runs
+    epochs = None if scale >= 0.5 else 2 if scale >= 0.05 else 1  # small scales are smoke runs
     arms = train_base(TrainBaseConfig(logs=str(folder / "logs"), epochs=epochs), scenario, folder / "arms",
                       progress=False)
     step("3/7 logging uniform traffic over the trained arms")

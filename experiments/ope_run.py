@@ -22,6 +22,7 @@ from fusionsim.experiments.evaluation.session import (SESSION_ESTIMATORS, fitted
 from fusionsim.experiments.online import run_online
 from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
 from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
+from fusionsim.experiments.serving.decision_log import DecisionLogError, read_served_requests
 from fusionsim.experiments.train import TrainedRun, read_trained_run
 from fusionsim.common.io import atomic_write_text, mark_complete
 
@@ -108,6 +109,8 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     logs, policy_run, estimators = Path(config.logs), Path(config.policy), list(config.estimators)
     folds, seed, truth_requests = config.folds, config.seed, config.truth_requests
     trained = read_trained_run(policy_run, "--policy", deterministic=True)
+    if read_config(logs, "--logs").get("command") == "serve":
+        return run_served_ope(trained, config, out)
     log, contexts, log_config = read_simulated_log(logs)
     _check_same_shop(trained, log_config, logs)
     if trained.config.agent == "ppo":
@@ -158,6 +161,37 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     if config.pscore == "logged":
         metrics["per_session"] = _session_estimates(log, contexts, action_dist[:, :, 0], truth_run, seed)
     return _finish(metrics, logs, policy_run, out, config)
+
+
+def run_served_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dict:
+    """Off-policy evaluation on the decision log of ``fusionsim serve`` (``serving.decision_log``): the
+    per-request estimators with the served propensities. A real shop's log has no simulated truth, so none
+    is reported; events logged without an outcome count as reward 0, as the service learned from them."""
+    logs = Path(config.logs)
+    log_config = read_config(logs, "--logs")
+    try:
+        log = read_served_requests(logs)
+    except DecisionLogError as exc:
+        raise OPEInputError(str(exc)) from None
+    _check_same_shop(trained, log_config, logs)
+    served = log_config.get("actions", {})
+    mapper = trained.mapper
+    if served.get("mode") != mapper.mode or served.get("n_actions") != mapper.n_actions:
+        raise OPEInputError(f"--policy {trained.folder} chooses among {mapper.n_actions} {mapper.mode} actions but "
+                            f"the served policy chose among {served.get('n_actions')} {served.get('mode')} actions")
+    contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float64)
+    action, reward = log["action"].to_numpy(), log["reward"].to_numpy(dtype=np.float64)
+    action_dist = trained.policy.action_distribution(contexts.astype(np.float32))[:, :, None]
+    q = cross_fitted_rewards(contexts, action, reward, mapper.n_actions, config.folds, seed=config.seed)[:, :, None]
+    data = {"reward": reward, "action": action, "pscore": log["propensity"].to_numpy(dtype=np.float64),
+            "action_dist": action_dist, "estimated_rewards_by_reg_model": q}
+    metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "pscore": "logged",
+               "served_log": {"joined_share": float(log["joined"].mean())},
+               "estimators": evaluate(_estimators(list(config.estimators)), data, None, BOOTSTRAP_SAMPLES,
+                                      config.seed),
+               "effective_sample_size": effective_sample_size(action_dist[np.arange(len(action)), action, 0]
+                                                              / data["pscore"])}
+    return _finish(metrics, logs, trained.folder, out, config)
 
 
 SESSION_FAMILY = ("pdis", "snpdis", "tis", "dr", "sndr")

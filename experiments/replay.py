@@ -113,7 +113,7 @@ def run_replay(config: ReplayConfig, out: Path, progress: bool = False) -> dict:
     client.close()
     reward = np.concatenate(rewards)
     se = float(reward.std(ddof=1) / math.sqrt(len(reward))) if len(reward) > 1 else float("nan")
-    metrics = {"requests": done, "reward_per_request": float(reward.mean()),
+    metrics = {"requests": done, "reward_per_request": float(reward.mean()), "reward_sd": float(reward.std(ddof=1)),
                "reward_per_request_ci95": [float(reward.mean() - 1.96 * se), float(reward.mean() + 1.96 * se)],
                "traffic": traffic.summary(), "rewards": statuses, "final_policy_version": fusion.policy_version,
                "curve": curve}

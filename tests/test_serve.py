@@ -338,3 +338,48 @@ def test_replay_drives_the_service_with_simulated_shoppers(policy_run, tmp_path)
     log = read_impression_log(tmp_path / "log" / "decisions")
     assert log["request_id"].nunique() == 512
     assert log.groupby("request_id")["click"].sum().mean() == pytest.approx(metrics["reward_per_request"])
+
+
+def test_the_served_log_fed_to_ope_closes_the_loop(policy_run, tmp_path):
+    """Served frozen, the log's propensities are the policy's own: ope of the same policy weights every round 1
+    and its interval holds the value the replay measured."""
+    from fusionsim.experiments.ope_run import OPEConfig, run_ope
+
+    scenario = tmp_path / "small.yaml"
+    scenario.write_text(yaml.safe_dump(small_scenario().model_dump(mode="json")))
+    with Server(ServeConfig(policy=str(policy_run)), tmp_path / "log") as server:
+        measured = run_replay(ReplayConfig(server=server.url, scenario=str(scenario), requests=1024, slots=128,
+                                           log_every=1024), tmp_path / "replay")
+    metrics = run_ope(OPEConfig(logs=str(tmp_path / "log"), policy=str(policy_run), estimators=("ips", "dr")),
+                      tmp_path / "ope")
+    assert metrics["rounds"] == 1024 and metrics["effective_sample_size"] == pytest.approx(1024)
+    assert metrics["logged_reward_per_request"] == pytest.approx(measured["reward_per_request"])
+    for name in ("ips", "dr"):
+        r = metrics["estimators"][name]
+        assert r["ci_lower"] <= measured["reward_per_request"] <= r["ci_upper"], (name, r)
+
+
+def test_the_commands_refuse_bad_input_in_one_line(policy_run, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from fusionsim.experiments import serve as serve_module
+    from fusionsim.experiments.cli import cli
+
+    runner = CliRunner()
+    cases = [
+        (["serve", str(tmp_path / "none")], f"Error: policy run {tmp_path / 'none'} does not exist or is not a folder; "
+         "give a fusionsim train or fusionsim learn or fusionsim train-stacker run folder"),
+        (["serve", str(policy_run), "--join-window", "nan"],
+         "Error: Invalid value for '--join-window': 'nan' is not a finite number"),
+        (["replay", "--server", "ftp://x", "--out", str(tmp_path / "r")],
+         "Error: --server 'ftp://x' is not allowed: must be an http://host:port address"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(cli, args)
+        assert (result.exit_code, result.output.strip()) == (2, message)
+    real = serve_module.importlib.util.find_spec
+    monkeypatch.setattr(serve_module.importlib.util, "find_spec",
+                        lambda name: None if name == "fastapi" else real(name))
+    result = runner.invoke(cli, ["serve", str(policy_run), "--log-dir", str(tmp_path / "log")])
+    assert (result.exit_code, result.output.strip()) == (
+        2, 'Error: fusionsim serve needs the serve extra (FastAPI, uvicorn): pip install -e ".[serve]"')

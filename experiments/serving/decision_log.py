@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from fusionsim.envs.context import CONTEXT_NAMES
 from fusionsim.envs.logs import SURFACES, atomic_write_parquet
@@ -117,3 +119,32 @@ def write_part(folder: Path, epoch: int, sequence: int, table: pa.Table) -> Path
     path = Path(folder) / f"part-{epoch:05d}-{sequence:06d}.parquet"
     atomic_write_parquet(table, path)
     return path
+
+
+class DecisionLogError(ValueError):
+    """A decision log that cannot be read; the message is one line."""
+
+
+def read_served_requests(folder: Path, option: str = "--logs") -> pd.DataFrame:
+    """The decision log of the serve log folder ``folder`` as one row per request (its first slot's row), in
+    event order: ``request_id``, ``session_id``, the ``context_*`` columns, ``action``, ``propensity`` (the
+    logged action propensity), ``reward`` and ``joined``. Only parts written whole exist (each is atomic); a
+    DecisionLogError names ``option`` for a folder without parts, a corrupt part, or continuous actions."""
+    parts = sorted((Path(folder) / "decisions").glob(PART_GLOB))
+    if not parts:
+        raise DecisionLogError(f"{option} {folder} holds no decisions yet ({folder}/decisions/{PART_GLOB})")
+    tables = []
+    for part in parts:
+        try:
+            tables.append(pq.read_table(part))
+        except (OSError, pa.ArrowException) as exc:
+            raise DecisionLogError(f"{option} {folder}: {part.name} is corrupt or not a Parquet file "
+                                   f"({type(exc).__name__})") from None
+    frame = pa.concat_tables(tables, promote_options="default").to_pandas()
+    if "action" not in frame:
+        raise DecisionLogError(f"{option} {folder}: the served policy chose continuous weights; the discrete-action "
+                               "estimators need arm or grid actions")
+    first = frame[frame["position"] == 0].sort_values("request_id", kind="stable")
+    columns = ["request_id", "session_id", *[f"context_{c}" for c in CONTEXT_NAMES], "action", "action_propensity",
+               "reward", "joined"]
+    return first[columns].rename(columns={"action_propensity": "propensity"}).reset_index(drop=True)

@@ -226,7 +226,10 @@ class FusionService:
     def _check_or_write_config(self) -> None:
         args = asdict(self.config)
         args["policy"] = str(Path(self.config.policy).resolve())
-        extra = {"arms": self.served.arm_names, "policy_kind": self.served.kind, "agent": self.served.agent}
+        decoder = self.served.decoder
+        extra = {"arms": self.served.arm_names, "policy_kind": self.served.kind, "agent": self.served.agent,
+                 "actions": {"mode": getattr(decoder, "mode", self.served.kind),
+                             "n_actions": int(getattr(decoder, "n_actions", 1) or 0)}}
         if (self.folder / "config.yaml").is_file():
             stored = read_config(self.folder, "--log-dir")
             if stored.get("command") != "serve":

@@ -1,0 +1,108 @@
+"""The served LinUCB learning through ``fusionsim serve --learn`` against the same LinUCB trained by
+``fusionsim train``, on the same scenario and seed; and the loop closure: ``fusionsim ope`` on the served log
+against the value the replay measured. Prints figures; asserts nothing.
+
+    python benchmarks/serve_replay.py [--requests 50000] [--scenario default]
+
+1. ``train --agent linucb --epsilon 0.05 --requests 256`` (one update: the policy to start serving from).
+2. ``serve <it> --learn --learn-batch 256`` (the update cadence of ``train``'s 256 slots) and
+   ``replay --requests N --slots 256``: the served learning curve.
+3. ``train`` the same LinUCB for 256 + N requests: the curve in process. The two runs draw different
+   random streams (the simulator of ``train`` is seeded through SeedSequence.spawn), so they agree within noise,
+   not bit for bit: each interval's difference is printed with its 95% interval (the intervals' per-request
+   standard deviations, requests treated as independent).
+4. ``serve`` the trained policy frozen, ``replay`` N requests, and ``ope`` on its decision log evaluates the
+   LinUCB of step 3 (its greedy choice with 5% exploration); compared with the replay value of that policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "fusionsim.experiments.cli"]
+
+
+def run(*args: str) -> None:
+    subprocess.run([*CLI, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def served(policy: Path, log_dir: Path, learn: bool) -> tuple[subprocess.Popen, str]:
+    extra = ["--learn", "--learn-batch", "256"] if learn else []
+    process = subprocess.Popen([*CLI, "serve", str(policy), "--port", "0", "--log-dir", str(log_dir), *extra],
+                               stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    return process, "http://127.0.0.1:" + line.rsplit(":", 1)[1].split(";")[0]
+
+
+def replay(url: str, scenario: str, requests: int, out: Path, log_every: int) -> dict:
+    run("replay", "--server", url, "--scenario", scenario, "--requests", str(requests), "--slots", "256",
+        "--log-every", str(log_every), "--out", str(out))
+    return json.loads((out / "metrics.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=50_000)
+    parser.add_argument("--scenario", default="default")
+    args = parser.parse_args()
+    n, every = args.requests, max(args.requests // 5, 256)
+    every -= every % 256
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        common = ["--agent", "linucb", "--epsilon", "0.05", "--scenario", args.scenario, "--slots", "256",
+                  "--oracle-requests", "0", "--seed", "0"]
+        run("train", *common, "--requests", "256", "--log-every", "256", "--checkpoint-every", "256", "--out",
+            str(root / "start"))
+        process, url = served(root / "start", root / "served_learning", learn=True)
+        try:
+            online = replay(url, args.scenario, n, root / "replay_learning", every)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+        run("train", *common, "--requests", str(n + 256), "--log-every", str(every),
+            "--checkpoint-every", str(every * math.ceil((n + 256) / every)), "--out", str(root / "trained"))
+        trained = json.loads((root / "trained" / "metrics.json").read_text())
+        print(f"LinUCB (5% exploration) on '{args.scenario}', seed 0; reward per request per interval of {every:,} "
+              "requests")
+        print("| requests | served through HTTP (replay) | trained in process | difference [95%] |")
+        print("|---:|---:|---:|---:|")
+        for (done, r_online), (_, r_trained) in zip(online["curve"], trained["curve"]):
+            spread = 1.96 * online["reward_sd"] * math.sqrt(2 / every)  # two independent interval means
+            print(f"| {done:,} | {r_online:.4f} | {r_trained:.4f} | {r_online - r_trained:+.4f} "
+                  f"[{r_online - r_trained - spread:+.4f}, {r_online - r_trained + spread:+.4f}] |")
+        lo, hi = online["reward_per_request_ci95"]
+        print(f"served overall {online['reward_per_request']:.4f} [{lo:.4f}, {hi:.4f}]; trained overall "
+              f"{trained['reward_per_request']:.4f}; outcomes {online['rewards']}")
+
+        logger, url = served(root / "start", root / "served_frozen", learn=False)
+        try:
+            replay(url, args.scenario, n, root / "replay_frozen", n)
+        finally:
+            logger.terminate()
+            logger.wait(timeout=60)
+        run("ope", "--logs", str(root / "served_frozen"), "--policy", str(root / "trained"), "--out",
+            str(root / "ope"))
+        estimates = json.loads((root / "ope" / "metrics.json").read_text())["estimators"]
+        target, url = served(root / "trained", root / "served_target", learn=False)
+        try:
+            truth = replay(url, args.scenario, n, root / "replay_target", n)
+        finally:
+            target.terminate()
+            target.wait(timeout=60)
+        lo, hi = truth["reward_per_request_ci95"]
+        print(f"\nloop closure: the trained LinUCB replayed through the service: {truth['reward_per_request']:.4f} "
+              f"[{lo:.4f}, {hi:.4f}]; off-policy on the log served by the 256-request policy:")
+        for name, r in estimates.items():
+            inside = r["ci_lower"] <= truth["reward_per_request"] <= r["ci_upper"]
+            print(f"  {name:>5}: {r['estimate']:.4f} [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}] "
+                  f"({'holds' if inside else 'misses'} the replayed value)")
+
+
+if __name__ == "__main__":
+    main()
