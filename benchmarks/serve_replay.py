@@ -32,17 +32,19 @@ def run(*args: str) -> None:
     subprocess.run([*CLI, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def served(policy: Path, log_dir: Path, learn: bool) -> tuple[subprocess.Popen, str]:
+def served_replay(policy: Path, log_dir: Path, learn: bool, scenario: str, requests: int, out: Path,
+                  log_every: int) -> dict:
+    """Start ``fusionsim serve`` on ``policy``, replay ``requests`` against it, stop it; the replay's metrics."""
     extra = ["--learn", "--learn-batch", "256"] if learn else []
     process = subprocess.Popen([*CLI, "serve", str(policy), "--port", "0", "--log-dir", str(log_dir), *extra],
                                stdout=subprocess.PIPE, text=True)
-    line = process.stdout.readline()
-    return process, "http://127.0.0.1:" + line.rsplit(":", 1)[1].split(";")[0]
-
-
-def replay(url: str, scenario: str, requests: int, out: Path, log_every: int) -> dict:
-    run("replay", "--server", url, "--scenario", scenario, "--requests", str(requests), "--slots", "256",
-        "--log-every", str(log_every), "--out", str(out))
+    try:
+        url = "http://127.0.0.1:" + process.stdout.readline().rsplit(":", 1)[1].split(";")[0]
+        run("replay", "--server", url, "--scenario", scenario, "--requests", str(requests), "--slots", "256",
+            "--log-every", str(log_every), "--out", str(out))
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -59,12 +61,8 @@ def main() -> None:
                   "--oracle-requests", "0", "--seed", "0"]
         run("train", *common, "--requests", "256", "--log-every", "256", "--checkpoint-every", "256", "--out",
             str(root / "start"))
-        process, url = served(root / "start", root / "served_learning", learn=True)
-        try:
-            online = replay(url, args.scenario, n, root / "replay_learning", every)
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+        online = served_replay(root / "start", root / "served_learning", True, args.scenario, n,
+                               root / "replay_learning", every)
         run("train", *common, "--requests", str(n + 256), "--log-every", str(every),
             "--checkpoint-every", str(every * math.ceil((n + 256) / every)), "--out", str(root / "trained"))
         trained = json.loads((root / "trained" / "metrics.json").read_text())
@@ -80,21 +78,12 @@ def main() -> None:
         print(f"served overall {online['reward_per_request']:.4f} [{lo:.4f}, {hi:.4f}]; trained overall "
               f"{trained['reward_per_request']:.4f}; outcomes {online['rewards']}")
 
-        logger, url = served(root / "start", root / "served_frozen", learn=False)
-        try:
-            replay(url, args.scenario, n, root / "replay_frozen", n)
-        finally:
-            logger.terminate()
-            logger.wait(timeout=60)
+        served_replay(root / "start", root / "served_frozen", False, args.scenario, n, root / "replay_frozen", n)
         run("ope", "--logs", str(root / "served_frozen"), "--policy", str(root / "trained"), "--out",
             str(root / "ope"))
         estimates = json.loads((root / "ope" / "metrics.json").read_text())["estimators"]
-        target, url = served(root / "trained", root / "served_target", learn=False)
-        try:
-            truth = replay(url, args.scenario, n, root / "replay_target", n)
-        finally:
-            target.terminate()
-            target.wait(timeout=60)
+        truth = served_replay(root / "trained", root / "served_target", False, args.scenario, n,
+                              root / "replay_target", n)
         lo, hi = truth["reward_per_request_ci95"]
         print(f"\nloop closure: the trained LinUCB replayed through the service: {truth['reward_per_request']:.4f} "
               f"[{lo:.4f}, {hi:.4f}]; off-policy on the log served by the 256-request policy:")

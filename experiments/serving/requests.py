@@ -81,6 +81,18 @@ def _choice(value: object, field: str, choices: tuple[str, ...]) -> int:
     return choices.index(value)
 
 
+def _items(body: dict, key: str, what: str) -> tuple[list, bool]:
+    """The objects of a body that is one object or ``{key: [objects]}`` (1 to MAX_BATCH), and whether it was one."""
+    if key not in body:
+        return [body], True
+    items = body[key]
+    if not isinstance(items, list) or not items:
+        raise RequestError(key, f"{key} must be a non-empty list of {what} objects; got {_shown(items)}")
+    if len(items) > MAX_BATCH:
+        raise RequestError(key, f"{key} has {len(items)} entries; at most {MAX_BATCH} are allowed per call")
+    return items, False
+
+
 def _number_list(value: object, field: str, length: int, what: str) -> np.ndarray:
     """``value`` as a (length,) float64 array of finite numbers, or a RequestError naming the first bad entry."""
     if not isinstance(value, list):
@@ -127,12 +139,7 @@ def parse_rank(body: object, arm_names: list[str], n_candidates: int, default_sl
     """The requests of a ``/rank`` body (see the module docstring); a :class:`RequestError` for the first
     bad value."""
     body = _object(body, "")
-    single = "requests" not in body
-    items = [body] if single else body["requests"]
-    if not isinstance(items, list) or not items:
-        raise RequestError("requests", f"requests must be a non-empty list of request objects; got {_shown(items)}")
-    if len(items) > MAX_BATCH:
-        raise RequestError("requests", f"requests has {len(items)} entries; at most {MAX_BATCH} are allowed per call")
+    items, single = _items(body, "requests", "request")
     slate_size = body.get("slate_size", default_slate_size)
     slate_size = _integer(slate_size, "slate_size", 1, f"an integer from 1 to the {n_candidates} candidates")
     if slate_size > n_candidates:
@@ -263,12 +270,7 @@ def parse_rewards(body: object, slate_size_of) -> tuple[list[Outcome], bool]:
     gives the slate length of a waiting event, -1 for one issued but no longer waiting (its outcome is not
     checked further), or raises the RequestError of one never issued."""
     body = _object(body, "")
-    single = "rewards" not in body
-    items = [body] if single else body["rewards"]
-    if not isinstance(items, list) or not items:
-        raise RequestError("rewards", f"rewards must be a non-empty list of reward objects; got {_shown(items)}")
-    if len(items) > MAX_BATCH:
-        raise RequestError("rewards", f"rewards has {len(items)} entries; at most {MAX_BATCH} are allowed per call")
+    items, single = _items(body, "rewards", "reward")
     outcomes = []
     for i, item in enumerate(items):
         prefix = "" if single else f"rewards[{i}]"
