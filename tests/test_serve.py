@@ -289,7 +289,7 @@ def test_kill_9_under_load_loses_at_most_the_last_interval_and_the_restart_resum
         answers = client.rank(bodies)
         client.reward([{"event_id": a["event_id"], "clicks": [0, 1] + [0] * 8} for a in answers])
         rewarded += [a["event_id"] for a in answers]
-    time.sleep(0.5)  # several flush intervals: everything rewarded so far is on disk
+    time.sleep(1.0)  # ten flush intervals: everything rewarded so far is on disk
     before_kill = set(rewarded)
     for _ in range(5):  # load that is still in flight when the process dies
         answers = client.rank(bodies)
