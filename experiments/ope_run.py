@@ -133,12 +133,8 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
             f"uniform-grid --grid-resolution {trained.config.grid_resolution}"
         raise OPEInputError(f"--policy {policy_run} chooses among {trained_as} but the log's actions are {logged}; "
                             f"log with simulate --policy {hint} or train with --actions {log_mode}")
-    action = log["action"].to_numpy()
-    reward = log["reward"].to_numpy(dtype=np.float64)
-    action_dist = policy.action_distribution(contexts.astype(np.float32))[:, :, None]
-    q = cross_fitted_rewards(contexts, action, reward, n_log_actions, folds, seed=seed)[:, :, None]
-    data = {"reward": reward, "action": action, "pscore": log["propensity"].to_numpy(dtype=np.float64),
-            "action_dist": action_dist, "estimated_rewards_by_reg_model": q}
+    data = discrete_data(policy, log, contexts, n_log_actions, folds, seed)
+    action, reward, action_dist = data["action"], data["reward"], data["action_dist"]
     truth_run = _simulated_run(log_config, logs, trained, truth_requests or len(log))
     truth = truth_run.mean
     metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "on_policy_truth": truth,
@@ -163,6 +159,17 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     return _finish(metrics, logs, policy_run, out, config)
 
 
+def discrete_data(policy, log: pd.DataFrame, contexts: np.ndarray, n_actions: int, folds: int, seed: int) -> dict:
+    """obp's keyword arrays for the discrete-action estimators on a log with one row per request (``action``,
+    ``reward``, ``propensity`` columns) and its contexts (n, D): the policy's action distribution at the
+    contexts and the reward model cross-fitted over ``folds``."""
+    action, reward = log["action"].to_numpy(), log["reward"].to_numpy(dtype=np.float64)
+    q = cross_fitted_rewards(contexts, action, reward, n_actions, folds, seed=seed)[:, :, None]
+    return {"reward": reward, "action": action, "pscore": log["propensity"].to_numpy(dtype=np.float64),
+            "action_dist": policy.action_distribution(contexts.astype(np.float32))[:, :, None],
+            "estimated_rewards_by_reg_model": q}
+
+
 def run_served_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dict:
     """Off-policy evaluation on the decision log of ``fusionsim serve`` (``serving.decision_log``): the
     per-request estimators with the served propensities. A real shop's log has no simulated truth, so none
@@ -180,11 +187,8 @@ def run_served_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dict:
         raise OPEInputError(f"--policy {trained.folder} chooses among {mapper.n_actions} {mapper.mode} actions but "
                             f"the served policy chose among {served.get('n_actions')} {served.get('mode')} actions")
     contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float64)
-    action, reward = log["action"].to_numpy(), log["reward"].to_numpy(dtype=np.float64)
-    action_dist = trained.policy.action_distribution(contexts.astype(np.float32))[:, :, None]
-    q = cross_fitted_rewards(contexts, action, reward, mapper.n_actions, config.folds, seed=config.seed)[:, :, None]
-    data = {"reward": reward, "action": action, "pscore": log["propensity"].to_numpy(dtype=np.float64),
-            "action_dist": action_dist, "estimated_rewards_by_reg_model": q}
+    data = discrete_data(trained.policy, log, contexts, mapper.n_actions, config.folds, config.seed)
+    action, reward, action_dist = data["action"], data["reward"], data["action_dist"]
     metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "pscore": "logged",
                "served_log": {"joined_share": float(log["joined"].mean())},
                "estimators": evaluate(_estimators(list(config.estimators)), data, None, BOOTSTRAP_SAMPLES,

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from fusionsim.envs.context import fields_of_contexts
+from fusionsim.envs.logs import SURFACES
 from fusionsim.envs.scenario import DEVICES, SEGMENTS
 from fusionsim.envs.strategies import Fusion
 from fusionsim.experiments.serving.client import FusionClient
 
-_SURFACES = ("feed", "search")
 
 
 class RemoteFusion(Fusion):
@@ -54,7 +54,7 @@ class RemoteFusion(Fusion):
         for i in range(len(candidates)):
             request = {
                 "context": {"segment": SEGMENTS[fields["segment"][i]],
-                            "surface": _SURFACES[int(fields["surface_search"][i])],
+                            "surface": SURFACES[int(fields["surface_search"][i])],
                             "device": DEVICES[fields["device"][i]], "hour": min(hour, 23.999999),
                             "session_step": int(fields["session_step"][i]),
                             "history_length": int(fields["history_length"][i]),

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusionsim.envs.context import CONTEXT_FIELDS, contexts_from_fields
+from fusionsim.envs.logs import SURFACES
 from fusionsim.envs.scenario import DEVICES, SEGMENTS
 
 MAX_BATCH = 1024
@@ -42,7 +43,6 @@ MAX_BATCH = 1024
 COUNT_FIELDS = ("session_step", "history_length", "session_clicks")
 REQUIRED_CONTEXT = ("segment", "surface", "device", "hour")
 _ALLOWED = dict(CONTEXT_FIELDS)
-_SURFACES = ("feed", "search")
 _NUMBER_TYPES, _INT_TYPE = {int, float}, {int}  # JSON numbers as json.loads gives them (bool is not one)
 
 
@@ -219,7 +219,7 @@ def _parse_context(context: object, prefix: str, fields: dict[str, np.ndarray], 
         if name == "segment":
             fields[name][row] = _choice(value, field, SEGMENTS)
         elif name == "surface":
-            fields[name][row] = _choice(value, field, _SURFACES)
+            fields[name][row] = _choice(value, field, SURFACES)
         elif name == "device":
             fields[name][row] = _choice(value, field, DEVICES)
         elif name == "hour":
