@@ -26,3 +26,16 @@ def small_shop(small):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+def check_bootstrap_interval(estimator, data: dict, **extra) -> None:
+    """obp's estimate_interval contract: keys mean and the (1 - alpha) bounds around the estimate, the same
+    interval for the same random_state and another for another; ``extra`` keywords pass to the alpha = 0.1 call."""
+    value = estimator.estimate_policy_value(**data)
+    interval = estimator.estimate_interval(**data, n_bootstrap_samples=1000, random_state=0)
+    assert list(interval) == ["mean", "95.0% CI (lower)", "95.0% CI (upper)"]
+    assert interval["95.0% CI (lower)"] < value < interval["95.0% CI (upper)"]
+    assert interval == estimator.estimate_interval(**data, n_bootstrap_samples=1000, random_state=0)
+    assert interval != estimator.estimate_interval(**data, n_bootstrap_samples=1000, random_state=1)
+    assert list(estimator.estimate_interval(**data, alpha=0.1, n_bootstrap_samples=200, **extra)) == [
+        "mean", "90.0% CI (lower)", "90.0% CI (upper)"]

@@ -16,6 +16,7 @@ from fusionsim.experiments.evaluation.session import (SESSION_ESTIMATORS, PerDec
                                                       SelfNormalizedPerDecisionIS, SelfNormalizedTrajectoryWiseIS,
                                                       TrajectoryWiseIS, _session_bootstrap_means,
                                                       session_arrays_from_log)
+from tests.conftest import check_bootstrap_interval
 
 NAMES = list(SESSION_ESTIMATORS)
 DR_NAMES = ("dr", "sndr")
@@ -319,14 +320,7 @@ def test_a_per_request_estimator_is_biased_for_the_value_per_session(logged):
 def test_interval_keys_contain_the_estimate_and_repeat(name):
     data = estimator_arrays(sample(300, seed=11, **STOCHASTIC))
     estimator = SESSION_ESTIMATORS[name]()
-    value = estimator.estimate_policy_value(**data)
-    interval = estimator.estimate_interval(**data, n_bootstrap_samples=1000, random_state=0)
-    assert list(interval) == ["mean", "95.0% CI (lower)", "95.0% CI (upper)"]
-    assert interval["95.0% CI (lower)"] < value < interval["95.0% CI (upper)"]
-    assert interval == estimator.estimate_interval(**data, n_bootstrap_samples=1000, random_state=0)
-    assert interval != estimator.estimate_interval(**data, n_bootstrap_samples=1000, random_state=1)
-    assert list(estimator.estimate_interval(**data, alpha=0.1, n_bootstrap_samples=200, gamma=0.5)) == [
-        "mean", "90.0% CI (lower)", "90.0% CI (upper)"]
+    check_bootstrap_interval(estimator, data, gamma=0.5)
 
 
 def test_interval_resamples_whole_sessions():

@@ -15,6 +15,7 @@ from fusionsim.experiments.evaluation.slate import (SLATE_ESTIMATORS, SelfNormal
                                                     SelfNormalizedSlateStandardIPS, SlateCascadeDoublyRobust,
                                                     SlateIndependentIPS, SlatePseudoInverse,
                                                     SlateRewardInteractionIPS, SlateStandardIPS)
+from tests.conftest import check_bootstrap_interval
 
 # ---------------------------------------------------------------------------------------------------------------
 # Two slates of two positions, every estimator's value by hand.
@@ -277,14 +278,7 @@ def test_pseudoinverse_weight_is_the_literal_pseudoinverse():
 def test_interval_keys_contain_the_estimate_and_repeat(name):
     data = sample("cascade", n=300, seed=11)
     estimator = make(name, L, A)
-    value = estimator.estimate_policy_value(**data)
-    interval = estimator.estimate_interval(**data, n_bootstrap_samples=1000, random_state=0)
-    assert list(interval) == ["mean", "95.0% CI (lower)", "95.0% CI (upper)"]
-    assert interval["95.0% CI (lower)"] < value < interval["95.0% CI (upper)"]
-    assert interval == estimator.estimate_interval(**data, n_bootstrap_samples=1000, random_state=0)
-    assert interval != estimator.estimate_interval(**data, n_bootstrap_samples=1000, random_state=1)
-    assert list(estimator.estimate_interval(**data, alpha=0.1, n_bootstrap_samples=200)) == [
-        "mean", "90.0% CI (lower)", "90.0% CI (upper)"]
+    check_bootstrap_interval(estimator, data)
 
 
 def test_interval_resamples_whole_slates():
