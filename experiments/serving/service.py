@@ -37,7 +37,7 @@ from fusionsim.envs.stacking.stacker import Stacker, StackerError
 from fusionsim.envs.strategies import Fusion, Stacking, WeightedBlend
 from fusionsim.experiments.runs import read_config, write_config
 from fusionsim.experiments.serving.decision_log import Decision, decisions_table, write_part
-from fusionsim.experiments.serving.requests import Outcome, RankBatch, RequestError
+from fusionsim.experiments.serving.requests import MAX_BATCH, Outcome, RankBatch, RequestError
 
 EVENT_BITS = 32
 """Low bits of an event_id that count the events of one start."""
@@ -202,10 +202,10 @@ class FusionService:
         self.n_candidates = scenario.candidates.n_candidates
         self.slate_size = scenario.candidates.slate_size
         self.reward_kind = scenario.reward
+        # what a client must match: the arms (in order), the candidate count, the default slate size, the reward
+        # the policy learns from and the world it was made for
         self.shop = {"arms": self.served.arm_names, "n_candidates": self.n_candidates, "slate_size": self.slate_size,
                      "reward": self.reward_kind, "world": world_signature(scenario)}
-        """What a client must match: the arms (in order), the candidate count, the default slate size, the
-        reward the policy learns from and the world it was made for."""
         self.metrics = Metrics()
         self.policy_version = 0
         self._check_or_write_config()
@@ -218,7 +218,9 @@ class FusionService:
         self._parts = 0
         self._learn_queue: list[Decision] = []
         self._since_snapshot = 0
-        self._places: dict[int, np.ndarray] = {}
+        # candidate places 0..C-1 per row, for the largest batch: the fusion stage ranks places (the first B rows,
+        # a view), which are then read as the request's item ids
+        self._places = np.tile(np.arange(self.n_candidates, dtype=np.int32), (MAX_BATCH, 1))
         if config.learn:
             self._resume_snapshot()
 
@@ -229,7 +231,7 @@ class FusionService:
         decoder = self.served.decoder
         extra = {"arms": self.served.arm_names, "policy_kind": self.served.kind, "agent": self.served.agent,
                  "actions": {"mode": getattr(decoder, "mode", self.served.kind),
-                             "n_actions": int(getattr(decoder, "n_actions", 1) or 0)}}
+                             "n_actions": int(decoder.n_actions)}}
         if (self.folder / "config.yaml").is_file():
             stored = read_config(self.folder, "--log-dir")
             if stored.get("command") != "serve":
@@ -275,12 +277,8 @@ class FusionService:
         """Rank every request of ``batch``; register each as an event awaiting its outcome."""
         served = self.served
         actions, propensities, decisions = served.decide(batch.contexts)
-        places = self._places.get(len(batch.contexts))
-        if places is None:  # the fusion stage ranks candidate places 0..C-1; they are then read as item ids
-            places = self._places[len(batch.contexts)] = np.tile(np.arange(self.n_candidates, dtype=np.int32),
-                                                                 (len(batch.contexts), 1))
-        slate_index, weights = served.fusion.rank(places, batch.excluded, batch.arm_scores, batch.contexts, decisions,
-                                                  batch.slate_size)
+        slate_index, weights = served.fusion.rank(self._places[:len(batch.contexts)], batch.excluded,
+                                                  batch.arm_scores, batch.contexts, decisions, batch.slate_size)
         rows = np.arange(len(slate_index))[:, None]
         items = batch.candidates[rows, slate_index]
         scores = np.stack([s[rows, slate_index] for s in batch.arm_scores], axis=2).astype(np.float64)
