@@ -10,7 +10,6 @@ learning curve is written like ``fusionsim train``'s (TensorBoard and ``metrics.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from fusionsim.envs.shop import make_shop, same_world
 from fusionsim.envs.simulator import BatchedSimulator
 from fusionsim.experiments import tags
 from fusionsim.experiments.metrics import TrafficMetrics
+from fusionsim.experiments.online import batch_means_interval
 from fusionsim.experiments.runs import write_config, write_json
 from fusionsim.experiments.serving.client import ClientError, FusionClient
 from fusionsim.experiments.serving.remote import RemoteFusion
@@ -87,7 +87,6 @@ def run_replay(config: ReplayConfig, out: Path, progress: bool = False) -> dict:
     while done < config.requests:
         try:
             result = sim.step(None)
-            result.actions, result.propensities = fusion.actions, fusion.propensities
             revenue_per_slot = sim.catalog.price[result.slate] * result.purchased
             answered = fusion.post_outcomes(result.clicks, result.purchased, revenue_per_slot)
         except ClientError as exc:
@@ -112,9 +111,8 @@ def run_replay(config: ReplayConfig, out: Path, progress: bool = False) -> dict:
     writer.close()
     client.close()
     reward = np.concatenate(rewards)
-    se = float(reward.std(ddof=1) / math.sqrt(len(reward))) if len(reward) > 1 else float("nan")
     metrics = {"requests": done, "reward_per_request": float(reward.mean()), "reward_sd": float(reward.std(ddof=1)),
-               "reward_per_request_ci95": [float(reward.mean() - 1.96 * se), float(reward.mean() + 1.96 * se)],
+               "reward_per_request_ci95": list(batch_means_interval(np.array([r.mean() for r in rewards]))),
                "traffic": traffic.summary(), "rewards": statuses, "final_policy_version": fusion.policy_version,
                "curve": curve}
     write_json(out / "metrics.json", metrics)
@@ -128,8 +126,8 @@ def render_report(metrics: dict, config: ReplayConfig) -> str:
     lines = [f"# Replay against {config.server}", "",
              f"{metrics['requests']:,} simulated requests of scenario `{config.scenario}` (seed {config.seed}, "
              f"{config.slots} sessions at a time).", "",
-             f"- reward per request: **{metrics['reward_per_request']:.4f}** [{lo:.4f}, {hi:.4f}] (95%, normal "
-             "approximation over requests, which sessions correlate)",
+             f"- reward per request: **{metrics['reward_per_request']:.4f}** [{lo:.4f}, {hi:.4f}] (95%, batch means "
+             "over consecutive steps, which share sessions)",
              f"- outcomes posted: {metrics['rewards']['joined']:,} joined, {metrics['rewards']['duplicate']:,} "
              f"duplicate, {metrics['rewards']['late']:,} late",
              f"- policy version at the end: {metrics['final_policy_version']}", "",
