@@ -70,7 +70,11 @@ def main() -> None:
               "requests")
         print("| requests | served through HTTP (replay) | trained in process | difference [95%] |")
         print("|---:|---:|---:|---:|")
-        for (done, r_online), (_, r_trained) in zip(online["curve"], trained["curve"]):
+        by_requests = dict(trained["curve"])
+        for done, r_online in online["curve"]:
+            if done not in by_requests:  # a last, shorter interval that the two runs cut differently
+                continue
+            r_trained = by_requests[done]
             spread = 1.96 * online["reward_sd"] * math.sqrt(2 / every)  # two independent interval means
             print(f"| {done:,} | {r_online:.4f} | {r_trained:.4f} | {r_online - r_trained:+.4f} "
                   f"[{r_online - r_trained - spread:+.4f}, {r_online - r_trained + spread:+.4f}] |")

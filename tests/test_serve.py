@@ -383,3 +383,23 @@ def test_the_commands_refuse_bad_input_in_one_line(policy_run, tmp_path, monkeyp
     result = runner.invoke(cli, ["serve", str(policy_run), "--log-dir", str(tmp_path / "log")])
     assert (result.exit_code, result.output.strip()) == (
         2, 'Error: fusionsim serve needs the serve extra (FastAPI, uvicorn): pip install -e ".[serve]"')
+
+
+def test_a_stacker_run_serves_its_own_ranking(tmp_path):
+    from fusionsim.envs.stacking.stacker import Stacker
+    from fusionsim.experiments.simulate import SimulateConfig, run_policy
+    from fusionsim.experiments.train_stacker import TrainStackerConfig, train_stacker
+
+    scenario = small_scenario()
+    run_policy(SimulateConfig(policy="uniform-grid", requests=2048, slots=512), scenario, tmp_path / "logs",
+               progress=False)
+    train_stacker(TrainStackerConfig(logs=str(tmp_path / "logs"), kind="logistic", epochs=1), tmp_path / "stacker")
+    body = request_body(np.random.default_rng(7))
+    with Server(ServeConfig(policy=str(tmp_path / "stacker")), tmp_path / "log") as server:
+        answer = FusionClient(server.url).rank([body])[0]
+    assert (answer["action"], answer["propensity"], answer["weights"]) == (0, 1.0, {a: None for a in ARMS})
+    context = contexts_from_fields(np.array([2]), np.array([True]), np.array([2]), np.array([20.5]), *(
+        np.array([v]) for v in (0, 0, 0, False)))
+    scores = [np.array([body["scores"][a]], dtype=np.float32) for a in ARMS]
+    order = np.argsort(-Stacker.load(tmp_path / "stacker").score(scores, context)[0], kind="stable")
+    assert answer["slate"] == np.array(body["candidates"])[order[:SLATE]].tolist()
