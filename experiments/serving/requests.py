@@ -175,24 +175,7 @@ def parse_rank(body: object, arm_names: list[str], n_candidates: int, default_sl
             repeated = int(order[1:][order[1:] == order[:-1]][0])
             raise RequestError(field, f"{field} lists item {repeated} twice; the candidates that may be shown must "
                                       "be distinct")
-        arm_scores = _object(item.get("scores"), _join(prefix, "scores"))
-        for name in arm_scores:
-            if name not in arm_names:
-                field = _join(prefix, f"scores.{name}")
-                raise RequestError(field, f"{field}: '{name}' is not an arm of this policy; its arms are "
-                                          f"{', '.join(arm_names)}")
-        lists = [arm_scores.get(name) for name in arm_names]
-        if all(type(v) is list and len(v) == n_candidates and set(map(type, v)) <= _NUMBER_TYPES for v in lists):
-            block = np.array(lists, dtype=np.float64)  # every arm at once; a bad entry is then found arm by arm
-            if np.isfinite(block).all():
-                scores[:, i] = block
-                lists = []
-        for a, name in enumerate(arm_names[:len(lists)]):
-            field = _join(prefix, f"scores.{name}")
-            if name not in arm_scores:
-                raise RequestError(field, f"{field} is missing: every arm's scores are required "
-                                          f"({', '.join(arm_names)})")
-            scores[a, i] = _number_list(arm_scores[name], field, n_candidates, "scores")
+        scores[:, i] = _arm_scores(item.get("scores"), _join(prefix, "scores"), arm_names, n_candidates)
         if "user_id" in item:
             user_id[i] = _integer(item["user_id"], _join(prefix, "user_id"), -1,
                                   "an integer >= 0, or -1 for an unknown shopper")
@@ -207,6 +190,26 @@ def parse_rank(body: object, arm_names: list[str], n_candidates: int, default_sl
     return RankBatch(contexts=contexts, candidates=candidates, excluded=excluded, arm_scores=list(scores),
                      slate_size=slate_size, user_id=user_id, session_id=session_id, segment=fields["segment"].copy(),
                      surface=fields["surface"].copy(), device=fields["device"].copy(), query=query, single=single)
+
+
+def _arm_scores(value: object, field: str, arm_names: list[str], n_candidates: int) -> np.ndarray:
+    """A request's ``scores`` object as (A, C) float64 in arm order, or the RequestError of its first bad entry."""
+    arm_scores = _object(value, field)
+    for name in arm_scores:
+        if name not in arm_names:
+            raise RequestError(f"{field}.{name}", f"{field}.{name}: '{name}' is not an arm of this policy; its arms "
+                                                  f"are {', '.join(arm_names)}")
+    lists = [arm_scores.get(name) for name in arm_names]
+    if all(type(v) is list and len(v) == n_candidates and set(map(type, v)) <= _NUMBER_TYPES for v in lists):
+        block = np.array(lists, dtype=np.float64)  # every arm at once: the common, valid case
+        if np.isfinite(block).all():
+            return block
+    for name in arm_names:  # something is wrong: find the first bad entry, arm by arm
+        if name not in arm_scores:
+            raise RequestError(f"{field}.{name}", f"{field}.{name} is missing: every arm's scores are required "
+                                                  f"({', '.join(arm_names)})")
+        _number_list(arm_scores[name], f"{field}.{name}", n_candidates, "scores")
+    raise AssertionError("a bad entry was expected")
 
 
 def _parse_context(context: object, prefix: str, fields: dict[str, np.ndarray], row: int) -> None:
