@@ -533,13 +533,15 @@ def learn_command(logs: Path, learner: str, epsilon: float, ridge: float, holdou
               help="Seconds an event waits for its outcome before it is logged without one.")
 @click.option("--flush-seconds", type=FiniteFloat(0.0, 86_400.0, min_open=True), default=2.0, show_default=True,
               help="Seconds between writes of the decision log (what a crash can lose).")
+@click.option("--cascade", default=None,
+              help="With a train-stacker run: serve the cascade <arm>><N>><arm or stacker>, e.g. mf>50>stacker.")
 def serve_command(policy: Path, host: str, port: int, log_dir: Path | None, learn: bool, learn_batch: int,
-                  snapshot_every: int, join_window: float, flush_seconds: float) -> None:
+                  snapshot_every: int, join_window: float, flush_seconds: float, cascade: str | None) -> None:
     """Serve a trained fusion policy over HTTP: POST /rank, POST /reward, GET /health, GET /metrics."""
     from fusionsim.experiments.serve import ServeConfig, serve
 
     config = ServeConfig(policy=str(policy), learn=learn, learn_batch=learn_batch, snapshot_every=snapshot_every,
-                         join_window=join_window, flush_seconds=flush_seconds)
+                         join_window=join_window, flush_seconds=flush_seconds, cascade=cascade)
     folder = log_dir if log_dir is not None else Path("runs") / f"serve-{policy.resolve().name}"
     serve(config, folder, host, port, announce=lambda line: click.echo(line))
 

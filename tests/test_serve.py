@@ -322,6 +322,9 @@ def test_a_log_folder_of_another_run_and_a_taken_port_are_refused(policy_run, tm
     with pytest.raises(ServeError, match=r"^--join-window = 0 is not allowed: must be a number of seconds in "
                                          r"\(0, 86400\]$"):
         ServeConfig(policy=str(policy_run), join_window=0)
+    with pytest.raises(ServeError, match=r"^--cascade needs a train-stacker run \(its shop and stacker\); .* is a "
+                                         r"train run$"):
+        FusionService(ServeConfig(policy=str(policy_run), cascade="popularity>50>stacker"), tmp_path / "z")
     with pytest.raises(ServeError, match=r"^policy run .* is not a complete fusionsim train or "):
         FusionService(ServeConfig(policy=str(tmp_path)), tmp_path / "x")
 
@@ -385,7 +388,7 @@ def test_the_commands_refuse_bad_input_in_one_line(policy_run, tmp_path, monkeyp
         2, 'Error: fusionsim serve needs the serve extra (FastAPI, uvicorn): pip install -e ".[serve]"')
 
 
-def test_a_stacker_run_serves_its_own_ranking(tmp_path):
+def test_a_stacker_run_serves_its_own_ranking_and_a_cascade(tmp_path):
     from fusionsim.envs.stacking.stacker import Stacker
     from fusionsim.experiments.simulate import SimulateConfig, run_policy
     from fusionsim.experiments.train_stacker import TrainStackerConfig, train_stacker
@@ -401,5 +404,22 @@ def test_a_stacker_run_serves_its_own_ranking(tmp_path):
     context = contexts_from_fields(np.array([2]), np.array([True]), np.array([2]), np.array([20.5]), *(
         np.array([v]) for v in (0, 0, 0, False)))
     scores = [np.array([body["scores"][a]], dtype=np.float32) for a in ARMS]
-    order = np.argsort(-Stacker.load(tmp_path / "stacker").score(scores, context)[0], kind="stable")
+    stacked = Stacker.load(tmp_path / "stacker").score(scores, context)[0]
+    order = np.argsort(-stacked, kind="stable")
     assert answer["slate"] == np.array(body["candidates"])[order[:SLATE]].tolist()
+    # the same run as a fixed cascade: the stacker orders the 50 most popular candidates
+    with Server(ServeConfig(policy=str(tmp_path / "stacker"), cascade="popularity>50>stacker"),
+                tmp_path / "cascade_log") as server:
+        client = FusionClient(server.url)
+        answer = client.rank([body])[0]
+        assert client.health()["agent"] == "cascade popularity>50>stacker"
+    kept = np.argsort(-scores[0][0], kind="stable")[:50]
+    expected = kept[np.argsort(-stacked[kept], kind="stable")][:SLATE]
+    assert (answer["action"], answer["propensity"]) == (0, 1.0)
+    assert answer["slate"] == np.array(body["candidates"])[expected].tolist()
+    with pytest.raises(ServeError, match=r"^--cascade 'popularity>5>stacker': cascade N \(keep\) = 5 is not allowed"):
+        FusionService(ServeConfig(policy=str(tmp_path / "stacker"), cascade="popularity>5>stacker"), tmp_path / "x")
+    with pytest.raises(ServeError, match=r"^--cascade 'mf>50>stacker' is not allowed: must be <arm>><N>><arm or "
+                                         r"stacker>, e.g. popularity>50>stacker, with arms among popularity, "
+                                         r"new_arrivals$"):
+        FusionService(ServeConfig(policy=str(tmp_path / "stacker"), cascade="mf>50>stacker"), tmp_path / "y")

@@ -34,7 +34,7 @@ from fusionsim.common.io import atomic_write_json, check_complete
 from fusionsim.envs.scenario import Scenario, parse_scenario, scenario_to_dict
 from fusionsim.envs.shop import world_signature
 from fusionsim.envs.stacking.stacker import Stacker, StackerError
-from fusionsim.envs.strategies import Fusion, Stacking, WeightedBlend
+from fusionsim.envs.strategies import STACKER, Cascade, CascadeConfig, Fusion, FusionError, Stacking, WeightedBlend
 from fusionsim.experiments.runs import read_config, write_config
 from fusionsim.experiments.serving.decision_log import Decision, decisions_table, write_part
 from fusionsim.experiments.serving.requests import MAX_BATCH, Outcome, RankBatch, RequestError
@@ -56,7 +56,7 @@ class ServeConfig:
     """What one ``fusionsim serve`` does; written whole as ``config.yaml``'s ``args``."""
 
     policy: str
-    """a complete train or learn run (a bandit or PPO over blends) or train-stacker run (stacking)"""
+    """a complete train or learn run (a bandit or PPO over blends) or train-stacker run (stacking, or a cascade)"""
     learn: bool = False
     """bandit policies: update from joined outcomes in batches (without it the policy is frozen)"""
     learn_batch: int = 256
@@ -67,6 +67,8 @@ class ServeConfig:
     """seconds an event waits for its outcome; then it is logged with no clicks and counts as expired"""
     flush_seconds: float = 2.0
     """seconds between writes of the decision log"""
+    cascade: str | None = None
+    """with a train-stacker run: serve the fixed cascade ``<arm>><N>><arm or stacker>`` instead of stacking"""
 
     def __post_init__(self) -> None:
         for name in ("learn_batch", "snapshot_every"):
@@ -109,8 +111,32 @@ class ServedPolicy:
         return actions, np.asarray(propensities, dtype=np.float64), self.decoder.decide(actions)
 
 
-def read_served_policy(folder: str | Path) -> ServedPolicy:
-    """The policy of a complete train, learn or train-stacker run in ``folder``; a ServeError naming it."""
+def parse_cascade(spec: str, arm_names: list[str], n_candidates: int, slate_size: int,
+                  stacker: Stacker) -> Cascade:
+    """The fixed cascade of ``--cascade <arm>><N>><arm or stacker>`` (stage one keeps the top N of the first arm,
+    stage two orders them by the second arm or the stacker); a ServeError naming the bad part."""
+    parts = spec.split(">")
+    allowed = (f"must be <arm>><N>><arm or {STACKER}>, e.g. {arm_names[0]}>50>{STACKER}, with arms among "
+               f"{', '.join(arm_names)}")
+    if len(parts) != 3 or parts[0] not in arm_names or parts[2] not in (*arm_names, STACKER) \
+            or not parts[1].isdigit():
+        raise ServeError(f"--cascade {spec!r} is not allowed: {allowed}")
+    eye = np.eye(len(arm_names))
+
+    def weights(arm: str) -> tuple[float, ...]:
+        return tuple(eye[arm_names.index(arm)].tolist())
+
+    second = STACKER if parts[2] == STACKER else weights(parts[2])
+    try:
+        return Cascade([CascadeConfig(weights(parts[0]), int(parts[1]), second)], len(arm_names), n_candidates,
+                       slate_size, stacker)
+    except FusionError as exc:
+        raise ServeError(f"--cascade {spec!r}: {exc}") from None
+
+
+def read_served_policy(folder: str | Path, cascade: str | None = None) -> ServedPolicy:
+    """The policy of a complete train, learn or train-stacker run in ``folder`` (with ``cascade``, a train-stacker
+    run's fixed cascade, :func:`parse_cascade`); a ServeError naming it."""
     from fusionsim.experiments.train import TrainError, read_trained_run
 
     folder = Path(folder)
@@ -125,9 +151,16 @@ def read_served_policy(folder: str | Path) -> ServedPolicy:
             stacker = Stacker.load(folder, "policy run")
         except (StackerError, ValueError) as exc:
             raise ServeError(str(exc)) from None
+        arm_names = list(stacker.spec.arm_names)
+        if cascade is not None:
+            fused = parse_cascade(cascade, arm_names, scenario.candidates.n_candidates,
+                                  scenario.candidates.slate_size, stacker)
+            return ServedPolicy("cascade", None, fused, fused, arm_names, scenario, f"cascade {cascade}")
         stacking = Stacking(stacker)
-        return ServedPolicy("stacking", None, stacking, stacking, list(stacker.spec.arm_names), scenario,
-                            f"{stacker.spec.kind} stacker")
+        return ServedPolicy("stacking", None, stacking, stacking, arm_names, scenario, f"{stacker.spec.kind} stacker")
+    if cascade is not None:
+        raise ServeError(f"--cascade needs a train-stacker run (its shop and stacker); {folder} is a "
+                         f"{record.get('command')} run")
     try:
         trained = read_trained_run(folder, "policy run", deterministic=True)
     except TrainError as exc:
@@ -193,7 +226,7 @@ class FusionService:
 
     def __init__(self, config: ServeConfig, folder: str | Path, clock=time.monotonic, wall_clock=time.time) -> None:
         self.config, self.folder = config, Path(folder)
-        self.served = read_served_policy(config.policy)
+        self.served = read_served_policy(config.policy, config.cascade)
         if config.learn and (self.served.policy is None or self.served.agent == "ppo"):
             raise ServeError(f"--learn updates bandit policies; {config.policy} holds a {self.served.agent} "
                              "(serve it without --learn)")
@@ -236,7 +269,7 @@ class FusionService:
             stored = read_config(self.folder, "--log-dir")
             if stored.get("command") != "serve":
                 raise ServeError(f"--log-dir {self.folder} holds a {stored.get('command')} run, not a serve log")
-            for key in ("policy", "learn", "learn_batch"):
+            for key in ("policy", "learn", "learn_batch", "cascade"):
                 if stored["args"].get(key) != args[key]:
                     raise ServeError(f"--log-dir {self.folder} logs a server with {key} = {stored['args'].get(key)!r}; "
                                      f"this one has {key} = {args[key]!r} (use another --log-dir)")
