@@ -20,11 +20,12 @@ import yaml
 
 from fusionsim.agents.linear import LinUCB
 from fusionsim.envs.calibration.schema import read_impression_log
-from fusionsim.envs.context import contexts_from_fields
+from fusionsim.envs.context import CONTEXT_NAMES, contexts_from_fields
 from fusionsim.experiments.replay import ReplayConfig, run_replay
 from fusionsim.experiments.serve import bind
 from fusionsim.experiments.serving.app import create_app
 from fusionsim.experiments.serving.client import FusionClient
+from fusionsim.experiments.serving.decision_log import Decision, decisions_table
 from fusionsim.experiments.serving.requests import Outcome, parse_rank
 from fusionsim.experiments.serving.service import EVENT_BITS, FusionService, ServeConfig, ServeError
 from fusionsim.experiments.train import TrainConfig, train
@@ -423,3 +424,25 @@ def test_a_stacker_run_serves_its_own_ranking_and_a_cascade(tmp_path):
                                          r"stacker>, e.g. popularity>50>stacker, with arms among popularity, "
                                          r"new_arrivals$"):
         FusionService(ServeConfig(policy=str(tmp_path / "stacker"), cascade="mf>50>stacker"), tmp_path / "y")
+
+
+def test_the_decision_table_of_slates_of_different_lengths_by_hand():
+    """Two decisions, slates of 2 and 3: every column row by row (the table is built by whole columns)."""
+    dim = len(CONTEXT_NAMES)
+    first = Decision(7, 1.5, np.arange(dim, dtype=np.float32), np.array([40, 41]), np.array([[1.0, 2.0], [3.0, 4.0]]),
+                     2, 0.25, np.array([0.5, 0.5], np.float32), 11, -1, 2, 1, 0, "shoes", 3,
+                     np.array([0, 1], np.int8), np.array([0, 1], np.int8), np.array([0.0, 9.5]), 1.0, True)
+    second = Decision(8, 2.5, -np.arange(dim, dtype=np.float32), np.array([50, 51, 52]),
+                      np.array([[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]), 0, 0.75, np.array([1.0, 0.0], np.float32),
+                      12, 4, 0, 0, 2, "", 3, np.zeros(3, np.int8), np.zeros(3, np.int8), np.zeros(3), 0.0, False)
+    table = decisions_table([first, second], ARMS, continuous=False).to_pydict()
+    assert table["request_id"] == [7, 7, 8, 8, 8] and table["position"] == [0, 1, 0, 1, 2]
+    assert table["session_id"] == [7, 7, 4, 4, 4]  # sent without a session: a session of its own
+    assert table["item_id"] == [40, 41, 50, 51, 52] and table["click"] == [0, 1, 0, 0, 0]
+    assert table["revenue"] == [0.0, 9.5, 0.0, 0.0, 0.0] and table["query"] == ["shoes"] * 2 + [""] * 3
+    assert table["segment"] == ["loyal"] * 2 + ["new"] * 3 and table["surface"] == ["search"] * 2 + ["feed"] * 3
+    assert table["device"] == ["desktop"] * 2 + ["app"] * 3 and table["user_id"] == [11, 11, 12, 12, 12]
+    assert table["action"] == [2, 2, 0, 0, 0] and table["action_propensity"] == [0.25, 0.25, 0.75, 0.75, 0.75]
+    assert table["reward"] == [1.0, 1.0, 0.0, 0.0, 0.0] and table["joined"] == [True] * 2 + [False] * 3
+    assert table[f"score_{ARMS[1]}"] == [2.0, 4.0, 6.0, 8.0, 10.0] and table[f"weights_{ARMS[0]}"][2] == 1.0
+    assert table[f"context_{CONTEXT_NAMES[1]}"] == [1.0, 1.0, -1.0, -1.0, -1.0] and table["policy_version"] == [3] * 5

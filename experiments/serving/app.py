@@ -10,7 +10,7 @@ saturated at 591 requests/s, these at 685, the rest equal. Bodies are parsed wit
 
 Handlers run on the event loop, one at a time, so the service needs no locks. Two background tasks run beside
 them: one closes the join window of waiting events (every 0.1 s), one writes the decision log every
-``flush_seconds`` on a worker thread (the loop goes on serving while Parquet is written).
+``flush_seconds``: the loop builds the table, a worker thread writes the Parquet (the loop goes on serving).
 """
 
 from __future__ import annotations
@@ -59,10 +59,10 @@ def create_app(service: FusionService) -> FastAPI:
             await flush()
 
     async def flush() -> None:
-        part, decisions = service.take_completed()
-        if decisions:
-            await asyncio.to_thread(service.write_decisions, part, decisions)
-            service.count_written(len(decisions))
+        part, table, n = service.take_completed()  # built on the loop; written on a worker thread
+        if n:
+            await asyncio.to_thread(service.write_table, part, table)
+            service.count_written(n)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
