@@ -102,10 +102,11 @@ def step_table(result: StepResult, arm_names: list[str]) -> pa.Table:
     return pa.table(columns)
 
 
-def atomic_write_parquet(table: pa.Table, path: Path) -> None:
-    """Write ``table`` atomically (readers skip the hidden temporary file)."""
+def atomic_write_parquet(table: pa.Table, path: Path, use_dictionary: bool | list[str] = True) -> None:
+    """Write ``table`` atomically (readers skip the hidden temporary file); ``use_dictionary``: dictionary-encode
+    every column, none, or the named ones."""
     with atomic_target(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=use_dictionary)
 
 
 class InteractionLogWriter:

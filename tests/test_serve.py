@@ -27,7 +27,7 @@ from fusionsim.experiments.serving.app import create_app
 from fusionsim.experiments.serving.client import FusionClient
 from fusionsim.experiments.serving.decision_log import Decision, decisions_table
 from fusionsim.experiments.serving.requests import Outcome, parse_rank
-from fusionsim.experiments.serving.service import EVENT_BITS, FusionService, ServeConfig, ServeError
+from fusionsim.experiments.serving.service import EVENT_BITS, LOG_SLICE, FusionService, ServeConfig, ServeError
 from fusionsim.experiments.train import TrainConfig, train
 from tests.conftest import small_scenario
 
@@ -446,3 +446,23 @@ def test_the_decision_table_of_slates_of_different_lengths_by_hand():
     assert table["reward"] == [1.0, 1.0, 0.0, 0.0, 0.0] and table["joined"] == [True] * 2 + [False] * 3
     assert table[f"score_{ARMS[1]}"] == [2.0, 4.0, 6.0, 8.0, 10.0] and table[f"weights_{ARMS[0]}"][2] == 1.0
     assert table[f"context_{CONTEXT_NAMES[1]}"] == [1.0, 1.0, -1.0, -1.0, -1.0] and table["policy_version"] == [3] * 5
+
+
+def test_decisions_are_tabled_as_they_complete_and_a_flush_writes_them_all_in_order(policy_run, tmp_path):
+    """300 decisions, completed out of order (rewards in reverse): two tables of LOG_SLICE are made as they
+    complete, the remaining 44 at the flush, and the one part holds all 300 in completion order."""
+    rng = np.random.default_rng(5)
+    service = FusionService(ServeConfig(policy=str(policy_run)), tmp_path / "log")
+    answers = service.rank(parse_rank({"requests": [request_body(rng) for _ in range(300)]}, ARMS, N_CANDIDATES,
+                                      SLATE))
+    ids = [a["event_id"] for a in reversed(answers)]
+    clicks = [np.eye(SLATE, dtype=np.int8)[i % SLATE] for i in range(300)]
+    service.reward([Outcome(e, c, np.zeros(SLATE, np.int8), np.zeros(SLATE)) for e, c in zip(ids, clicks)])
+    assert len(service._completed_tables) == 300 // LOG_SLICE and len(service._completed) == 300 % LOG_SLICE
+    service.flush()
+    assert service.take_completed() == (-1, None, 0) and service.metrics.counts["decisions_written"] == 300
+    parts = sorted((tmp_path / "log" / "decisions").glob("part-*.parquet"))
+    log = pd.read_parquet(parts[0])
+    assert len(parts) == 1 and log["request_id"].tolist() == [e for e in ids for _ in range(SLATE)]
+    np.testing.assert_array_equal(log["click"].to_numpy().reshape(300, SLATE), np.array(clicks))
+    assert log["item_id"].tolist() == [i for a in reversed(answers) for i in a["slate"]]

@@ -10,7 +10,8 @@ saturated at 591 requests/s, these at 685, the rest equal. Bodies are parsed wit
 
 Handlers run on the event loop, one at a time, so the service needs no locks. Two background tasks run beside
 them: one closes the join window of waiting events (every 0.1 s), one writes the decision log every
-``flush_seconds``: the loop builds the table, a worker thread writes the Parquet (the loop goes on serving).
+``flush_seconds`` on a worker thread (the loop goes on serving while Parquet is written; the rows were made into
+tables as the decisions completed, see ``FusionService.decisions_table``).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def create_app(service: FusionService) -> FastAPI:
             await flush()
 
     async def flush() -> None:
-        part, table, n = service.take_completed()  # built on the loop; written on a worker thread
+        part, table, n = service.take_completed()
         if n:
             await asyncio.to_thread(service.write_table, part, table)
             service.count_written(n)

