@@ -32,9 +32,10 @@ import numpy as np
 N_CANDIDATES, CLIENTS, REWARD_BATCH = 200, 4, 32
 
 
-def start_server(policy: Path, log_dir: Path) -> tuple[subprocess.Popen, int]:
+def start_server(policy: Path, log_dir: Path, *options: str) -> tuple[subprocess.Popen, int]:
+    """``fusionsim serve policy --log-dir log_dir *options`` on a free port, in its own process; it and the port."""
     process = subprocess.Popen([sys.executable, "-m", "fusionsim.experiments.cli", "serve", str(policy), "--port", "0",
-                                "--log-dir", str(log_dir)], stdout=subprocess.PIPE, text=True)
+                                "--log-dir", str(log_dir), *options], stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     port = int(line.rsplit(":", 1)[1].split(";")[0])
     return process, port

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from serve_latency import start_server  # the sibling benchmark (this folder is on sys.path)
+
 CLI = [sys.executable, "-m", "fusionsim.experiments.cli"]
 
 
@@ -40,10 +42,9 @@ def served_replay(policy: Path, log_dir: Path, learn: bool, scenario: str, reque
                   log_every: int, seed: int = 0) -> dict:
     """Start ``fusionsim serve`` on ``policy``, replay ``requests`` against it, stop it; the replay's metrics."""
     extra = ["--learn", "--learn-batch", "256"] if learn else []
-    process = subprocess.Popen([*CLI, "serve", str(policy), "--port", "0", "--log-dir", str(log_dir), *extra],
-                               stdout=subprocess.PIPE, text=True)
+    process, port = start_server(policy, log_dir, *extra)
     try:
-        url = "http://127.0.0.1:" + process.stdout.readline().rsplit(":", 1)[1].split(";")[0]
+        url = f"http://127.0.0.1:{port}"
         run("replay", "--server", url, "--scenario", scenario, "--requests", str(requests), "--slots", "256",
             "--log-every", str(log_every), "--seed", str(seed), "--out", str(out))
     finally:

@@ -133,6 +133,22 @@ class CascadeConfig:
             return parts[0][1] if len(parts) == 1 else " + ".join(f"{w:g} {name}" for w, name in parts)
         return f"{side(self.first)}>{self.keep}>{side(self.second)}"
 
+    @classmethod
+    def from_label(cls, label: str, arm_names: list[str]) -> "CascadeConfig":
+        """The cascade of a single-arm label ``<arm>><N>><arm or stacker>`` (what :meth:`label` writes for single
+        arms); a FusionError saying what is allowed."""
+        parts = label.split(">")
+        if len(parts) != 3 or parts[0] not in arm_names or parts[2] not in (*arm_names, STACKER) \
+                or not parts[1].isdigit():
+            raise FusionError(f"must be <arm>><N>><arm or {STACKER}>, e.g. {arm_names[0]}>50>{STACKER}, with arms "
+                              f"among {', '.join(arm_names)}")
+        eye = np.eye(len(arm_names))
+
+        def weights(arm: str) -> tuple[float, ...]:
+            return tuple(eye[arm_names.index(arm)].tolist())
+
+        return cls(weights(parts[0]), int(parts[1]), STACKER if parts[2] == STACKER else weights(parts[2]))
+
 
 class Cascade(Fusion):
     """Filter, then re-rank, with one of ``configs`` per request (the policy's action is its index).

@@ -153,7 +153,7 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     metrics["estimators"] = evaluate(_estimators(estimators, config.pscore == "estimated"), data, truth,
                                      BOOTSTRAP_SAMPLES, seed)
     used = data["estimated_pscore"] if config.pscore == "estimated" else data["pscore"]
-    metrics["effective_sample_size"] = effective_sample_size(action_dist[np.arange(len(action)), action, 0] / used)
+    metrics["effective_sample_size"] = effective_sample_size(importance_weights(data, used))
     if config.pscore == "logged":
         metrics["per_session"] = _session_estimates(log, contexts, action_dist[:, :, 0], truth_run, seed)
     return _finish(metrics, logs, policy_run, out, config)
@@ -188,13 +188,11 @@ def run_served_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dict:
                             f"the served policy chose among {served.get('n_actions')} {served.get('mode')} actions")
     contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float64)
     data = discrete_data(trained.policy, log, contexts, mapper.n_actions, config.folds, config.seed)
-    action, reward, action_dist = data["action"], data["reward"], data["action_dist"]
-    metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "pscore": "logged",
+    metrics = {"rounds": len(log), "logged_reward_per_request": float(data["reward"].mean()), "pscore": "logged",
                "served_log": {"joined_share": float(log["joined"].mean())},
                "estimators": evaluate(_estimators(list(config.estimators)), data, None, BOOTSTRAP_SAMPLES,
                                       config.seed),
-               "effective_sample_size": effective_sample_size(action_dist[np.arange(len(action)), action, 0]
-                                                              / data["pscore"])}
+               "effective_sample_size": effective_sample_size(importance_weights(data, data["pscore"]))}
     return _finish(metrics, logs, trained.folder, out, config)
 
 
@@ -225,6 +223,11 @@ def _session_estimates(log: pd.DataFrame, contexts: np.ndarray, action_dist: np.
                        BOOTSTRAP_SAMPLES, seed)
     return {"estimators": results, "on_policy_truth": truth, "sessions": sessions.n_sessions,
             "logged_return_per_session": float(sessions.reward.sum() / sessions.n_sessions)}
+
+
+def importance_weights(data: dict, pscore: np.ndarray) -> np.ndarray:
+    """The evaluation policy's probability of each logged action over ``pscore`` (n,), from obp's keyword arrays."""
+    return data["action_dist"][np.arange(len(data["action"])), data["action"], 0] / pscore
 
 
 def effective_sample_size(weights: np.ndarray) -> float:

@@ -18,7 +18,6 @@ from fusionsim.envs.strategies import Fusion
 from fusionsim.experiments.serving.client import FusionClient
 
 
-
 class RemoteFusion(Fusion):
     """Rank through the service at ``client``; ``simulator`` (set with :meth:`attach`) gives each request's
     shopper, session and hour."""

@@ -35,7 +35,7 @@ from fusionsim.common.io import atomic_write_json, check_complete
 from fusionsim.envs.scenario import Scenario, parse_scenario, scenario_to_dict
 from fusionsim.envs.shop import world_signature
 from fusionsim.envs.stacking.stacker import Stacker, StackerError
-from fusionsim.envs.strategies import STACKER, Cascade, CascadeConfig, Fusion, FusionError, Stacking, WeightedBlend
+from fusionsim.envs.strategies import Cascade, CascadeConfig, Fusion, FusionError, Stacking, WeightedBlend
 from fusionsim.experiments.runs import read_config, write_config
 from fusionsim.experiments.serving.decision_log import Decision, decisions_table, write_part
 from fusionsim.experiments.serving.requests import MAX_BATCH, Outcome, RankBatch, RequestError
@@ -118,21 +118,12 @@ def parse_cascade(spec: str, arm_names: list[str], n_candidates: int, slate_size
                   stacker: Stacker) -> Cascade:
     """The fixed cascade of ``--cascade <arm>><N>><arm or stacker>`` (stage one keeps the top N of the first arm,
     stage two orders them by the second arm or the stacker); a ServeError naming the bad part."""
-    parts = spec.split(">")
-    allowed = (f"must be <arm>><N>><arm or {STACKER}>, e.g. {arm_names[0]}>50>{STACKER}, with arms among "
-               f"{', '.join(arm_names)}")
-    if len(parts) != 3 or parts[0] not in arm_names or parts[2] not in (*arm_names, STACKER) \
-            or not parts[1].isdigit():
-        raise ServeError(f"--cascade {spec!r} is not allowed: {allowed}")
-    eye = np.eye(len(arm_names))
-
-    def weights(arm: str) -> tuple[float, ...]:
-        return tuple(eye[arm_names.index(arm)].tolist())
-
-    second = STACKER if parts[2] == STACKER else weights(parts[2])
     try:
-        return Cascade([CascadeConfig(weights(parts[0]), int(parts[1]), second)], len(arm_names), n_candidates,
-                       slate_size, stacker)
+        config = CascadeConfig.from_label(spec, arm_names)
+    except FusionError as exc:
+        raise ServeError(f"--cascade {spec!r} is not allowed: {exc}") from None
+    try:
+        return Cascade([config], len(arm_names), n_candidates, slate_size, stacker)
     except FusionError as exc:
         raise ServeError(f"--cascade {spec!r}: {exc}") from None
 
