@@ -27,7 +27,7 @@ from fusionsim.envs.scenario import parse_scenario
 from fusionsim.envs.shop import make_shop
 from fusionsim.envs.stacking.stacker import Stacker
 from fusionsim.envs.strategies import Stacking
-from fusionsim.experiments.compare import _seeds
+from fusionsim.experiments.compare import compare_seeds
 from fusionsim.experiments.online import (OnlineRun, batch_means_interval, ratio_difference, ratio_interval,
                                           run_online)
 from fusionsim.experiments.train_stacker import TrainStackerConfig, train_stacker
@@ -62,7 +62,7 @@ def main() -> None:
         config = yaml.safe_load((run_folder / "config.yaml").read_text())
         scenario = parse_scenario(config["scenario"], str(run_folder / "config.yaml"))
         world, arms = make_shop(scenario, base=config["args"]["base"] or str(run_folder / "arms"))
-        fit_seed, slots = _seeds(config["args"]["seed"]).fit, config["args"]["slots"]
+        fit_seed, slots = compare_seeds(config["args"]["seed"]).fit, config["args"]["slots"]
         stackers, losses, runs = {}, {}, {}
         with tempfile.TemporaryDirectory() as tmp:
             for width in widths:

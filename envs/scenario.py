@@ -78,11 +78,13 @@ Real = Annotated[float, AfterValidator(_within_float_limit)]
 checked first."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A model of a validated input file: unknown keys, coercion (``"3"`` for 3), NaN and infinity are refused."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
-class SegmentParams(_Strict):
+class SegmentParams(StrictModel):
     """Behaviour of one shopper segment."""
 
     share: Real = Field(ge=0.0, le=1.0, description="fraction of the population in this segment")
@@ -106,7 +108,7 @@ def _default_segments() -> dict[str, SegmentParams]:
     }
 
 
-class WorldParams(_Strict):
+class WorldParams(StrictModel):
     """Sizes and shape of the catalog and the shopper population."""
 
     n_items: int = Field(5000, ge=1, description=f"catalog size, at most {MAX_N_ITEMS:,}")
@@ -166,7 +168,7 @@ class WorldParams(_Strict):
                 f"{_count_text(self.latent_dim)} and {self.history_per_user:.3g} past purchases per shopper")
 
 
-class BehaviourParams(_Strict):
+class BehaviourParams(StrictModel):
     """The shopper response model (see ``envs/response.py`` for the formulas)."""
 
     click_model: Literal["pbm", "cascade"] = "pbm"
@@ -195,7 +197,7 @@ class BehaviourParams(_Strict):
     taste_drift: Real = Field(0.05, ge=0.0, le=1.0, description="step of taste toward a purchased item")
 
 
-class TrafficParams(_Strict):
+class TrafficParams(StrictModel):
     """How requests arrive."""
 
     requests_per_day: int = Field(100_000, ge=1, description="simulated requests per simulated day")
@@ -216,7 +218,7 @@ class TrafficParams(_Strict):
         return self
 
 
-class CandidateParams(_Strict):
+class CandidateParams(StrictModel):
     """The recall layer that picks the candidates every arm scores."""
 
     n_candidates: int = Field(200, ge=2, le=MAX_N_CANDIDATES, description="candidates per request")
@@ -241,7 +243,7 @@ class CandidateParams(_Strict):
         return self
 
 
-class Event(_Strict):
+class Event(StrictModel):
     """A scheduled change of the shop."""
 
     day: Real = Field(ge=0.0, description="simulated day at which the event happens")
@@ -251,7 +253,7 @@ class Event(_Strict):
     fraction: Real = Field(0.05, ge=0.0, le=0.5, description="new_items: catalog fraction launched that day")
 
 
-class Scenario(_Strict):
+class Scenario(StrictModel):
     """One simulated shop: world, behaviour, traffic, recall layer, events and the reward."""
 
     name: str = "custom"
@@ -371,25 +373,28 @@ def _short_repr(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
-def _format_error(source: str, exc: ValidationError) -> str:
+def validation_message(source: str, exc: ValidationError, root: type[BaseModel] | None = None,
+                       noun: str = "scenario") -> str:
+    """One line for the first error of ``exc``, raised validating a ``noun`` file whose model is ``root`` (None:
+    :class:`Scenario`): the field, the bad value and what is allowed, or the unknown key and the allowed ones."""
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err["loc"]]
-    field = ".".join(loc) if loc else "<scenario>"
+    field = ".".join(loc) if loc else f"<{noun}>"
     if err["type"] == "extra_forbidden":
-        parent = _model_at(loc[:-1])
+        parent = _model_at(loc[:-1], root or Scenario)
         allowed = ", ".join(parent.model_fields) if parent is not None else "see the docs"
-        return f"scenario {source}: unknown key '{_one_line(field, 80)}'; allowed keys here: {allowed}"
+        return f"{noun} {source}: unknown key '{_one_line(field, 80)}'; allowed keys here: {allowed}"
     if err["type"] == "value_error":
-        return f"scenario {source}: {str(err['ctx']['error'])}"
+        return f"{noun} {source}: {str(err['ctx']['error'])}"
     if err["type"] == "missing":
-        return f"scenario {source}: {field} is required"
+        return f"{noun} {source}: {field} is required"
     value = err.get("input")
-    return f"scenario {source}: {field} = {_short_repr(value)} is not allowed: {_describe_allowed(err)}"
+    return f"{noun} {source}: {field} = {_short_repr(value)} is not allowed: {_describe_allowed(err)}"
 
 
-def _model_at(loc: list[str]) -> type[BaseModel] | None:
+def _model_at(loc: list[str], root: type[BaseModel]) -> type[BaseModel] | None:
     """The model class that holds the field at ``loc`` (list indices and mapping keys are skipped)."""
-    model: type[BaseModel] = Scenario
+    model: type[BaseModel] = root
     for part in loc:
         field = model.model_fields.get(part)
         if field is None:
@@ -408,17 +413,22 @@ def parse_scenario(raw: object, source: str = "<dict>") -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise ScenarioError(_format_error(source, exc)) from None
+        raise ScenarioError(validation_message(source, exc)) from None
 
 
-def _check_mapping(raw: object, source: str) -> None:
+def _check_mapping(raw: object, source: str, noun: str = "scenario", error: type[ValueError] = ScenarioError) -> None:
     if not isinstance(raw, dict):
-        raise ScenarioError(f"scenario {source}: top level is {type(raw).__name__}, not allowed: must be a mapping")
+        raise error(f"{noun} {source}: top level is {type(raw).__name__}, not allowed: must be a mapping")
 
 
 def scenario_names() -> list[str]:
     """Names of the scenarios shipped in ``envs/scenarios/``."""
-    folder = resources.files("fusionsim.envs.scenarios")
+    return shipped_names("fusionsim.envs.scenarios")
+
+
+def shipped_names(package: str) -> list[str]:
+    """Names of the YAML files shipped in ``package`` (without ``.yaml``), sorted."""
+    folder = resources.files(package)
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -429,68 +439,80 @@ def load_scenario(name_or_path: str | Path, **overrides: object) -> Scenario:
     are not UTF-8, an empty file and a YAML syntax error each raise :class:`ScenarioError` naming the file.
     ``overrides`` are dotted field paths, e.g. ``load_scenario("default", **{"world.n_items": 4000})``.
     """
-    text_source = str(name_or_path)
-    path = Path(text_source)
-    names = scenario_names()
-    if text_source in names and not path.is_file():
-        source = f"'{text_source}'"
-        data = resources.files("fusionsim.envs.scenarios").joinpath(f"{text_source}.yaml").read_bytes()
-    elif path.suffix in (".yaml", ".yml") or path.exists():
-        source, data = f"'{path.name}'", _read_file(path, text_source)
-    else:
-        raise ScenarioError(f"scenario '{text_source}' is unknown: use one of {names} or a path to a .yaml file")
-    raw = _parse_yaml(data, source)
+    raw, source = read_yaml_mapping(name_or_path, "fusionsim.envs.scenarios", "scenario", ScenarioError)
     for dotted, value in overrides.items():
         _set_dotted(raw, dotted, value, source)
     return parse_scenario(raw, source)
 
 
-def _read_file(path: Path, text_source: str) -> bytes:
+def read_yaml_mapping(name_or_path: str | Path, package: str, noun: str, error: type[ValueError],
+                      example: str = "name: my_shop") -> tuple[dict, str]:
+    """The mapping held by the file ``<name>.yaml`` shipped in ``package``, or by a YAML file at a path, and
+    the file's label for messages (``'default'``, ``'x.yaml'``). A missing file, a directory, bytes that are
+    not UTF-8, an empty file, a YAML syntax error and a top level that is not a mapping each raise ``error``:
+    one line starting with ``noun`` and naming the file."""
+    text_source = str(name_or_path)
+    path = Path(text_source)
+    names = shipped_names(package)
+    if text_source in names and not path.is_file():
+        source = f"'{text_source}'"
+        data = resources.files(package).joinpath(f"{text_source}.yaml").read_bytes()
+    elif path.suffix in (".yaml", ".yml") or path.exists():
+        source, data = f"'{path.name}'", _read_file(path, text_source, noun, error)
+    else:
+        raise error(f"{noun} '{text_source}' is unknown: use one of {names} or a path to a .yaml file")
+    return _parse_yaml(data, source, noun, error, example), source
+
+
+def _read_file(path: Path, text_source: str, noun: str = "scenario", error: type[ValueError] = ScenarioError) -> bytes:
     if path.is_dir():
-        raise ScenarioError(f"scenario '{text_source}': is a directory, not a YAML file")
+        raise error(f"{noun} '{text_source}': is a directory, not a YAML file")
     if not path.exists():
-        raise ScenarioError(f"scenario '{text_source}': no such file")
+        raise error(f"{noun} '{text_source}': no such file")
     if not path.is_file():
-        raise ScenarioError(f"scenario '{text_source}': is not a regular file")
+        raise error(f"{noun} '{text_source}': is not a regular file")
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise ScenarioError(f"scenario '{path.name}': cannot be read ({exc.strerror or exc})") from None
+        raise error(f"{noun} '{path.name}': cannot be read ({exc.strerror or exc})") from None
 
 
-def _parse_yaml(data: bytes, source: str) -> dict:
-    """The mapping a scenario file holds, or ScenarioError naming the problem in one line."""
+def _parse_yaml(data: bytes, source: str, noun: str = "scenario", error: type[ValueError] = ScenarioError,
+                example: str = "name: my_shop") -> dict:
+    """The mapping a ``noun`` file holds, or ``error`` naming the problem in one line."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ScenarioError(f"scenario {source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}); "
+        raise error(f"{noun} {source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}); "
                             "save the file as UTF-8") from None
     if not text.strip():
-        raise ScenarioError(f"scenario {source}: the file is empty; must be a YAML mapping of scenario fields, "
-                            "e.g. 'name: my_shop'")
+        raise error(f"{noun} {source}: the file is empty; must be a YAML mapping of {noun} fields, "
+                    f"e.g. '{example}'")
     try:
         raw = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = ", ".join(p for p in (exc.context, exc.problem) if p)
-        raise ScenarioError(f"scenario {source}: not valid YAML{where}: {_one_line(problem)}") from None
+        raise error(f"{noun} {source}: not valid YAML{where}: {_one_line(problem)}") from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         character = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        raise ScenarioError(f"scenario {source}: not valid YAML at line {line}: character "
+        raise error(f"{noun} {source}: not valid YAML at line {line}: character "
                             f"#x{ord(character):04x} is not allowed in YAML") from None
     except ValueError as exc:  # PyYAML builds values with int() and date(): too many digits, a 13th month
         problem = (f"an integer has more than {sys.get_int_max_str_digits()} digits" if "digits" in str(exc)
                    else f"a value cannot be built ({_one_line(str(exc))})")
-        raise ScenarioError(f"scenario {source}: not valid YAML: {problem}") from None
-    except (yaml.YAMLError, RecursionError) as exc:
-        raise ScenarioError(f"scenario {source}: not valid YAML: {_one_line(str(exc))}") from None
+        raise error(f"{noun} {source}: not valid YAML: {problem}") from None
+    except RecursionError:  # nesting deeper than the interpreter's stack (where it overflows varies)
+        raise error(f"{noun} {source}: not valid YAML: maximum recursion depth exceeded") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{noun} {source}: not valid YAML: {_one_line(str(exc))}") from None
     if raw is None:
-        raise ScenarioError(f"scenario {source}: the file holds no settings (only comments or null); must be a "
-                            "YAML mapping of scenario fields, e.g. 'name: my_shop'")
-    _check_mapping(raw, source)
+        raise error(f"{noun} {source}: the file holds no settings (only comments or null); must be a "
+                    f"YAML mapping of {noun} fields, e.g. '{example}'")
+    _check_mapping(raw, source, noun, error)
     return raw
 
 

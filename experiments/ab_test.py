@@ -17,28 +17,24 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from fusionsim.agents import LinUCB, Policy  # noqa: E402
-from fusionsim.envs.context import CONTEXT_DIM  # noqa: E402
-from fusionsim.envs.fusion import ActionMapper  # noqa: E402
-from fusionsim.envs.scenario import Scenario, scenario_to_dict  # noqa: E402
-from fusionsim.envs.shop import make_shop  # noqa: E402
-from fusionsim.envs.simulator import BatchedSimulator  # noqa: E402
-from fusionsim.envs.world import World  # noqa: E402
-from fusionsim.experiments.abtest import stats  # noqa: E402
+from fusionsim.agents import LinUCB, Policy
+from fusionsim.envs.context import CONTEXT_DIM
+from fusionsim.envs.fusion import ActionMapper
+from fusionsim.envs.scenario import Scenario, scenario_to_dict
+from fusionsim.envs.shop import make_shop
+from fusionsim.envs.simulator import BatchedSimulator
+from fusionsim.envs.world import World
+from fusionsim.experiments.abtest import stats
 from fusionsim.agents import ConstantAction
-from fusionsim.experiments.oracle import grid_search  # noqa: E402
-from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
-from fusionsim.experiments.simulate import RUN_PREFIX, PolicySpecError, make_static_policy  # noqa: E402
-from fusionsim.experiments.train import read_policy_run, read_trained_run  # noqa: E402
-from fusionsim.envs.logs import atomic_write_parquet  # noqa: E402
-from fusionsim.common.io import atomic_write_text, mark_complete  # noqa: E402
+from fusionsim.experiments.oracle import grid_search
+from fusionsim.experiments.runs import save_figure, write_config, write_json, pyplot
+from fusionsim.experiments.simulate import RUN_PREFIX, PolicySpecError, make_static_policy
+from fusionsim.experiments.train import read_policy_run, read_trained_run
+from fusionsim.envs.logs import atomic_write_parquet
+from fusionsim.common.io import atomic_write_text, mark_complete
 
 METRICS = ("revenue", "clicks", "purchases", "requests", "sessions")
 """Per-shopper totals; the tests compare their means per shopper, and CTR/conversion as ratios."""
@@ -228,11 +224,7 @@ def run_ab_test(config: ABTestConfig, scenario: Scenario, out: Path) -> dict:
     policies, learning = _make_policies(policy_names, arm_names, search, seed)
     test = run_buckets(world, arms, policies, bucket_of_user, days, seed, learning=learning)
     active = test.totals[:, METRICS.index("requests")] > 0
-    table = pd.DataFrame({"user_id": users, "bucket": bucket_of_user,
-                          "policy": np.array(policy_names, dtype=object)[bucket_of_user],
-                          **{m: test.totals[:, i] for i, m in enumerate(METRICS)},
-                          "impressions": test.impressions,
-                          **{f"pre_{m}": pre.totals[:, i] for i, m in enumerate(METRICS)}})
+    table = shopper_table(bucket_of_user, policy_names, test, pre)
     atomic_write_parquet_df(table, out / "users.parquet")
     result = analyse(table[active], policy_names, split)
     if config.true_lift and not aa:
@@ -244,6 +236,16 @@ def run_ab_test(config: ABTestConfig, scenario: Scenario, out: Path) -> dict:
     atomic_write_text(out / "report.md", _report(result, policy_names))
     mark_complete(out, "ab-test")
     return result
+
+
+def shopper_table(bucket_of_user: np.ndarray, policy_names: list[str], test: Bucketed, pre: Bucketed) -> pd.DataFrame:
+    """One row per shopper (``user_id`` 0..n-1): bucket, policy, the test's METRICS totals and impressions, and
+    the pre-period's totals as ``pre_<metric>`` (CUPED's covariates); the input of :func:`analyse`."""
+    return pd.DataFrame({"user_id": np.arange(len(bucket_of_user)), "bucket": bucket_of_user,
+                         "policy": np.array(policy_names, dtype=object)[bucket_of_user],
+                         **{m: test.totals[:, i] for i, m in enumerate(METRICS)},
+                         "impressions": test.impressions,
+                         **{f"pre_{m}": pre.totals[:, i] for i, m in enumerate(METRICS)}})
 
 
 def atomic_write_parquet_df(table: pd.DataFrame, path: Path) -> None:
@@ -306,6 +308,7 @@ def _true_lifts(world, arms, policy_names, arm_names, search, days, seed, users,
 
 
 def _plots(out: Path, daily: np.ndarray, policy_names: list[str], result: dict) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for b, name in enumerate(policy_names):
         ax.plot(np.arange(1, len(daily) + 1), daily[:, b, 0] / np.maximum(daily[:, b, 1], 1), marker="o",

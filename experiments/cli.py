@@ -615,6 +615,46 @@ def ab_test_command(scenario: str, base: Path | None, policies: str, users: int 
                f"{folder}/daily.png")
 
 
+@cli.command("sweep")
+@click.argument("sweep_file", metavar="SWEEP")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run folder to write (default: runs/<the sweep's name>).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: one task at a time in this process; ray: Ray core tasks (pip install -e \".[ray]\").")
+@click.option("--address", default=None,
+              help="ray: auto or HOST:PORT of a running Ray cluster (default: start Ray on this machine).")
+@click.option("--workers", type=click.IntRange(1, 4096), default=None,
+              help="ray: tasks at a time, and the CPUs of a Ray started here (default: this machine's CPUs).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted or failed sweep in --out: run only the tasks "
+              "that are missing or failed (same sweep file and scenarios; the backend may change).")
+@click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
+def sweep_command(sweep_file: str, out: Path | None, backend: str, address: str | None, workers: int | None,
+                  resume: bool, overwrite: bool) -> None:
+    """Run a sweep file's tasks (scenarios x compare methods x seeds, A/B designs x replicates) locally or on
+    Ray: one Parquet row per task, report.md with intervals across seeds, sweep.png."""
+    import os
+
+    from fusionsim.experiments.sweep import SweepRunConfig, describe, run_sweep
+    from fusionsim.experiments.sweeps.spec import SweepError, load_sweep
+    if resume and overwrite:
+        raise SweepError("--resume and --overwrite exclude each other: continue the sweep or start it again")
+    sweep = load_sweep(sweep_file)
+    out = out if out is not None else Path("runs") / sweep.name
+    if workers is None:
+        workers = (os.cpu_count() or 1) if backend == "ray" else 1
+    config = SweepRunConfig(sweep=sweep_file, backend=backend, address=address, workers=workers)
+    if resume:
+        outcome = run_sweep(config, sweep, out, resume=True)
+    else:
+        with new_run(out, overwrite, resumable=True) as folder:
+            outcome = run_sweep(config, sweep, folder)
+    click.echo(describe(outcome, out))
+    if outcome.failed:
+        raise click.ClickException(f"{len(outcome.failed)} of {outcome.tasks} tasks failed (first: "
+                                   f"{outcome.failed[0]}; errors in {out}/report.md); fix the cause and rerun with "
+                                   "--resume to run them again")
+
+
 @cli.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
 @click.option("--scale", type=FiniteFloat(0.001, 10.0), default=1.0, show_default=True,

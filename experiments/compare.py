@@ -26,28 +26,24 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from fusionsim.agents import ConstantAction  # noqa: E402
-from fusionsim.common.io import atomic_write_text, check_complete, mark_complete  # noqa: E402
-from fusionsim.envs.context import CELL_NAMES  # noqa: E402
-from fusionsim.envs.fusion import ActionMapper  # noqa: E402
-from fusionsim.envs.scenario import Scenario, scenario_to_dict  # noqa: E402
-from fusionsim.envs.shop import make_shop, world_signature  # noqa: E402
-from fusionsim.envs.stacking import KINDS as STACKER_KINDS  # noqa: E402
-from fusionsim.envs.stacking.stacker import Stacker  # noqa: E402
-from fusionsim.envs.strategies import STACKER, Cascade, CascadeConfig, Stacking  # noqa: E402
-from fusionsim.experiments.online import OnlineRun, StepRecorder, run_online  # noqa: E402
-from fusionsim.experiments.oracle import CellTablePolicy, grid_search, search_actions  # noqa: E402
-from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
-from fusionsim.experiments.simulate import RUN_PREFIX, SimulateConfig, run_policy  # noqa: E402
-from fusionsim.experiments.train import PPOConfig, TrainConfig, make_agent, read_policy_run  # noqa: E402
-from fusionsim.experiments.train_base import TrainBaseConfig, train_base  # noqa: E402
-from fusionsim.experiments.train_stacker import TrainStackerConfig, train_stacker  # noqa: E402
+from fusionsim.agents import ConstantAction
+from fusionsim.common.io import atomic_write_text, check_complete, mark_complete
+from fusionsim.envs.context import CELL_NAMES
+from fusionsim.envs.fusion import ActionMapper
+from fusionsim.envs.scenario import Scenario, scenario_to_dict
+from fusionsim.envs.shop import make_shop, world_signature
+from fusionsim.envs.stacking import KINDS as STACKER_KINDS
+from fusionsim.envs.stacking.stacker import Stacker
+from fusionsim.envs.strategies import STACKER, Cascade, CascadeConfig, Stacking
+from fusionsim.experiments.online import OnlineRun, StepRecorder, run_online
+from fusionsim.experiments.oracle import CellTablePolicy, grid_search, search_actions
+from fusionsim.experiments.runs import save_figure, write_config, write_json, pyplot
+from fusionsim.experiments.simulate import RUN_PREFIX, SimulateConfig, run_policy
+from fusionsim.experiments.train import PPOConfig, TrainConfig, make_agent, read_policy_run
+from fusionsim.experiments.train_base import TrainBaseConfig, train_base
+from fusionsim.experiments.train_stacker import TrainStackerConfig, train_stacker
 
 BANDITS = ("linucb", "joint_linucb", "lints", "joint_lints", "eps", "ucb", "ts")
 """The bandits of ``fusionsim train`` over the blend grid, each with train's default hyperparameters."""
@@ -128,7 +124,9 @@ class CompareConfig:
 
 
 @dataclass
-class _Seeds:
+class CompareSeeds:
+    """The seeds of a compare run's steps, drawn from its one seed."""
+
     traffic: int
     stacker_traffic: int
     fit: int
@@ -137,11 +135,14 @@ class _Seeds:
     policy: int
 
 
-def _seeds(seed: int) -> _Seeds:
-    return _Seeds(*(int(s) for s in np.random.SeedSequence(seed).generate_state(6)))
+def compare_seeds(seed: int) -> CompareSeeds:
+    """The step seeds of a compare run on ``seed`` (its SeedSequence's first six words)."""
+    return CompareSeeds(*(int(s) for s in np.random.SeedSequence(seed).generate_state(6)))
 
 
-def _arms_folder(config: CompareConfig, scenario: Scenario, out: Path, seeds: _Seeds, progress: bool) -> Path:
+def arms_folder(config: CompareConfig, scenario: Scenario, out: Path, seeds: CompareSeeds, progress: bool) -> Path:
+    """The arms' train-base folder: ``config.base``, or the four arms trained in ``out/arms`` on a log of
+    ``config.log_requests`` uniformly random requests (``out/traffic``)."""
     if config.base is not None:
         return Path(config.base)
     traffic, arms = out / "traffic", out / "arms"
@@ -153,8 +154,8 @@ def _arms_folder(config: CompareConfig, scenario: Scenario, out: Path, seeds: _S
     return arms
 
 
-def _stacker(config: CompareConfig, scenario: Scenario, world, arms: list, base: Path, out: Path, seeds: _Seeds,
-             progress: bool) -> tuple[Stacker, dict]:
+def fit_stacker(config: CompareConfig, scenario: Scenario, world, arms: list, base: Path, out: Path,
+                seeds: CompareSeeds, progress: bool) -> tuple[Stacker, dict]:
     """The stacker to use, and how it was chosen: the given one, or of a logistic and an MLP stacker fitted
     on a fresh log, the one whose stacking earned more in ``search_requests`` requests on the search seed
     (their held-out losses are reported beside: a lower loss per impression need not rank better)."""
@@ -182,7 +183,7 @@ def _stacker(config: CompareConfig, scenario: Scenario, world, arms: list, base:
     return stackers[kind], {"kind": kind, "held_out_loss": losses, "search_reward_per_request": rewards}
 
 
-def _ppo_run(config: CompareConfig, scenario: Scenario, arms: list, seeds: _Seeds) -> OnlineRun:
+def _ppo_run(config: CompareConfig, scenario: Scenario, arms: list, seeds: CompareSeeds) -> OnlineRun:
     """stable-baselines3 PPO (``fusionsim train``'s defaults, ``PPOConfig``) learning online on the evaluation
     seed over continuous blend weights, as ``train --agent ppo`` does, recorded step by step like the others."""
     from stable_baselines3 import PPO
@@ -244,24 +245,46 @@ def headline(result: dict, per: str) -> float:
 def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool = True) -> dict:
     """Run every method of ``config.methods`` on ``scenario`` (resolved from ``config.scenario``); write
     the outputs listed in the module docstring to ``out`` and return the comparison."""
-    seeds = _seeds(config.seed)
+    seeds = compare_seeds(config.seed)
+    check_cascade_keep(config, scenario)
+    write_config(out, "compare", {**dataclasses.asdict(config), "methods": list(config.methods),
+                                  "cascade_keep": list(config.cascade_keep)}, scenario=scenario_to_dict(scenario))
+    base = arms_folder(config, scenario, out, seeds, progress)
+    world, arms = make_shop(scenario, base=base)
+    arm_names = [a.name for a in arms]
+    frozen = {f"{RUN_PREFIX}{folder}": read_policy_run(folder, f"--policy-run {folder}", arm_names, scenario)
+              for folder in config.policy_runs}
+    comparison: dict = {"scenario": scenario.name, "reward": scenario.reward, "per": config.per, "arms": arm_names}
+    stacker = None
+    if any(m in NEEDS_STACKER for m in config.methods):
+        stacker, comparison["stacker"] = fit_stacker(config, scenario, world, arms, base, out, seeds, progress)
+    comparison.update(evaluate_methods(config, world, arms, stacker, frozen))
+    write_json(out / "comparison.json", comparison)
+    _write_curves(comparison, out)
+    atomic_write_text(out / "report.md", render_report(comparison, config))
+    mark_complete(out, "compare")
+    return comparison
+
+
+def check_cascade_keep(config: CompareConfig, scenario: Scenario) -> None:
+    """A CompareError unless every N of ``config.cascade_keep`` lies from the slate size to the candidates."""
     k, c = scenario.candidates.slate_size, scenario.candidates.n_candidates
     bad = [keep for keep in config.cascade_keep if not k <= keep <= c]
     if bad:
         raise CompareError(f"--cascade-keep {bad[0]} is not allowed: each N must be an integer from the slate size {k} "
                            f"to the number of candidates {c}")
-    write_config(out, "compare", {**dataclasses.asdict(config), "methods": list(config.methods),
-                                  "cascade_keep": list(config.cascade_keep)}, scenario=scenario_to_dict(scenario))
-    base = _arms_folder(config, scenario, out, seeds, progress)
-    world, arms = make_shop(scenario, base=base)
-    arm_names = [a.name for a in arms]
-    frozen = {f"{RUN_PREFIX}{folder}": read_policy_run(folder, f"--policy-run {folder}", arm_names, scenario)
-              for folder in config.policy_runs}
-    comparison: dict = {"scenario": scenario.name, "reward": scenario.reward, "per": config.per, "arms": arm_names,
-                        "methods": {}}
-    stacker = None
-    if any(m in NEEDS_STACKER for m in config.methods):
-        stacker, comparison["stacker"] = _stacker(config, scenario, world, arms, base, out, seeds, progress)
+
+
+def evaluate_methods(config: CompareConfig, world, arms: list, stacker: Stacker | None,
+                     frozen: dict | None = None) -> dict:
+    """Steps 3 and 4 on a built shop (``world`` and its ``arms``): the searches on the search seed, then every
+    method of ``config.methods`` and every frozen policy run of ``frozen`` ({name: read_policy_run's result})
+    on the evaluation seed, all seeds spawned from ``config.seed``. ``stacker`` is needed by the methods of
+    NEEDS_STACKER. Returns the comparison's ``blends``, ``cascades`` (when a cascade method ran) and
+    ``methods``; writes nothing, so it is a pure function of its inputs."""
+    seeds, frozen = compare_seeds(config.seed), frozen or {}
+    scenario, arm_names = world.scenario, [a.name for a in arms]
+    comparison: dict = {"methods": {}}
     mapper = ActionMapper("grid", len(arms), config.grid_resolution)
     search = grid_search(world, arms, config.grid_resolution, config.search_requests, seeds.search, config.slots)
     comparison["blends"] = search.describe(arm_names)
@@ -318,10 +341,6 @@ def compare(config: CompareConfig, scenario: Scenario, out: Path, progress: bool
             difference, interval = paired(runs["best static blend"])
             comparison["methods"][method]["vs_best_static_blend"] = {"difference": difference, "ci95": list(interval)}
     _add_headroom(comparison["methods"], config.per)
-    write_json(out / "comparison.json", comparison)
-    _write_curves(comparison, out)
-    atomic_write_text(out / "report.md", render_report(comparison, config))
-    mark_complete(out, "compare")
     return comparison
 
 
@@ -337,6 +356,7 @@ def _add_headroom(methods: dict, per: str) -> None:
 
 
 def _write_curves(comparison: dict, out: Path) -> None:
+    plt = pyplot()
     from torch.utils.tensorboard import SummaryWriter
 
     fig, ax = plt.subplots(figsize=(8, 4.5))

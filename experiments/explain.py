@@ -16,20 +16,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from fusionsim.common.io import atomic_write_text, check_complete  # noqa: E402
-from fusionsim.envs.context import CELL_NAMES, N_CELLS, context_cell  # noqa: E402
-from fusionsim.envs.logs import read_interaction_log  # noqa: E402
-from fusionsim.envs.stacking.stacker import Stacker  # noqa: E402
-from fusionsim.experiments.runs import read_config, save_figure, write_json  # noqa: E402
-from fusionsim.experiments.train import read_trained_run  # noqa: E402
-from fusionsim.experiments.train_stacker import read_impressions  # noqa: E402
+from fusionsim.common.io import atomic_write_text, check_complete
+from fusionsim.envs.context import CELL_NAMES, N_CELLS, context_cell
+from fusionsim.envs.logs import read_interaction_log
+from fusionsim.envs.stacking.stacker import Stacker
+from fusionsim.experiments.runs import read_config, save_figure, write_json, pyplot
+from fusionsim.experiments.train import read_trained_run
+from fusionsim.experiments.train_stacker import read_impressions
 
 COMMANDS = ("train", "train-stacker", "compare")
 """The runs ``explain`` reads."""
@@ -187,6 +183,7 @@ def _cascade_choices(run: Path) -> Explanation:
 
 def write_explanation(explanation: Explanation, run: Path) -> None:
     """``explain.json``, ``explain.md`` and the heat map ``explain.png`` of ``explanation`` into ``run``."""
+    plt = pyplot()
     e = explanation
     write_json(run / "explain.json", {"kind": e.kind, "columns": e.columns, "cells": e.table()})
     label_names = list(e.labels)

@@ -15,20 +15,16 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from fusionsim.common.io import atomic_write_text, mark_complete  # noqa: E402
-from fusionsim.envs.calibration.readers import impressions_of_log  # noqa: E402
-from fusionsim.envs.calibration.statistics import Comparison, compare_statistics, log_statistics  # noqa: E402
-from fusionsim.envs.logs import read_interaction_log  # noqa: E402
-from fusionsim.envs.world import build_world  # noqa: E402
-from fusionsim.envs.scenario import Scenario, scenario_to_dict  # noqa: E402
-from fusionsim.experiments.runs import save_figure, write_config, write_json  # noqa: E402
-from fusionsim.experiments.simulate import read_simulate_run, run_policy  # noqa: E402
+from fusionsim.common.io import atomic_write_text, mark_complete
+from fusionsim.envs.calibration.readers import impressions_of_log
+from fusionsim.envs.calibration.statistics import Comparison, compare_statistics, log_statistics
+from fusionsim.envs.logs import read_interaction_log
+from fusionsim.envs.world import build_world
+from fusionsim.envs.scenario import Scenario, scenario_to_dict
+from fusionsim.experiments.runs import save_figure, write_config, write_json, pyplot
+from fusionsim.experiments.simulate import read_simulate_run, run_policy
 
 
 @dataclass(frozen=True)
@@ -95,6 +91,7 @@ def render_report(rows: list[Comparison], scenario: str, logs: Path, held_out: b
 
 def plot_positions(rows: list[Comparison], path: Path) -> None:
     """CTR by position of the log and the simulation, with their 95% intervals, as a PNG."""
+    plt = pyplot()
     positions = [r for r in rows if r.statistic.startswith("CTR at position ")]
     x = np.arange(1, len(positions) + 1)
     fig, ax = plt.subplots(figsize=(7, 4))

@@ -134,6 +134,13 @@ def ratio_difference(mine: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndarr
     return ratio - other, _t_interval(ratio - other, residuals - other_residuals, level)
 
 
+def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """t interval of the mean of independent values (e.g. one figure per seed); NaN for fewer than 2."""
+    values = np.asarray(values, dtype=np.float64)
+    center = float(values.mean()) if len(values) else float("nan")
+    return _t_interval(center, values - center, level)
+
+
 def _t_interval(center: float, residuals: np.ndarray, level: float) -> tuple[float, float]:
     """center +- t(level, n - 1) sd(residuals) / sqrt(n) over n batch residuals; NaN for n < 2 or a NaN."""
     if len(residuals) < 2 or not np.isfinite(residuals).all():

@@ -119,6 +119,17 @@ def parse_choices(spec: str, allowed, option: str, kind: str, error: type[ValueE
     return names
 
 
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend, imported on first use: it costs about half a second,
+    which a command that draws nothing (or a sweep's worker) need not pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(fig, path: Path) -> None:
     """Write a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt

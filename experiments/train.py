@@ -19,9 +19,9 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from fusionsim.agents import UCB1, EpsilonGreedy, GaussianThompson, JointLinTS, JointLinUCB, LinTS, LinUCB, Policy
@@ -43,6 +43,9 @@ AGENTS = (*AGENT_CLASSES, "ppo")
 POLICY_FILE = "policy.npz"
 """The trained bandit policy of a run (PPO: ``agents.ppo.POLICY_FILE`` and ``SPEC_FILE``)."""
 LATEST = "latest.json"
+
+if TYPE_CHECKING:  # torch.utils.tensorboard is imported where a run writes curves: it is slow to import
+    from torch.utils.tensorboard import SummaryWriter
 
 
 class TrainError(ValueError):
@@ -278,6 +281,8 @@ def train(config: TrainConfig, scenario: Scenario, out: Path, resume: bool = Fal
         policy = make_agent(config, mapper.n_actions, int(policy_seed), mapper.n_arms)
         sim.reset(seed=int(sim_seed))
     oracle = None if state.oracle_reward is None else np.asarray(state.oracle_reward)
+    from torch.utils.tensorboard import SummaryWriter
+
     writer = SummaryWriter(str(out / "tensorboard"), purge_step=state.requests_done or None)
     interval = _Interval(len(SEGMENTS), len(arm_names))
     next_log = (state.requests_done // config.log_every + 1) * config.log_every
@@ -457,6 +462,8 @@ def train_ppo(config: TrainConfig, scenario: Scenario, out: Path, resume: bool =
         state = Progress(oracle_reward=_oracle(config, venv.sim.world, venv.sim.arms, int(oracle_seed), out))
     model.set_logger(configure(str(out / "tensorboard" / "sb3"), ["tensorboard"]))
     oracle = None if state.oracle_reward is None else np.asarray(state.oracle_reward)
+    from torch.utils.tensorboard import SummaryWriter
+
     writer = SummaryWriter(str(out / "tensorboard"), purge_step=state.requests_done or None)
     interval = _Interval(len(SEGMENTS), len(arm_names))
     bar = tqdm(total=config.requests, initial=state.requests_done, unit="req", disable=not progress, desc="ppo")

@@ -7,6 +7,8 @@
 * Sample-ratio mismatch: chi-square test of bucket sizes against the planned split.
 * Holm's step-down correction for several comparisons.
 * Minimum detectable effect at power 1 - beta: (z_{1-alpha/2} + z_{1-beta}) * SE of the difference.
+* Wilson's score interval of a proportion (a false-positive rate, a coverage): with z = z_{1-alpha/2},
+  (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n).
 """
 
 from __future__ import annotations
@@ -103,3 +105,13 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     out = np.empty(m)
     out[order] = np.minimum(adjusted, 1.0)
     return out
+
+
+def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson's score interval of the proportion ``successes / n`` (NaN for n = 0)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    z, p = float(stats.norm.ppf(1 - alpha / 2)), successes / n
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(center - half), float(center + half)
