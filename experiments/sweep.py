@@ -26,7 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fusionsim.common.io import atomic_write_json, atomic_write_text, check_complete, clean_json, mark_complete
+from fusionsim.common.io import (COMPLETE_FILE, atomic_write_json, atomic_write_text, check_complete, clean_json,
+                                 mark_complete)
 from fusionsim.envs.logs import atomic_write_parquet
 from fusionsim.envs.scenario import Scenario, load_scenario, scenario_to_dict
 from fusionsim.envs.shop import make_shop
@@ -116,11 +117,12 @@ def run_sweep(config: SweepRunConfig, sweep: Sweep, out: Path, resume: bool = Fa
     resolved = {"sweep": sweep.model_dump(mode="json"), "scenarios": [scenario_to_dict(s) for s in scenarios]}
     if resume:
         _check_resume(out, resolved)
+        (out / COMPLETE_FILE).unlink(missing_ok=True)  # complete again only when every task is done
     write_config(out, "sweep", dataclasses.asdict(config), **resolved)
     inputs = {s.name: _prepare(sweep, source, i, s, out, progress) for i, s in enumerate(scenarios)}
     tasks = plan_tasks(sweep, [s.name for s in scenarios])
     files = {task.task_id: out / CHECKPOINTS / f"{n:06d}.json" for n, task in enumerate(tasks)}
-    todo = [task for task in tasks if not _is_done(files[task.task_id])]
+    todo = [task for task in tasks if not _is_done(files[task.task_id], task.task_id)]
     bar = tqdm(total=len(todo), desc=f"sweep {sweep.name}", unit="task", disable=not progress)
 
     def record(outcome: Outcome) -> None:
@@ -153,8 +155,12 @@ def run_sweep(config: SweepRunConfig, sweep: Sweep, out: Path, resume: bool = Fa
     return outcome
 
 
-def _is_done(path: Path) -> bool:
-    return path.is_file() and _read_row(path).get("status") == "done"
+def _is_done(path: Path, task_id: str) -> bool:
+    """Whether the checkpoint at ``path`` holds the finished outcome of the task ``task_id``."""
+    if not path.is_file():
+        return False
+    row = _read_row(path)
+    return row.get("task_id") == task_id and row.get("status") == "done"
 
 
 def _read_row(path: Path) -> dict:
@@ -209,10 +215,14 @@ def _prepare(sweep: Sweep, source: str, index: int, scenario: Scenario, out: Pat
                                methods=tuple(block.methods), seed=shared_seed(sweep, index), slots=block.slots,
                                per=block.per)
         seeds = compare_seeds(config.seed)
-        if base is None and not _complete(folder / "arms", "train-base"):
+        if base is not None:
+            compare_arms = base
+        elif _complete(folder / "arms", "train-base"):  # trained by the sweep's earlier start
+            compare_arms = str(folder / "arms")
+        else:
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
-        compare_arms = str(arms_folder(config, scenario, folder, seeds, progress))
+            compare_arms = str(arms_folder(config, scenario, folder, seeds, progress))
         if any(m in NEEDS_STACKER for m in block.methods):
             choice = folder / "stacker.json"
             if not choice.is_file():

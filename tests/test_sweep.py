@@ -191,6 +191,39 @@ def test_a_killed_worker_still_gives_identical_results(ray_runtime, local_run, s
     assert (out / "report.md").read_text() == (local_run / "report.md").read_text()
 
 
+def test_a_task_asking_for_more_than_a_node_has_is_refused(ray_runtime, scenario_file, arms, tmp_path):  # noqa: F811
+    sweep = _sweep(scenario_file, arms, compare=None, resources={"cpus": 4})
+    result = _run("sweep", _write(tmp_path / "big.yaml", sweep), "--out", tmp_path / "out", "--backend", "ray",
+                  "--workers", 2)
+    assert result.exit_code == 2
+    assert result.output.rstrip().endswith("Error: resources: each task asks for 4 CPUs and 0 GPUs, but no node of "
+                                           "the Ray started here (its CPUs: --workers) has them (the largest: 2 CPUs, "
+                                           "0 GPUs)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_shared_arms_and_stacker_are_made_once_and_kept_on_resume(scenario_file, tmp_path):  # noqa: F811
+    """Without a base folder the sweep trains the arms and fits the stacker once (shared/); a resume reuses them
+    and reruns only the task whose outcome is missing, with the same figures."""
+    sweep = _sweep(scenario_file, ab=None)
+    sweep["compare"].update(methods=["stacking"], seeds=1)
+    path, out = _write(tmp_path / "shared.yaml", sweep), tmp_path / "shared"
+    result = _run("sweep", path, "--out", out)
+    assert result.exit_code == 0, result.output
+    shared = out / "shared" / "small"
+    chosen = json.loads((shared / "stacker.json").read_text())["kind"]
+    assert (shared / "arms" / "complete.json").is_file() and (shared / f"stacker_{chosen}" / "complete.json").is_file()
+    made = {p: p.stat().st_mtime_ns for p in (shared / "arms" / "complete.json", shared / "stacker.json")}
+    before = pq.read_table(out / "results.parquet")
+    (out / "checkpoints" / "000000.json").unlink()
+    (out / "complete.json").unlink()
+    result = _run("sweep", path, "--out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert {p: p.stat().st_mtime_ns for p in made} == made
+    assert json.loads((out / "summary.json").read_text())["ran"] == 1
+    assert pq.read_table(out / "results.parquet").equals(before)
+
+
 def test_an_interrupted_sweep_resumes_with_only_the_missing_tasks(local_run, sweep_file, tmp_path):
     out = tmp_path / "interrupted"
     process = subprocess.Popen([sys.executable, "-m", "fusionsim.experiments.cli", "sweep", str(sweep_file),

@@ -96,6 +96,18 @@ def _run_on_worker(task: Task, sweep, inputs: ScenarioInputs, refs: dict) -> dic
     return run_task(task, sweep, replace(inputs, **{name: _UNPACKED[ref.hex()] for name, ref in refs.items()}))
 
 
+def _check_resources(ray, resources, address: str | None) -> None:
+    """A SweepError when no node of the Ray cluster can hold one task (Ray would wait for it forever)."""
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    if any(node.get("CPU", 0) >= resources.cpus and node.get("GPU", 0) >= resources.gpus for node in nodes):
+        return
+    where = f"the Ray cluster at {address}" if address else "the Ray started here (its CPUs: --workers)"
+    largest = max(nodes, key=lambda node: (node.get("CPU", 0), node.get("GPU", 0)), default={})
+    raise SweepError(f"resources: each task asks for {resources.cpus:g} CPUs and {resources.gpus:g} GPUs, but no node "
+                     f"of {where} has them (the largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} "
+                     "GPUs)")
+
+
 def run_ray(jobs: Sequence[tuple[Task, ScenarioInputs]], sweep, on_outcome: Callable[[Outcome], None],
             workers: int, address: str | None) -> None:
     """Run the tasks as Ray core tasks, at most ``workers`` at a time, each asking for the sweep's resources.
@@ -109,6 +121,7 @@ def run_ray(jobs: Sequence[tuple[Task, ScenarioInputs]], sweep, on_outcome: Call
         options = {"address": address} if address else {"num_cpus": workers}
         ray.init(**options, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
+        _check_resources(ray, sweep.resources, address)
         remote = ray.remote(max_retries=ATTEMPTS - 1, retry_exceptions=True)(_run_on_worker).options(
             num_cpus=sweep.resources.cpus, num_gpus=sweep.resources.gpus, name="fusionsim_sweep_task")
         shipped: dict[str, object] = {}
