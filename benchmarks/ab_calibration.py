@@ -8,6 +8,9 @@ A/A: one simulation of the population under one policy, re-randomised into two b
 A/B: popularity against new arrivals, 200 tests, each with its own salt and simulation seed; the true
 lift comes from replaying everyone under each policy (10 replays each, averaged). Targets: A/A false-positive
 rate in [0.03, 0.07] per metric; A/B CIs cover the true lift in >= 93% of tests.
+
+The same measurement across seeds and on Ray: ``fusionsim sweep ab_calibration [--backend ray]`` (the sweep file
+``experiments/configs/ab_calibration.yaml``).
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ asserts nothing.
 The scenario is a shipped name or a YAML file. Targets: the best adaptive weight policy captures >= 50% of the
 headroom between the best static blend and the per-cell oracle over the last 20% of its requests; stacking
 beats the oracle; the best cascade beats the best single arm.
+
+The same measurement across seeds and on Ray: ``fusionsim sweep fusion_quality [--backend ray]`` (the sweep file
+``experiments/configs/fusion_quality.yaml``).
 """
 
 from __future__ import annotations
