@@ -23,6 +23,7 @@ from fusionsim.experiments.cli import cli
 from fusionsim.experiments.sweeps.backends import RAY_INSTALL_HINT
 from fusionsim.experiments.sweeps.spec import load_sweep, parse_sweep
 from fusionsim.experiments.sweeps.tasks import AB_COLUMNS, COMPARE_COLUMNS, TASK_COLUMNS, TRUTH_COLUMNS, plan_tasks
+from tests.test_compare import arms  # noqa: F401  (fixture: popularity and content trained on the small shop)
 from tests.test_simulate_cli import scenario_file  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.xdist_group("sweep")  # one test process: one Ray runtime, one local run to compare with
@@ -49,18 +50,6 @@ def _sweep(scenario, base=None, **changes) -> dict:
 def _write(path: Path, sweep: dict) -> Path:
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
     return path
-
-
-@pytest.fixture(scope="module")
-def arms(scenario_file, tmp_path_factory):  # noqa: F811
-    root = tmp_path_factory.mktemp("sweep_arms")
-    result = _run("simulate", "--scenario", scenario_file, "--requests", 3000, "--slots", 500, "--out",
-                  root / "traffic")
-    assert result.exit_code == 0, result.output
-    result = _run("train-base", "--scenario", scenario_file, "--logs", root / "traffic", "--models",
-                  "popularity,content", "--out", root / "arms")
-    assert result.exit_code == 0, result.output
-    return root / "arms"
 
 
 @pytest.fixture(scope="module")
