@@ -31,13 +31,14 @@ from fusionsim.common.io import (COMPLETE_FILE, atomic_write_json, atomic_write_
 from fusionsim.envs.logs import atomic_write_parquet
 from fusionsim.envs.scenario import Scenario, load_scenario, scenario_to_dict
 from fusionsim.envs.shop import make_shop
-from fusionsim.experiments.compare import NEEDS_STACKER, CompareConfig, arms_folder, compare_seeds, fit_stacker
+from fusionsim.experiments.compare import (NEEDS_STACKER, CompareConfig, arms_folder, check_cascade_keep, compare_seeds,
+                                           fit_stacker)
 from fusionsim.experiments.runs import CHECKPOINTS, read_config, write_config
 from fusionsim.experiments.simulate import PolicySpecError, make_static_policy
 from fusionsim.experiments.sweeps.backends import BACKENDS, Outcome, import_ray, run_local, run_ray
 from fusionsim.experiments.sweeps.report import plot, render_report, results_table
 from fusionsim.experiments.sweeps.spec import Sweep, SweepError
-from fusionsim.experiments.sweeps.tasks import KINDS, ScenarioInputs, plan_tasks, shared_seed
+from fusionsim.experiments.sweeps.tasks import KINDS, ScenarioInputs, clear_caches, plan_tasks, shared_seed
 
 SHARED = "shared"
 
@@ -98,6 +99,13 @@ def resolve_scenarios(sweep: Sweep, source: str) -> list[Scenario]:
     if repeated:
         raise SweepError(f"sweep {source}: scenarios: two scenarios are named {repeated[0]!r}; each needs its "
                          "own name")
+    if sweep.compare is not None:
+        for scenario in scenarios:
+            try:
+                check_cascade_keep(CompareConfig(cascade_keep=tuple(sweep.compare.cascade_keep)), scenario)
+            except ValueError as exc:
+                raise SweepError(f"sweep {source}: compare.cascade_keep on scenario '{scenario.name}': "
+                                 f"{str(exc).replace('--cascade-keep ', '')}") from None
     unknown = [key for key in sweep.base if key not in sweep.scenarios]
     if unknown:
         raise SweepError(f"sweep {source}: base: {unknown[0]!r} is not one of the sweep's scenarios "
@@ -110,6 +118,7 @@ def run_sweep(config: SweepRunConfig, sweep: Sweep, out: Path, resume: bool = Fa
     """Run ``sweep`` into the prepared folder ``out`` (or, with ``resume``, continue the sweep in it); see the
     module docstring for what is written."""
     start = time.perf_counter()
+    clear_caches()
     if config.backend == "ray":
         import_ray()
     source = source_label(config.sweep)
@@ -165,9 +174,12 @@ def _is_done(path: Path, task_id: str) -> bool:
 
 def _read_row(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        row = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SweepError(f"--resume: {path} is corrupt ({type(exc).__name__}); delete it to rerun its task") from None
+    if not isinstance(row, dict) or not {"task_id", "status"} <= set(row):
+        raise SweepError(f"--resume: {path} is not a task's outcome; delete it to rerun its task")
+    return row
 
 
 def _check_resume(out: Path, resolved: dict) -> None:
@@ -206,6 +218,16 @@ def _prepare(sweep: Sweep, source: str, index: int, scenario: Scenario, out: Pat
     spec = sweep.scenarios[index]
     base = sweep.base.get(spec)
     folder = out / SHARED / scenario.name
+    if sweep.ab is not None:
+        _, arms = make_shop(scenario, base=base)
+        names = [a.name for a in arms]
+        for j, design in enumerate(sweep.ab.designs):
+            for spec_policy in design.policies:
+                try:
+                    make_static_policy(spec_policy, names, 0)
+                except PolicySpecError as exc:
+                    raise SweepError(f"sweep {source}: ab.designs[{j}].policies on scenario "
+                                     f"'{scenario.name}': {exc}") from None
     compare_arms = stacker = None
     if sweep.compare is not None:
         block = sweep.compare
@@ -232,16 +254,6 @@ def _prepare(sweep: Sweep, source: str, index: int, scenario: Scenario, out: Pat
                 _, chosen = fit_stacker(config, scenario, world, arms, Path(compare_arms), folder, seeds, progress)
                 atomic_write_json(choice, chosen)
             stacker = str(folder / f"stacker_{json.loads(choice.read_text())['kind']}")
-    if sweep.ab is not None:
-        _, arms = make_shop(scenario, base=base)
-        names = [a.name for a in arms]
-        for j, design in enumerate(sweep.ab.designs):
-            for spec_policy in design.policies:
-                try:
-                    make_static_policy(spec_policy, names, 0)
-                except PolicySpecError as exc:
-                    raise SweepError(f"sweep {source}: ab.designs[{j}].policies on scenario "
-                                     f"'{scenario.name}': {exc}") from None
     return ScenarioInputs(scenario_to_dict(scenario), compare_arms, base, stacker)
 
 

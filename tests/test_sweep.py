@@ -300,6 +300,11 @@ def test_failed_tasks_are_reported_without_stopping_the_others(scenario_file, ar
     ({"ab": {"designs": [{"name": "x", "policies": ["popularity", "mf"]}]}},
      "sweep 'bad.yaml': ab.designs[0].policies on scenario 'small': --policy 'mf' is not allowed: use uniform, "
      "uniform-grid, uniform-weights, popularity, new_arrivals or blend:<w1>,<w2>"),
+    ({"name": "../escaped"}, "sweep 'bad.yaml': name '../escaped' is not allowed: 1 to 100 letters, digits, '_', "
+                             "'.' or '-', starting with a letter or digit (it names the run folder runs/<name>)"),
+    ({"compare": {"methods": ["oracle"], "cascade_keep": [0]}},
+     "sweep 'bad.yaml': compare.cascade_keep on scenario 'small': 0 is not allowed: each N must be an integer from "
+     "the slate size"),
     ({"scenarios": ["nowhere.yaml"]}, "sweep 'bad.yaml': scenarios[0]: scenario 'nowhere.yaml': no such file"),
     ({"base": {"other": "runs/x"}}, "sweep 'bad.yaml': base: 'other' is not one of the sweep's scenarios"),
 ])

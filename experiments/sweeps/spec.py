@@ -90,6 +90,7 @@ class CompareBlock(StrictModel):
         return self
 
 
+SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 DESIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
 
 
@@ -155,7 +156,8 @@ class ABBlock(StrictModel):
 class Sweep(StrictModel):
     """A whole sweep file."""
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str
+    """also the default run folder, ``runs/<name>``: letters, digits, '_', '.' and '-' only"""
     seed: int = Field(0, ge=0, le=2**63 - 1)
     scenarios: list[str] = Field(["default"], min_length=1)
     base: dict[str, str] = Field(default_factory=dict)
@@ -165,6 +167,14 @@ class Sweep(StrictModel):
     resources: Resources = Field(default_factory=Resources)
     compare: CompareBlock | None = None
     ab: ABBlock | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if not SWEEP_NAME.fullmatch(name):
+            raise ValueError(f"name {name!r} is not allowed: 1 to 100 letters, digits, '_', '.' or '-', starting "
+                             "with a letter or digit (it names the run folder runs/<name>)")
+        return name
 
     @model_validator(mode="after")
     def _something_to_run(self) -> Sweep:

@@ -143,6 +143,12 @@ _SHOPS: dict[tuple[str, str | None], tuple] = {}
 _STACKERS: dict[str, Stacker] = {}
 
 
+def clear_caches() -> None:
+    """Forget the shops and stackers built so far (a new sweep in this process may retrain a folder in place)."""
+    _SHOPS.clear()
+    _STACKERS.clear()
+
+
 def _shop(scenario: dict, base: str | None) -> tuple:
     """(world, arms) of a resolved scenario and arms folder, built once per process (tasks only read them)."""
     key = (json.dumps(scenario, sort_keys=True), base)
