@@ -91,6 +91,13 @@ class CompareBlock(StrictModel):
 
 
 SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+def _checked_name(name: str, pattern: re.Pattern, field: str, allowed: str) -> str:
+    """``name`` if ``pattern`` matches all of it, else a ValueError naming ``field`` and what is ``allowed``."""
+    if not pattern.fullmatch(name):
+        raise ValueError(f"{field} {name!r} is not allowed: {allowed}")
+    return name
+
+
 DESIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
 
 
@@ -110,10 +117,8 @@ class Design(StrictModel):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, name: str) -> str:
-        if not DESIGN_NAME.fullmatch(name):
-            raise ValueError(f"ab.designs: name {name!r} is not allowed: 1 to 64 letters, digits, spaces, '_', '.' "
-                             "or '-', starting with a letter or digit")
-        return name
+        return _checked_name(name, DESIGN_NAME, "ab.designs: name", "1 to 64 letters, digits, spaces, '_', '.' or '-', "
+                             "starting with a letter or digit")
 
     @field_validator("split")
     @classmethod
@@ -171,10 +176,8 @@ class Sweep(StrictModel):
     @field_validator("name")
     @classmethod
     def _folder_name(cls, name: str) -> str:
-        if not SWEEP_NAME.fullmatch(name):
-            raise ValueError(f"name {name!r} is not allowed: 1 to 100 letters, digits, '_', '.' or '-', starting "
-                             "with a letter or digit (it names the run folder runs/<name>)")
-        return name
+        return _checked_name(name, SWEEP_NAME, "name", "1 to 100 letters, digits, '_', '.' or '-', starting with a "
+                             "letter or digit (it names the run folder runs/<name>)")
 
     @model_validator(mode="after")
     def _something_to_run(self) -> Sweep:

@@ -112,9 +112,14 @@ def scenario_sequences(sweep: Sweep) -> list[np.random.SeedSequence]:
     return np.random.SeedSequence(sweep.seed).spawn(len(sweep.scenarios))
 
 
+def _scenario_children(sweep: Sweep, sequence: np.random.SeedSequence) -> list[np.random.SeedSequence]:
+    """A scenario's children: its shared inputs', its compare seeds', then one per design."""
+    return sequence.spawn(2 + len(sweep.ab.designs if sweep.ab else []))
+
+
 def shared_seed(sweep: Sweep, scenario_index: int) -> int:
     """The seed of a scenario's shared inputs (the arms' traffic and training, the stacker's log and fit)."""
-    shared, *_ = scenario_sequences(sweep)[scenario_index].spawn(2 + len(sweep.ab.designs if sweep.ab else []))
+    shared, *_ = _scenario_children(sweep, scenario_sequences(sweep)[scenario_index])
     return _seed_of(shared)[0]
 
 
@@ -123,7 +128,7 @@ def plan_tasks(sweep: Sweep, scenario_names: list[str]) -> list[Task]:
     tasks = []
     designs = sweep.ab.designs if sweep.ab else []
     for name, sequence in zip(scenario_names, scenario_sequences(sweep), strict=True):
-        _, compare_sequence, *design_sequences = sequence.spawn(2 + len(designs))
+        _, compare_sequence, *design_sequences = _scenario_children(sweep, sequence)
         if sweep.compare is not None:
             seeds = [_seed_of(s) for s in compare_sequence.spawn(sweep.compare.seeds)]
             for method in sweep.compare.methods:
