@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from fusionsim.experiments.evaluation import slate
 from fusionsim.experiments.evaluation.estimators import OPEInputError, OPEInputTypeError
 from fusionsim.experiments.evaluation.slate import (SLATE_ESTIMATORS, SelfNormalizedSlateIndependentIPS,
                                                     SelfNormalizedSlateRewardInteractionIPS,
@@ -375,6 +376,32 @@ def test_bad_input_messages(name, arrays, message):
     assert str(error.value) == message
     with pytest.raises(OPEInputError, match=re.escape(message)):
         estimator.estimate_interval(**arrays, n_bootstrap_samples=10)
+
+
+def test_cascade_dr_in_blocks_of_one_slate_gives_the_same_value_and_rows(monkeypatch):
+    rng = np.random.default_rng(3)
+    n_slates, len_list, n_actions = 7, 3, 4
+    n = n_slates * len_list
+    dist = rng.random((n, n_actions))
+    dist /= dist.sum(axis=1, keepdims=True)
+    data = {"slate_id": np.repeat(np.arange(n_slates), len_list), "position": np.tile(np.arange(len_list), n_slates),
+            "action": rng.integers(0, n_actions, n), "reward": rng.random(n),
+            "pscore_cascade": np.cumprod(rng.uniform(0.5, 1, (n_slates, len_list)), axis=1).ravel(),
+            "evaluation_policy_pscore_cascade": np.cumprod(rng.uniform(0.5, 1, (n_slates, len_list)), axis=1).ravel(),
+            "q_hat": rng.random((n, n_actions)), "evaluation_policy_action_dist": dist}
+    estimator = SlateCascadeDoublyRobust(len_list=len_list, n_unique_action=n_actions)
+    whole = estimator.estimate_policy_value(**data)
+    monkeypatch.setattr(slate, "CASCADE_BLOCK_ROWS", len_list)  # one slate per block
+    assert estimator.estimate_policy_value(**data) == pytest.approx(whole, rel=1e-14)
+    q_hat = data["q_hat"].copy()
+    q_hat[16, 2] = np.inf  # in the sixth block
+    with pytest.raises(OPEInputError, match="^q_hat must be finite; row 16 is not$"):
+        estimator.estimate_policy_value(**{**data, "q_hat": q_hat})
+    dist = dist.copy()
+    dist[11] = [0.25, 0.25, 0.0, 0.0]
+    with pytest.raises(OPEInputError, match="^evaluation_policy_action_dist must sum to 1 over the 4 actions of "
+                                            "each row; row 11 sums to 0.5$"):
+        estimator.estimate_policy_value(**{**data, "evaluation_policy_action_dist": dist})
 
 
 def test_unused_arguments_may_be_none_as_obps_slate_ope_passes_them():
