@@ -12,6 +12,9 @@ returns the slate (B, k) and the arm weights (B, A) that ordered it:
   those N by another blend or by a stacker. A cascade holds a list of :class:`CascadeConfig`; the policy's
   action is the index of the configuration to use for the request (a constant for a grid-searched cascade,
   a bandit's choice per context for an adaptive one).
+- :class:`ShuffledSlate` and :class:`RerankedSlate`: another strategy's slate in a random order (a position
+  randomisation bucket), or re-ordered by one arm or a stacker (what off-policy evaluation of a logged slate
+  can estimate).
 
 A *decoder* turns a batch of the policy's actions into the strategy's decisions with ``decide(actions)``
 and refuses bad ones with a one-line :class:`envs.fusion.ActionError`: an ``ActionMapper`` for the blend;
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusionsim.envs.fusion import ActionError, blend, select_slate
+from fusionsim.envs.stacking.signals import shown_ranks_and_zscores
 from fusionsim.envs.stacking.stacker import Stacker
 
 
@@ -111,6 +115,42 @@ class ShuffledSlate(Fusion):
 
 STACKER = "stacker"
 """The stage-two orderer that names the cascade's stacker instead of a blend."""
+
+
+def rerank_order(scores: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The order (B, k) of a slate's k items re-ranked by ``scores`` (B, k), higher first, ties to the smaller
+    item id (``items`` (B, k)): column j holds the index of the item shown at position j. The simulator and
+    off-policy evaluation of a logged slate both order by it, so they agree item for item."""
+    return np.lexsort((items, -np.asarray(scores, dtype=np.float64)), axis=1)
+
+
+class RerankedSlate(Fusion):
+    """Another strategy's slate, its items re-ordered by one arm or by a stacker: the ranking policy that
+    off-policy evaluation of a logged slate can estimate (``experiments.slate_ope``), since it shows the
+    logged items, only in another order. An arm orders its items by their rank among all the request's
+    candidates (``envs.stacking.signals``), the stacker by its score; :func:`rerank_order` breaks ties.
+
+    Args:
+        inner: the strategy that chooses the items (and whose decisions the policy's actions decode to).
+        orderer: an arm index, or :data:`STACKER`. stacker: the stacker, when ``orderer`` names it.
+    """
+
+    def __init__(self, inner: Fusion, orderer: int | str, stacker: Stacker | None = None) -> None:
+        if orderer == STACKER and stacker is None:
+            raise FusionError("a slate re-ranked by the stacker needs a stacker")
+        self.inner, self.orderer, self.stacker = inner, orderer, stacker
+        self.name = f"{inner.name} re-ranked by " + (STACKER if orderer == STACKER else f"arm {orderer}")
+
+    def rank(self, candidates, excluded, arm_scores, contexts, decisions, slate_size):
+        b, c = candidates.shape
+        places = np.ascontiguousarray(np.broadcast_to(np.arange(c, dtype=np.int32), (b, c)))
+        shown, weights = self.inner.rank(places, excluded, arm_scores, contexts, decisions, slate_size)
+        if self.orderer == STACKER:
+            scores = self.stacker.score(arm_scores, contexts, shown)
+        else:
+            scores = -shown_ranks_and_zscores([arm_scores[self.orderer]], shown)[0][0]
+        items = np.take_along_axis(candidates, shown, axis=1)
+        return np.take_along_axis(items, rerank_order(scores, items), axis=1), weights
 
 
 @dataclass(frozen=True)

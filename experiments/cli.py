@@ -431,12 +431,19 @@ def obd_check_command(obd: Path, campaigns: tuple[str, ...], bootstrap: int, sim
 @click.option("--logs", type=click.Path(path_type=Path), default=None,
               help="A fusionsim simulate run folder whose logs/ hold the logged traffic with propensities.")
 @click.option("--policy", "policy_run", type=click.Path(path_type=Path), default=None,
-              help="A fusionsim train run folder (a bandit trained with --actions arm), with --logs.")
+              help="A fusionsim train or learn run folder (a weight policy), with --logs; with --rerank stacker, "
+                   "a train-stacker run.")
+@click.option("--rerank", default=None,
+              help="With --logs: evaluate a ranking policy, the logged slates re-ranked by this arm or by 'stacker' "
+                   "(--policy), with the slate estimators; the log must be position-randomised (simulate "
+                   "--shuffle-slates, or an impression log with propensities).")
 @click.option("--obd", type=click.Path(path_type=Path), default=None,
               help="Instead of --logs/--policy: a folder in the Open Bandit Dataset layout.")
 @click.option("--campaign", default=None, help="With --obd: the campaign csv (default: the only one).")
 @click.option("--evaluation", default="uniform", show_default=True, help="With --obd: uniform | best-item.")
-@click.option("--estimators", default="dm,ips,snips,dr,sndr", show_default=True)
+@click.option("--estimators", default=None,
+              help="Comma-separated names [default: dm,ips,snips,dr,sndr; with --rerank, the slate estimators the "
+                   "log's propensities feed].")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/ope"), show_default=True)
 @click.option("--folds", type=click.IntRange(min=2), default=2, show_default=True,
               help="Cross-fitting folds of the reward model.")
@@ -444,27 +451,40 @@ def obd_check_command(obd: Path, campaigns: tuple[str, ...], bootstrap: int, sim
 @click.option("--pscore", default="logged", show_default=True,
               help="With --logs: the logging propensities, logged | estimated (a cross-fitted behaviour model).")
 @click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
-def ope_command(logs: Path | None, policy_run: Path | None, obd: Path | None, campaign: str | None,
-                evaluation: str, estimators: str, out: Path, folds: int, seed: int, pscore: str,
-                overwrite: bool) -> None:
+def ope_command(logs: Path | None, policy_run: Path | None, rerank: str | None, obd: Path | None,
+                campaign: str | None, evaluation: str, estimators: str | None, out: Path, folds: int, seed: int,
+                pscore: str, overwrite: bool) -> None:
     """Off-policy estimates (with bootstrap CIs) of a trained policy on logged traffic."""
     from fusionsim.experiments.evaluation.estimators import OPEInputError
-    from fusionsim.experiments.ope_run import OPEConfig, parse_estimators, run_ope
-    names = parse_estimators(estimators)
-    if (obd is None) == (logs is None or policy_run is None):
-        raise OPEInputError("give either --logs and --policy, or --obd")
+    from fusionsim.experiments.ope_run import REQUEST_ESTIMATORS, OPEConfig, parse_estimators, run_ope
+    if estimators is not None:
+        names = tuple(parse_estimators(estimators, slate=rerank is not None))
+    else:
+        names = None if rerank is not None else REQUEST_ESTIMATORS
+    if rerank is not None and (logs is None or obd is not None):
+        raise OPEInputError("--rerank needs --logs (and no --obd)")
+    if (obd is None) == (logs is None or (policy_run is None and rerank is None)):
+        raise OPEInputError("give either --logs and --policy (or --rerank), or --obd")
     config = OPEConfig(logs=None if logs is None else str(logs), policy=None if policy_run is None else str(policy_run),
                        obd=None if obd is None else str(obd), campaign=campaign, evaluation=evaluation,
-                       estimators=tuple(names), folds=folds, seed=seed, pscore=pscore)
+                       estimators=names, folds=folds, seed=seed, pscore=pscore, rerank=rerank)
     with new_run(out, overwrite) as folder:
         metrics = run_ope(config, folder)
     truth = metrics.get("on_policy_truth")
-    click.echo(f"{'estimator':<10}{'estimate':>10}{'95% CI':>22}{'rel. error':>12}")
+    if "policy" in metrics:
+        click.echo(f"policy: {metrics['policy']}")
+    click.echo(f"{'estimator':<11}{'estimate':>10}{'95% CI':>22}{'rel. error':>12}")
     for name, r in metrics["estimators"].items():
-        error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"
-        click.echo(f"{name:<10}{r['estimate']:>10.4f}   [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]{error:>12}")
+        if r["estimate"] != r["estimate"]:  # NaN: a self-normalised slate estimate with no weight at a position
+            click.echo(f"{name:<11}{'-':>10}   (no logged slate carries weight at some position)")
+            continue
+        error = f"{100 * r['relative_error']:.2f}%" if r.get("relative_error") is not None else "-"
+        click.echo(f"{name:<11}{r['estimate']:>10.4f}   [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]{error:>12}")
     if truth is not None:
         click.echo(f"simulated on-policy value {truth:.4f}")
+    if metrics.get("thin_weight"):
+        click.echo(f"too little weight to trust (effective sample size under 1% of the slates): "
+                   f"{', '.join(metrics['thin_weight'])}")
     if "skipped" in metrics.get("per_session", {}):
         click.echo(f"per session: {metrics['per_session']['skipped']}")
     elif "per_session" in metrics:

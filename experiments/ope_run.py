@@ -21,14 +21,22 @@ from fusionsim.experiments.evaluation.session import (SESSION_ESTIMATORS, fitted
                                                       session_arrays_from_log)
 from fusionsim.experiments.online import run_online
 from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
+from fusionsim.experiments.evaluation.slate import SLATE_ESTIMATORS
 from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
 from fusionsim.experiments.serving.decision_log import DecisionLogError, read_served_requests
+from fusionsim.experiments.slate_ope import run_slate_ope
 from fusionsim.experiments.train import TrainedRun, read_trained_run
 from fusionsim.common.io import atomic_write_text, mark_complete
 
 
-def parse_estimators(spec: str) -> list[str]:
-    return parse_choices(spec, ESTIMATORS, "--estimators", "estimator", OPEInputError)
+REQUEST_ESTIMATORS = ("dm", "ips", "snips", "dr", "sndr")
+"""The per-request estimators ``ope`` runs unless ``--estimators`` names others."""
+
+
+def parse_estimators(spec: str, slate: bool = False) -> list[str]:
+    """The estimator names of ``--estimators``: per-request ones, or with ``slate`` the slate estimators."""
+    return parse_choices(spec, SLATE_ESTIMATORS if slate else ESTIMATORS, "--estimators", "estimator",
+                         OPEInputError)
 
 
 KERNEL_BANDWIDTH = 0.2
@@ -80,8 +88,9 @@ class OPEConfig:
     """with obd: the campaign csv (None: the only one)"""
     evaluation: str = "uniform"
     """with obd: the evaluation policy, uniform or best-item"""
-    estimators: tuple[str, ...] = ("dm", "ips", "snips", "dr", "sndr")
-    """estimator names (experiments.evaluation.ESTIMATORS)"""
+    estimators: tuple[str, ...] | None = None
+    """estimator names: of experiments.evaluation.ESTIMATORS (None: REQUEST_ESTIMATORS), or with ``rerank`` of
+    the slate estimators (None: those the log's propensities feed, ``slate_ope.SLATE_DEFAULT``)"""
     folds: int = 2
     """cross-fitting folds of the reward model"""
     seed: int = 0
@@ -91,10 +100,18 @@ class OPEConfig:
     pscore: str = "logged"
     """the propensities of the logged actions: "logged" (as the log recorded them) or "estimated" (a
     behaviour-policy model, cross-fitted over ``folds`` and clipped: ``evaluation.propensity``)"""
+    rerank: str | None = None
+    """with logs: evaluate a ranking policy with the slate estimators, the logged slates re-ranked by this arm
+    or by "stacker" (the train-stacker run in ``policy``); see ``experiments.slate_ope``"""
 
     def __post_init__(self) -> None:
         if self.pscore not in PSCORES:
             raise OPEInputError(f"--pscore {self.pscore!r} is not allowed: use one of {', '.join(PSCORES)}")
+
+    @property
+    def estimator_names(self) -> list[str]:
+        """The per-request estimators to run: ``estimators``, or REQUEST_ESTIMATORS when None."""
+        return list(self.estimators or REQUEST_ESTIMATORS)
 
 
 def run_ope(config: OPEConfig, out: Path) -> dict:
@@ -102,11 +119,15 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     and ``complete.json`` to ``out``. A PPO run is evaluated with the kernelized estimators (its
     deterministic action, Gaussian kernel of bandwidth KERNEL_BANDWIDTH) on a log of continuous actions
     (``simulate --policy uniform-weights``)."""
+    if config.estimators is None and config.rerank is None:  # the run folder holds the resolved names
+        config = dataclasses.replace(config, estimators=REQUEST_ESTIMATORS)
     if config.obd is not None:
         return run_obd_ope(config, out)
+    if config.rerank is not None and config.logs is not None:
+        return run_slate_ope(config, out)
     if config.logs is None or config.policy is None:
-        raise OPEInputError("give either --logs and --policy, or --obd")
-    logs, policy_run, estimators = Path(config.logs), Path(config.policy), list(config.estimators)
+        raise OPEInputError("give either --logs and --policy (or --rerank), or --obd")
+    logs, policy_run, estimators = Path(config.logs), Path(config.policy), config.estimator_names
     folds, seed, truth_requests = config.folds, config.seed, config.truth_requests
     trained = read_trained_run(policy_run, "--policy", deterministic=True)
     if read_config(logs, "--logs").get("command") == "serve":
@@ -190,7 +211,7 @@ def run_served_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dict:
     data = discrete_data(trained.policy, log, contexts, mapper.n_actions, config.folds, config.seed)
     metrics = {"rounds": len(log), "logged_reward_per_request": float(data["reward"].mean()), "pscore": "logged",
                "served_log": {"joined_share": float(log["joined"].mean())},
-               "estimators": evaluate(_estimators(list(config.estimators)), data, None, BOOTSTRAP_SAMPLES,
+               "estimators": evaluate(_estimators(config.estimator_names), data, None, BOOTSTRAP_SAMPLES,
                                       config.seed),
                "effective_sample_size": effective_sample_size(importance_weights(data, data["pscore"]))}
     return _finish(metrics, logs, trained.folder, out, config)
@@ -370,7 +391,7 @@ def run_obd_ope(config: OPEConfig, out: Path) -> dict:
     "best-item": in each slot the item with the highest logged click rate) on an Open Bandit Dataset
     campaign, with a ridge reward model on one-hot user features cross-fitted over ``config.folds``."""
     folder, campaign, evaluation = Path(config.obd), config.campaign, config.evaluation
-    estimators, folds, seed = list(config.estimators), config.folds, config.seed
+    estimators, folds, seed = config.estimator_names, config.folds, config.seed
     if evaluation not in OBD_EVALUATIONS:
         raise OPEInputError(f"--evaluation {evaluation!r} is not allowed: use one of {', '.join(OBD_EVALUATIONS)}")
     log, n_items, campaign = read_obd(folder, campaign)

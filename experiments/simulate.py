@@ -135,16 +135,24 @@ def build_simulation(config: SimulateConfig, scenario: Scenario) -> Simulation:
     the seed spawned from ``config.seed`` (what :func:`run_policy` serves, step by step)."""
     world, arms = make_shop(scenario, base=config.base)
     arm_names = [a.name for a in arms]
-    sim_seed, policy_seed, order_seed = np.random.SeedSequence(config.seed).generate_state(3)
+    sim_seed, _, order_seed = np.random.SeedSequence(config.seed).generate_state(3)
+    policy, mapper = logging_policy(config, scenario, arm_names)
+    fusion = ShuffledSlate(WeightedBlend(), seed=int(order_seed)) if config.shuffle_slates else None
+    sim = BatchedSimulator(world, arms, n_slots=min(config.slots, config.requests), fusion=fusion)
+    sim.reset(seed=int(sim_seed))
+    return Simulation(sim, policy, mapper, arm_names)
+
+
+def logging_policy(config: SimulateConfig, scenario: Scenario, arm_names: list[str]) -> tuple[Policy, ActionMapper]:
+    """The policy that ``config`` logs with, seeded as :func:`build_simulation` seeds it, and the mapper of
+    its actions."""
+    policy_seed = np.random.SeedSequence(config.seed).generate_state(3)[1]
     if config.policy.startswith(RUN_PREFIX):
         policy = _frozen_run_policy(config, scenario, arm_names)
     else:
         policy = make_static_policy(config.policy, arm_names, seed=int(policy_seed),
                                     grid_resolution=config.grid_resolution)
-    fusion = ShuffledSlate(WeightedBlend(), seed=int(order_seed)) if config.shuffle_slates else None
-    sim = BatchedSimulator(world, arms, n_slots=min(config.slots, config.requests), fusion=fusion)
-    sim.reset(seed=int(sim_seed))
-    return Simulation(sim, policy, ActionMapper(policy.action_mode, len(arms), config.grid_resolution), arm_names)
+    return policy, ActionMapper(policy.action_mode, len(arm_names), config.grid_resolution)
 
 
 def run_policy(config: SimulateConfig, scenario: Scenario, out: Path, progress: bool = True) -> SimulationSummary:

@@ -293,7 +293,7 @@ def test_ope_reads_the_open_bandit_dataset_layout(tmp_path):
     assert missing.output.strip() == (f"Error: --campaign 'men' is not in --obd {tmp_path / 'obd'}; "
                                       "found ['random']")
     neither = runner.invoke(cli, ["ope", "--out", str(tmp_path / "n")])
-    assert neither.exit_code == 2 and neither.output.strip() == "Error: give either --logs and --policy, or --obd"
+    assert neither.exit_code == 2 and neither.output.strip() == "Error: give either --logs and --policy (or --rerank), or --obd"
 
 
 def test_ope_evaluates_a_ppo_run_with_kernelized_estimators(tmp_path):

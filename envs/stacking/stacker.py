@@ -130,9 +130,25 @@ class Stacker:
                 signals = candidate_signals([scores[rows] for scores in arm_scores])
                 if positions is not None:
                     signals = np.take_along_axis(signals, positions[rows, :, None], axis=1)
-                logits = self.network.model(torch.from_numpy(signals), torch.from_numpy(contexts[rows]))
-                out[rows] = logits.numpy()
+                out[rows] = self._logits(signals, contexts[rows])
         return out
+
+    def score_signals(self, signals: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+        """Scores (B, n) float32 of candidates whose signals (B, n, 2A) are given (``envs.stacking.signals``;
+        e.g. the shown items' signals read from a log), with the requests' contexts (B, D); the numbers
+        :meth:`score` gives for the same candidates."""
+        signals = np.require(signals, np.float32, ["C", "W"])  # torch takes writable arrays only
+        contexts = np.require(contexts, np.float32, ["C", "W"])
+        out = np.empty(signals.shape[:2], dtype=np.float32)
+        with torch.inference_mode():
+            for lo in range(0, len(signals), SCORE_BLOCK):
+                rows = slice(lo, lo + SCORE_BLOCK)
+                out[rows] = self._logits(signals[rows], contexts[rows])
+        return out
+
+    def _logits(self, signals: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+        """The model's logits (B, n) of signals (B, n, 2A) float32 and contexts (B, D) float32 (no position term)."""
+        return self.network.model(torch.from_numpy(signals), torch.from_numpy(contexts)).numpy()
 
     def check_shop(self, arm_names: list[str], world: dict, source: str) -> None:
         """Refuse to serve a shop other than the one the stacker was trained for: ``arm_names`` must equal its
