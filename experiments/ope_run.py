@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fusionsim.envs.calibration.obd import OBD_POSITIONS, read_obd
+from fusionsim.envs.calibration.request_contexts import requests_of_impressions
+from fusionsim.envs.calibration.schema import SchemaError, read_impression_log
 from fusionsim.envs.context import CONTEXT_NAMES
 from fusionsim.envs.logs import read_interaction_log
 from fusionsim.envs.scenario import parse_scenario, scenario_to_dict
@@ -130,6 +132,8 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     logs, policy_run, estimators = Path(config.logs), Path(config.policy), config.estimator_names
     folds, seed, truth_requests = config.folds, config.seed, config.truth_requests
     trained = read_trained_run(policy_run, "--policy", deterministic=True)
+    if not (logs / "config.yaml").is_file():  # not a run folder: a shop's impression log
+        return run_impression_ope(trained, config, out)
     if read_config(logs, "--logs").get("command") == "serve":
         return run_served_ope(trained, config, out)
     log, contexts, log_config = read_simulated_log(logs)
@@ -211,6 +215,58 @@ def run_served_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dict:
     data = discrete_data(trained.policy, log, contexts, mapper.n_actions, config.folds, config.seed)
     metrics = {"rounds": len(log), "logged_reward_per_request": float(data["reward"].mean()), "pscore": "logged",
                "served_log": {"joined_share": float(log["joined"].mean())},
+               "estimators": evaluate(_estimators(config.estimator_names), data, None, BOOTSTRAP_SAMPLES,
+                                      config.seed),
+               "effective_sample_size": effective_sample_size(importance_weights(data, data["pscore"]))}
+    return _finish(metrics, logs, trained.folder, out, config)
+
+
+REWARD_OF_SCENARIO = {"clicks": "clicks", "purchases": "purchases", "revenue": "revenue"}
+"""The per-request total of an impression log that is each scenario reward's value."""
+
+
+def run_impression_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dict:
+    """The per-request estimators on a shop's impression log (``envs.calibration.schema``) for a weight policy:
+    the log's ``action`` (an index into the policy's actions: its arms or grid points, in its order) with its
+    ``action_propensity``, the reward the policy's scenario asks for (clicks, purchases or revenue per request),
+    and the contexts rebuilt from the log (``envs.calibration.request_contexts``). A real log has no truth."""
+    logs = Path(config.logs)
+    if trained.config.agent == "ppo":
+        raise OPEInputError(f"--policy {trained.folder}: a PPO policy chooses continuous weights, which an impression "
+                            "log's discrete action cannot hold; evaluate it on a simulate --policy uniform-weights log")
+    try:
+        table = read_impression_log(logs, "--logs")
+    except SchemaError as exc:
+        raise OPEInputError(str(exc)) from None
+    for column in ("action", "action_propensity"):
+        if column not in table.columns:
+            raise OPEInputError(f"--logs {logs} has no column '{column}': a weight policy is evaluated on the logging "
+                                "policy's actions and their propensities")
+    for column in ("action", "action_propensity"):
+        differs = (table.groupby("request_id")[column].transform("first") != table[column]).to_numpy()
+        if differs.any():
+            row = int(np.flatnonzero(differs)[0])
+            raise OPEInputError(f"--logs {logs}: column '{column}' must be the same on every row of a request; "
+                                f"request {table['request_id'].iloc[row]} has {table[column].iloc[row]} at row {row}")
+    reward_name = REWARD_OF_SCENARIO[trained.scenario.reward]
+    needs = {"purchases": "purchase", "revenue": "revenue"}.get(reward_name)
+    if needs is not None and needs not in table.columns:
+        raise OPEInputError(f"--policy {trained.folder} was trained for {reward_name} (scenario "
+                            f"'{trained.scenario.name}'), but --logs {logs} has no column '{needs}'")
+    requests, contexts = requests_of_impressions(table)
+    mapper = trained.mapper
+    action = requests["action"].to_numpy(np.int64)
+    if action.max() >= mapper.n_actions:
+        row = int(np.flatnonzero(action >= mapper.n_actions)[0])
+        raise OPEInputError(f"--logs {logs}: request {requests['request_id'].iloc[row]} logged action {action[row]}, "
+                            f"but --policy {trained.folder} chooses among {mapper.n_actions} {mapper.mode} actions "
+                            f"(indices 0..{mapper.n_actions - 1}, in its order of arms or grid points)")
+    frame = pd.DataFrame({"action": action, "reward": requests[reward_name].to_numpy(np.float64),
+                          "propensity": requests["action_propensity"].to_numpy(np.float64)})
+    data = discrete_data(trained.policy, frame, contexts, mapper.n_actions, config.folds, config.seed)
+    metrics = {"rounds": len(frame), "logged_reward_per_request": float(data["reward"].mean()), "pscore": "logged",
+               "impression_log": {"reward": reward_name, "contexts": "rebuilt from the log "
+                                  "(envs.calibration.request_contexts)"},
                "estimators": evaluate(_estimators(config.estimator_names), data, None, BOOTSTRAP_SAMPLES,
                                       config.seed),
                "effective_sample_size": effective_sample_size(importance_weights(data, data["pscore"]))}
@@ -335,6 +391,11 @@ def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
     for name, r in metrics["estimators"].items():
         error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"
         lines.append(f"| {name} | {r['estimate']:.4f} | [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}] | {error} |")
+    if "impression_log" in metrics:
+        lines += ["", f"A shop's impression log: the reward is its {metrics['impression_log']['reward']} per request, "
+                  "the contexts were rebuilt from the log (envs.calibration.request_contexts: segment, surface, "
+                  "device, hour, and the session's and shopper's history within the log), and there is no simulated "
+                  "truth."]
     if "skipped" in metrics.get("per_session", {}):
         lines += ["", f"Per session: {metrics['per_session']['skipped']}."]
     elif "per_session" in metrics:
