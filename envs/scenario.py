@@ -477,6 +477,32 @@ def _read_file(path: Path, text_source: str, noun: str = "scenario", error: type
         raise error(f"{noun} '{path.name}': cannot be read ({exc.strerror or exc})") from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (PyYAML keeps the last one silently,
+    so a second ``world:`` block would replace the first without a word). A key that overrides one merged in
+    with ``<<`` is allowed, as YAML means it to be."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: the base constructor says so
+            break
+        if duplicate:
+            raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                    f"found duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
 def _parse_yaml(data: bytes, source: str, noun: str = "scenario", error: type[ValueError] = ScenarioError,
                 example: str = "name: my_shop") -> dict:
     """The mapping a ``noun`` file holds, or ``error`` naming the problem in one line."""
@@ -490,7 +516,7 @@ def _parse_yaml(data: bytes, source: str, noun: str = "scenario", error: type[Va
         raise error(f"{noun} {source}: the file is empty; must be a YAML mapping of {noun} fields, "
                     f"e.g. '{example}'")
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader that also refuses duplicate keys
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

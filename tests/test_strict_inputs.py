@@ -89,6 +89,10 @@ FILES = [
      "not valid YAML at line 1, column 7: could not determine a constructor for the tag "
      "'tag:yaml.org,2002:python/object:os.system'"),
     (b"name: a\x00b\n", "not valid YAML at line 1: character #x0000 is not allowed in YAML"),
+    (b"world:\n  n_items: 500\n  n_users: 9\n  n_items: 600\n",
+     "not valid YAML at line 4, column 3: while constructing a mapping, found duplicate key 'n_items'"),
+    (b"name: a\nname: b\n", "not valid YAML at line 2, column 1: while constructing a mapping, found duplicate key "
+                            "'name'"),
     (b"world:\n  n_items: " + b"1" * 5000 + b"\n",
      "not valid YAML: an integer has more than 4300 digits"),
     (b"events:\n  - {day: 2024-13-01, kind: trend_shift}\n",
