@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from fusionsim.envs.scenario import Scenario, load_scenario
 from fusionsim.envs.shop import make_shop
@@ -11,6 +14,13 @@ SMALL = {"world.n_items": 1200, "world.n_users": 3000, "world.n_top_categories":
 
 def small_scenario(name: str = "default", **overrides: object) -> Scenario:
     return load_scenario(name, **{**SMALL, **overrides})
+
+
+def write_small_scenario(folder: Path, name: str = "small.yaml") -> Path:
+    """The small shop as a scenario file ``folder / name``, for commands that take ``--scenario``."""
+    path = Path(folder) / name
+    path.write_text(yaml.safe_dump(small_scenario().model_dump(mode="json")))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -118,25 +118,41 @@ def test_large_logs_use_the_bag_of_little_bootstraps_with_the_right_width():
     assert interval["95.0% CI (lower)"] < per_round.mean() < interval["95.0% CI (upper)"]
 
 
-def test_ope_command_on_a_simulated_log(tmp_path):
-    import json
+@pytest.fixture(scope="module")
+def arm_log_and_policy(tmp_path_factory):
+    """A folder holding the small shop's scenario file, a uniform log over its two arms (``log``) and a LinUCB
+    over those arms (``policy``)."""
+    from click.testing import CliRunner
 
-    import yaml
+    from fusionsim.experiments.cli import cli
+    from tests.conftest import write_small_scenario
+
+    root = tmp_path_factory.mktemp("ope")
+    path = write_small_scenario(root)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["simulate", "--scenario", str(path), "--requests", "8192", "--slots", "256",
+                               "--out", str(root / "log")]).exit_code == 0
+    assert runner.invoke(cli, ["train", "--scenario", str(path), "--agent", "linucb", "--actions", "arm",
+                               "--requests", "5120", "--slots", "128", "--log-every", "2560",
+                               "--checkpoint-every", "5120", "--oracle-requests", "0",
+                               "--out", str(root / "policy")]).exit_code == 0
+    return root
+
+
+def test_ope_command_on_a_simulated_log(arm_log_and_policy, tmp_path):
+    import json
+    import shutil
+
     from click.testing import CliRunner
 
     from fusionsim.experiments.cli import cli
     from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
-    from tests.conftest import small_scenario
 
+    for name in ("small.yaml", "log", "policy"):
+        source = arm_log_and_policy / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
     path = tmp_path / "small.yaml"
-    path.write_text(yaml.safe_dump(small_scenario().model_dump(mode="json")))
     runner = CliRunner()
-    assert runner.invoke(cli, ["simulate", "--scenario", str(path), "--requests", "8192", "--slots", "256",
-                               "--out", str(tmp_path / "log")]).exit_code == 0
-    assert runner.invoke(cli, ["train", "--scenario", str(path), "--agent", "linucb", "--actions", "arm",
-                               "--requests", "5120", "--slots", "128", "--log-every", "2560",
-                               "--checkpoint-every", "5120", "--oracle-requests", "0",
-                               "--out", str(tmp_path / "policy")]).exit_code == 0
     result = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "log"), "--policy", str(tmp_path / "policy"),
                                  "--estimators", "dm,ips,dr", "--out", str(tmp_path / "ope")])
     assert result.exit_code == 0, result.output
@@ -337,10 +353,9 @@ def test_effective_sample_size_by_hand():
     assert effective_sample_size(np.zeros(3)) == 0.0
 
 
-def test_ope_evaluates_a_weight_policy_on_an_impression_log(tmp_path):
+def test_ope_evaluates_a_weight_policy_on_an_impression_log(arm_log_and_policy, tmp_path):
     import json
 
-    import yaml
     from click.testing import CliRunner
 
     from fusionsim.envs.calibration.readers import impressions_of_log
@@ -348,41 +363,34 @@ def test_ope_evaluates_a_weight_policy_on_an_impression_log(tmp_path):
     from fusionsim.envs.logs import read_interaction_log
     from fusionsim.experiments.cli import cli
     from fusionsim.experiments.train import read_trained_run
-    from tests.conftest import small_scenario
 
-    path = tmp_path / "small.yaml"
-    path.write_text(yaml.safe_dump(small_scenario().model_dump(mode="json")))
     runner = CliRunner()
-    assert runner.invoke(cli, ["simulate", "--scenario", str(path), "--requests", "4096", "--slots", "256",
-                               "--out", str(tmp_path / "log")]).exit_code == 0
-    assert runner.invoke(cli, ["train", "--scenario", str(path), "--agent", "linucb", "--actions", "arm",
-                               "--requests", "2560", "--slots", "128", "--log-every", "2560",
-                               "--checkpoint-every", "2560", "--oracle-requests", "0",
-                               "--out", str(tmp_path / "policy")]).exit_code == 0
+    policy = arm_log_and_policy / "policy"
     # the simulated log as a shop would hand it over: one row per shown item, no context columns
-    table = impressions_of_log(read_interaction_log(tmp_path / "log", "--logs"), ["popularity", "new_arrivals"])
+    table = impressions_of_log(read_interaction_log(arm_log_and_policy / "log", "--logs"),
+                               ["popularity", "new_arrivals"])
     table.to_parquet(tmp_path / "impressions.parquet")
     result = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "impressions.parquet"), "--policy",
-                                 str(tmp_path / "policy"), "--estimators", "ips,dr", "--out", str(tmp_path / "ope")])
+                                 str(policy), "--estimators", "ips,dr", "--out", str(tmp_path / "ope")])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "ope" / "metrics.json").read_text())
-    assert metrics["rounds"] == 4096 and "on_policy_truth" not in metrics
+    assert metrics["rounds"] == 8192 and "on_policy_truth" not in metrics
     # IPS by hand: the policy's probability of the logged arm at the rebuilt contexts, over the uniform 1/2
     requests, contexts = requests_of_impressions(table)
-    dist = read_trained_run(tmp_path / "policy", "--policy", deterministic=True).policy.action_distribution(
+    dist = read_trained_run(policy, "--policy", deterministic=True).policy.action_distribution(
         contexts.astype(np.float32))
     action = requests["action"].to_numpy()
     ips = np.mean(dist[np.arange(len(action)), action] / 0.5 * requests["clicks"].to_numpy())
     assert metrics["estimators"]["ips"]["estimate"] == pytest.approx(ips, rel=1e-12)
     assert "no simulated truth" in (tmp_path / "ope" / "report.md").read_text()
     table.drop(columns=["action_propensity"]).to_csv(tmp_path / "imp.csv", index=False)
-    bad = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "imp.csv"), "--policy", str(tmp_path / "policy"),
+    bad = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "imp.csv"), "--policy", str(policy),
                               "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and bad.output.strip() == (
         f"Error: --logs {tmp_path / 'imp.csv'} has no column 'action_propensity': a weight policy is evaluated on the "
         "logging policy's actions and their propensities")
     table.assign(action=table["action"] + 2).to_csv(tmp_path / "imp.csv", index=False)
-    bad = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "imp.csv"), "--policy", str(tmp_path / "policy"),
+    bad = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "imp.csv"), "--policy", str(policy),
                               "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "logged action 2, but --policy" in bad.output and "chooses among 2 arm" in bad.output
     assert not (tmp_path / "x").exists()

@@ -16,7 +16,7 @@ from fusionsim.envs.strategies import STACKER, RerankedSlate, WeightedBlend, rer
 from fusionsim.experiments.cli import cli
 from fusionsim.experiments.evaluation.slate import SlateCascadeDoublyRobust, SlateIndependentIPS
 from fusionsim.experiments.slate_ope import LoggedSlates, effective_sample_sizes, shuffle_propensities, slate_data
-from tests.conftest import small_scenario
+from tests.conftest import write_small_scenario
 
 
 def test_rerank_order_puts_higher_scores_first_and_breaks_ties_by_item():
@@ -103,8 +103,7 @@ def test_a_stacker_reranks_served_slates_as_it_scores_their_logged_signals(small
 @pytest.fixture(scope="module")
 def shuffled_log(tmp_path_factory):
     root = tmp_path_factory.mktemp("slate_ope")
-    path = root / "small.yaml"
-    path.write_text(yaml.safe_dump(small_scenario().model_dump(mode="json")))
+    path = write_small_scenario(root)
     runner = CliRunner()
     result = runner.invoke(cli, ["simulate", "--scenario", str(path), "--policy", "uniform-grid", "--shuffle-slates",
                                  "--requests", "8192", "--slots", "256", "--seed", "1", "--out", str(root / "log")])
@@ -225,8 +224,7 @@ def test_bad_rerank_input_is_one_line(shuffled_log, tmp_path, args, message):
 
 
 def test_an_unshuffled_log_is_refused(tmp_path):
-    path = tmp_path / "small.yaml"
-    path.write_text(yaml.safe_dump(small_scenario().model_dump(mode="json")))
+    path = write_small_scenario(tmp_path)
     runner = CliRunner()
     assert runner.invoke(cli, ["simulate", "--scenario", str(path), "--requests", "512", "--slots", "256",
                                "--out", str(tmp_path / "log")]).exit_code == 0
