@@ -129,6 +129,9 @@ class RerankedSlate(Fusion):
     off-policy evaluation of a logged slate can estimate (``experiments.slate_ope``), since it shows the
     logged items, only in another order. An arm orders its items by their rank among all the request's
     candidates (``envs.stacking.signals``), the stacker by its score; :func:`rerank_order` breaks ties.
+    The weights returned are the inner strategy's: those of the blend that chose the items (the order is the
+    orderer's). The inner strategy is given the candidates' positions (0 .. C - 1) in place of their ids, as
+    a cascade's stage two is, so it must use them only to pick (every strategy here does).
 
     Args:
         inner: the strategy that chooses the items (and whose decisions the policy's actions decode to).

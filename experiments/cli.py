@@ -429,7 +429,8 @@ def obd_check_command(obd: Path, campaigns: tuple[str, ...], bootstrap: int, sim
 
 @cli.command("ope")
 @click.option("--logs", type=click.Path(path_type=Path), default=None,
-              help="A fusionsim simulate run folder whose logs/ hold the logged traffic with propensities.")
+              help="A fusionsim simulate (or serve) run folder whose logs hold the traffic with propensities, or a "
+                   "shop's impression log (Parquet or CSV, the schema of envs/calibration/schema.py).")
 @click.option("--policy", "policy_run", type=click.Path(path_type=Path), default=None,
               help="A fusionsim train or learn run folder (a weight policy), with --logs; with --rerank stacker, "
                    "a train-stacker run.")
@@ -456,15 +457,20 @@ def ope_command(logs: Path | None, policy_run: Path | None, rerank: str | None, 
                 pscore: str, overwrite: bool) -> None:
     """Off-policy estimates (with bootstrap CIs) of a trained policy on logged traffic."""
     from fusionsim.experiments.evaluation.estimators import OPEInputError
-    from fusionsim.experiments.ope_run import REQUEST_ESTIMATORS, OPEConfig, parse_estimators, run_ope
-    if estimators is not None:
-        names = tuple(parse_estimators(estimators, slate=rerank is not None))
-    else:
-        names = None if rerank is not None else REQUEST_ESTIMATORS
+    from fusionsim.experiments.ope_run import OPEConfig, parse_estimators, run_ope
+    names = None if estimators is None else tuple(parse_estimators(estimators, slate=rerank is not None))
     if rerank is not None and (logs is None or obd is not None):
         raise OPEInputError("--rerank needs --logs (and no --obd)")
     if (obd is None) == (logs is None or (policy_run is None and rerank is None)):
         raise OPEInputError("give either --logs and --policy (or --rerank), or --obd")
+    given = [f"--{name}" for name in ("campaign", "evaluation", "folds", "pscore")
+             if click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+    unused = [option for option in given if (obd is None and option in ("--campaign", "--evaluation"))
+              or (rerank is not None and option in ("--folds", "--pscore"))]
+    if unused:
+        raise OPEInputError(f"{unused[0]} does not apply here: --campaign and --evaluation go with --obd; the slate "
+                            "estimators of --rerank fit no reward model (--folds) and weight by the logged "
+                            "propensities (--pscore)")
     config = OPEConfig(logs=None if logs is None else str(logs), policy=None if policy_run is None else str(policy_run),
                        obd=None if obd is None else str(obd), campaign=campaign, evaluation=evaluation,
                        estimators=names, folds=folds, seed=seed, pscore=pscore, rerank=rerank)
@@ -475,16 +481,19 @@ def ope_command(logs: Path | None, policy_run: Path | None, rerank: str | None, 
         click.echo(f"policy: {metrics['policy']}")
     click.echo(f"{'estimator':<11}{'estimate':>10}{'95% CI':>22}{'rel. error':>12}")
     for name, r in metrics["estimators"].items():
-        if r["estimate"] != r["estimate"]:  # NaN: a self-normalised slate estimate with no weight at a position
+        if r["estimate"] is None:  # a self-normalised slate estimate with no weight at a position: 0 / 0
             click.echo(f"{name:<11}{'-':>10}   (no logged slate carries weight at some position)")
             continue
+        interval = "-" if r["ci_lower"] is None else f"[{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]"
         error = f"{100 * r['relative_error']:.2f}%" if r.get("relative_error") is not None else "-"
-        click.echo(f"{name:<11}{r['estimate']:>10.4f}   [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]{error:>12}")
+        click.echo(f"{name:<11}{r['estimate']:>10.4f}   {interval:>18}{error:>12}")
     if truth is not None:
         click.echo(f"simulated on-policy value {truth:.4f}")
+    if metrics.get("deployed_value") is not None:
+        click.echo(f"deployed for whole sessions {metrics['deployed_value']:.4f} (its clicks change later requests, "
+                   "which the per-request estimates do not see)")
     if metrics.get("thin_weight"):
-        click.echo(f"too little weight to trust (effective sample size under 1% of the slates): "
-                   f"{', '.join(metrics['thin_weight'])}")
+        click.echo(f"too little weight to trust (see report.md): {', '.join(metrics['thin_weight'])}")
     if "skipped" in metrics.get("per_session", {}):
         click.echo(f"per session: {metrics['per_session']['skipped']}")
     elif "per_session" in metrics:

@@ -26,7 +26,7 @@ from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
 from fusionsim.experiments.evaluation.slate import SLATE_ESTIMATORS
 from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
 from fusionsim.experiments.serving.decision_log import DecisionLogError, read_served_requests
-from fusionsim.experiments.slate_ope import run_slate_ope
+from fusionsim.experiments.slate_ope import is_run_folder, run_slate_ope
 from fusionsim.experiments.train import TrainedRun, read_trained_run
 from fusionsim.common.io import atomic_write_text, mark_complete
 
@@ -110,11 +110,6 @@ class OPEConfig:
         if self.pscore not in PSCORES:
             raise OPEInputError(f"--pscore {self.pscore!r} is not allowed: use one of {', '.join(PSCORES)}")
 
-    @property
-    def estimator_names(self) -> list[str]:
-        """The per-request estimators to run: ``estimators``, or REQUEST_ESTIMATORS when None."""
-        return list(self.estimators or REQUEST_ESTIMATORS)
-
 
 def run_ope(config: OPEConfig, out: Path) -> dict:
     """Estimate the value of the policy of ``config``; write ``config.yaml``, ``metrics.json``, ``report.md``
@@ -129,10 +124,10 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
         return run_slate_ope(config, out)
     if config.logs is None or config.policy is None:
         raise OPEInputError("give either --logs and --policy (or --rerank), or --obd")
-    logs, policy_run, estimators = Path(config.logs), Path(config.policy), config.estimator_names
+    logs, policy_run, estimators = Path(config.logs), Path(config.policy), list(config.estimators)
     folds, seed, truth_requests = config.folds, config.seed, config.truth_requests
     trained = read_trained_run(policy_run, "--policy", deterministic=True)
-    if not (logs / "config.yaml").is_file():  # not a run folder: a shop's impression log
+    if not is_run_folder(logs):  # a shop's impression log
         return run_impression_ope(trained, config, out)
     if read_config(logs, "--logs").get("command") == "serve":
         return run_served_ope(trained, config, out)
@@ -215,14 +210,10 @@ def run_served_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dict:
     data = discrete_data(trained.policy, log, contexts, mapper.n_actions, config.folds, config.seed)
     metrics = {"rounds": len(log), "logged_reward_per_request": float(data["reward"].mean()), "pscore": "logged",
                "served_log": {"joined_share": float(log["joined"].mean())},
-               "estimators": evaluate(_estimators(config.estimator_names), data, None, BOOTSTRAP_SAMPLES,
+               "estimators": evaluate(_estimators(list(config.estimators)), data, None, BOOTSTRAP_SAMPLES,
                                       config.seed),
                "effective_sample_size": effective_sample_size(importance_weights(data, data["pscore"]))}
     return _finish(metrics, logs, trained.folder, out, config)
-
-
-REWARD_OF_SCENARIO = {"clicks": "clicks", "purchases": "purchases", "revenue": "revenue"}
-"""The per-request total of an impression log that is each scenario reward's value."""
 
 
 def run_impression_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dict:
@@ -231,6 +222,9 @@ def run_impression_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dic
     ``action_propensity``, the reward the policy's scenario asks for (clicks, purchases or revenue per request),
     and the contexts rebuilt from the log (``envs.calibration.request_contexts``). A real log has no truth."""
     logs = Path(config.logs)
+    if config.pscore != "logged":
+        raise OPEInputError(f"--pscore {config.pscore}: on an impression log the weight policy is evaluated with the "
+                            "logged action_propensity (estimated propensities are for simulated logs)")
     if trained.config.agent == "ppo":
         raise OPEInputError(f"--policy {trained.folder}: a PPO policy chooses continuous weights, which an impression "
                             "log's discrete action cannot hold; evaluate it on a simulate --policy uniform-weights log")
@@ -242,18 +236,15 @@ def run_impression_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dic
         if column not in table.columns:
             raise OPEInputError(f"--logs {logs} has no column '{column}': a weight policy is evaluated on the logging "
                                 "policy's actions and their propensities")
-    for column in ("action", "action_propensity"):
-        differs = (table.groupby("request_id")[column].transform("first") != table[column]).to_numpy()
-        if differs.any():
-            row = int(np.flatnonzero(differs)[0])
-            raise OPEInputError(f"--logs {logs}: column '{column}' must be the same on every row of a request; "
-                                f"request {table['request_id'].iloc[row]} has {table[column].iloc[row]} at row {row}")
-    reward_name = REWARD_OF_SCENARIO[trained.scenario.reward]
+    reward_name = trained.scenario.reward  # clicks, purchases or revenue: a column of requests_of_impressions
     needs = {"purchases": "purchase", "revenue": "revenue"}.get(reward_name)
     if needs is not None and needs not in table.columns:
         raise OPEInputError(f"--policy {trained.folder} was trained for {reward_name} (scenario "
                             f"'{trained.scenario.name}'), but --logs {logs} has no column '{needs}'")
-    requests, contexts = requests_of_impressions(table)
+    try:
+        requests, contexts = requests_of_impressions(table, f"--logs {logs}")
+    except SchemaError as exc:
+        raise OPEInputError(str(exc)) from None
     mapper = trained.mapper
     action = requests["action"].to_numpy(np.int64)
     if action.max() >= mapper.n_actions:
@@ -267,7 +258,7 @@ def run_impression_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dic
     metrics = {"rounds": len(frame), "logged_reward_per_request": float(data["reward"].mean()), "pscore": "logged",
                "impression_log": {"reward": reward_name, "contexts": "rebuilt from the log "
                                   "(envs.calibration.request_contexts)"},
-               "estimators": evaluate(_estimators(config.estimator_names), data, None, BOOTSTRAP_SAMPLES,
+               "estimators": evaluate(_estimators(list(config.estimators)), data, None, BOOTSTRAP_SAMPLES,
                                       config.seed),
                "effective_sample_size": effective_sample_size(importance_weights(data, data["pscore"]))}
     return _finish(metrics, logs, trained.folder, out, config)
@@ -452,7 +443,7 @@ def run_obd_ope(config: OPEConfig, out: Path) -> dict:
     "best-item": in each slot the item with the highest logged click rate) on an Open Bandit Dataset
     campaign, with a ridge reward model on one-hot user features cross-fitted over ``config.folds``."""
     folder, campaign, evaluation = Path(config.obd), config.campaign, config.evaluation
-    estimators, folds, seed = config.estimator_names, config.folds, config.seed
+    estimators, folds, seed = list(config.estimators), config.folds, config.seed
     if evaluation not in OBD_EVALUATIONS:
         raise OPEInputError(f"--evaluation {evaluation!r} is not allowed: use one of {', '.join(OBD_EVALUATIONS)}")
     log, n_items, campaign = read_obd(folder, campaign)

@@ -135,7 +135,7 @@ def build_simulation(config: SimulateConfig, scenario: Scenario) -> Simulation:
     the seed spawned from ``config.seed`` (what :func:`run_policy` serves, step by step)."""
     world, arms = make_shop(scenario, base=config.base)
     arm_names = [a.name for a in arms]
-    sim_seed, _, order_seed = np.random.SeedSequence(config.seed).generate_state(3)
+    sim_seed, _, order_seed = simulation_seeds(config)
     policy, mapper = logging_policy(config, scenario, arm_names)
     fusion = ShuffledSlate(WeightedBlend(), seed=int(order_seed)) if config.shuffle_slates else None
     sim = BatchedSimulator(world, arms, n_slots=min(config.slots, config.requests), fusion=fusion)
@@ -143,10 +143,15 @@ def build_simulation(config: SimulateConfig, scenario: Scenario) -> Simulation:
     return Simulation(sim, policy, mapper, arm_names)
 
 
+def simulation_seeds(config: SimulateConfig) -> np.ndarray:
+    """The seeds (3,) of the simulator, the logging policy and the slate orders, spawned from ``config.seed``."""
+    return np.random.SeedSequence(config.seed).generate_state(3)
+
+
 def logging_policy(config: SimulateConfig, scenario: Scenario, arm_names: list[str]) -> tuple[Policy, ActionMapper]:
     """The policy that ``config`` logs with, seeded as :func:`build_simulation` seeds it, and the mapper of
     its actions."""
-    policy_seed = np.random.SeedSequence(config.seed).generate_state(3)[1]
+    policy_seed = simulation_seeds(config)[1]
     if config.policy.startswith(RUN_PREFIX):
         policy = _frozen_run_policy(config, scenario, arm_names)
     else:

@@ -1,6 +1,6 @@
-"""Ranking-level off-policy evaluation (``fusionsim ope --rerank <arm>`` or ``--policy <train-stacker run>``):
-what a ranking policy would earn, estimated from a log of slates with the slate estimators
-(``experiments.evaluation.slate``).
+"""Ranking-level off-policy evaluation (``fusionsim ope --rerank <arm>``, or ``--rerank stacker --policy
+<train-stacker run>``): what a ranking policy would earn, estimated from a log of slates with the slate
+estimators (``experiments.evaluation.slate``).
 
 What a log of shown items can evaluate. A log holds the k items each request showed, not the candidates the
 arms scored, so it cannot say what a policy that picks its own k of C candidates would have shown. What it
@@ -13,11 +13,19 @@ identified when the logger randomised the order of its items (a position-randomi
   (k - l)! / k! for the first l items. The policy's are 1 where its order agrees with the log (the whole slate,
   the item at a position, the first l items) and 0 elsewhere. An arm orders by its rank among all the
   request's candidates (``rank_<arm>``), a stacker by its score of the logged signals (``zscore_<arm>``,
-  ``rank_<arm>``, the contexts): the numbers the simulator's re-ranking uses, so the simulated truth (the
-  re-ranked logger served on-policy on the log's shop) is the same policy.
-* an impression log in the schema of ``envs.calibration.schema``: ``position_propensity`` feeds IIPS, SNIIPS
-  and PI, ``slate_propensity`` SIPS and SNSIPS; an arm orders by ``score_<arm>``; the reward is ``click``.
-  A real log has no truth.
+  ``rank_<arm>``, the contexts): the numbers the simulator's re-ranking uses. Two values are simulated:
+  the **truth** the estimators estimate, the value of one request re-ranked on the states the logger's
+  traffic left (the log replayed with its seeds; at each step the re-ranked slate is served to the same
+  requests and the simulator put back, ``one_request_value``), and the **deployed** value, the re-ranked
+  logger served on-policy for whole sessions, whose clicks change the shoppers' later requests (satiation,
+  fatigue, leaving). The relative error is against the truth; the gap between the two is what the
+  per-request estimators cannot see.
+* an impression log in the schema of ``envs.calibration.schema``: ``position_propensity`` feeds IIPS and
+  SNIIPS (and PI, on request), ``slate_propensity`` SIPS and SNSIPS; an arm orders by ``score_<arm>`` (ties
+  to the smaller item id); the reward is ``click``. The propensities must be those of the *order* given the
+  items shown (a randomised-order bucket of k items: 1 / k and 1 / k!): a logger that also drew the items
+  at random has smaller unconditional propensities, which would overstate every weight. A real log has no
+  truth.
 
 Under a shuffle the probability of the item set is the logger's either way, so it cancels from every weight:
 the propensities above are those of the order given the set. The per-slot reward is the scenario's: clicks,
@@ -59,9 +67,12 @@ NEEDS = {"iips": "pscore_item_position", "sniips": "pscore_item_position", "pi":
 IMPRESSION_PROPENSITIES = {"position_propensity": "pscore_item_position", "slate_propensity": "pscore"}
 """The impression schema's propensity columns and the slate estimators' names for them."""
 BOOTSTRAP_SAMPLES = 1000
-THIN_WEIGHT = 0.01
-"""An estimator whose weights' effective sample size falls below this share of the slates at some position is
-flagged: its estimate rests on a handful of slates (or none), and its bootstrap interval does not show it."""
+THIN_WEIGHT, THIN_WEIGHT_SLATES = 0.01, 30
+"""An estimator whose weights' effective sample size falls below this share of the slates, or below this many
+slates, at some position is flagged: its estimate rests on a handful of slates (or none), and its bootstrap
+interval does not show it."""
+MAX_SHUFFLED_SLATE = 170
+"""The longest shuffled slate whose propensity 1 / k! is a float64 (171! overflows it)."""
 
 
 @dataclass
@@ -79,30 +90,38 @@ class LoggedSlates:
 def shuffle_propensities(n: int, k: int) -> dict[str, np.ndarray]:
     """The propensities (n * k,) of a uniformly random order of k items, n slates: 1 / k! for the slate, 1 / k
     for an item at a position, (k - l)! / k! for the first l items."""
+    if k > MAX_SHUFFLED_SLATE:
+        raise OPEInputError(f"slates of {k} items: the propensity 1 / {k}! of a shuffled slate is below the "
+                            f"smallest float; the slate estimators take shuffled slates of at most "
+                            f"{MAX_SHUFFLED_SLATE} items")
     prefix = np.array([math.factorial(k - l) / math.factorial(k) for l in range(1, k + 1)])
     return {"pscore": np.full(n * k, 1.0 / math.factorial(k)), "pscore_item_position": np.full(n * k, 1.0 / k),
             "pscore_cascade": np.tile(prefix, n)}
 
 
-def slate_data(slates: LoggedSlates) -> dict[str, np.ndarray]:
+def slate_data(slates: LoggedSlates, cascade_dr: bool = True) -> dict[str, np.ndarray]:
     """The slate estimators' keyword arrays (flat, one row per slate and position) of the policy that shows each
-    logged slate's items ordered by ``order_scores`` (ties to the smaller id, :func:`rerank_order`)."""
+    logged slate's items ordered by ``order_scores`` (ties to the smaller id, :func:`rerank_order`); with
+    ``cascade_dr`` also Cascade-DR's ``action``, ``q_hat`` and ``evaluation_policy_action_dist`` (each
+    (n k, k): 2 n k^2 floats)."""
     n, k = slates.items.shape
     order = rerank_order(slates.order_scores, slates.items)  # order[:, j]: the logged index the policy shows at j
     place = np.argsort(order, axis=1)  # where the policy shows each logged item
     match = (place == np.arange(k)).astype(np.float64)
-    # Cascade-DR: the item is the policy's place of it (k items); given the logged first l - 1 items, the policy
-    # shows the best-placed of the rest, the minimum of its places from l down
-    best_rest = np.minimum.accumulate(place[:, ::-1], axis=1)[:, ::-1]
     reward = slates.reward
-    q_level = reward[:, ::-1].cumsum(axis=1)[:, ::-1].mean(axis=0)  # (k,) mean reward from position l down
-    return {"slate_id": np.repeat(np.arange(n), k), "position": np.tile(np.arange(k), n), "reward": reward.ravel(),
+    data = {"slate_id": np.repeat(np.arange(n), k), "position": np.tile(np.arange(k), n), "reward": reward.ravel(),
             **slates.logging,
             "evaluation_policy_pscore": np.repeat(match.prod(axis=1), k),
             "evaluation_policy_pscore_item_position": match.ravel(),
-            "evaluation_policy_pscore_cascade": np.cumprod(match, axis=1).ravel(),
-            "action": place.ravel(), "q_hat": np.repeat(np.tile(q_level, n)[:, None], k, axis=1),
-            "evaluation_policy_action_dist": np.eye(k)[best_rest.ravel()]}
+            "evaluation_policy_pscore_cascade": np.cumprod(match, axis=1).ravel()}
+    if cascade_dr:
+        # the item is the policy's place of it (k items); given the logged first l - 1 items, the policy shows the
+        # best-placed of the rest, the minimum of its places from l down
+        best_rest = np.minimum.accumulate(place[:, ::-1], axis=1)[:, ::-1]
+        q_level = reward[:, ::-1].cumsum(axis=1)[:, ::-1].mean(axis=0)  # (k,) mean reward from position l down
+        data.update(action=place.ravel(), q_hat=np.repeat(np.tile(q_level, n)[:, None], k, axis=1),
+                    evaluation_policy_action_dist=np.eye(k)[best_rest.ravel()])
+    return data
 
 
 def effective_sample_sizes(data: dict[str, np.ndarray], k: int) -> dict[str, list[float]]:
@@ -130,20 +149,25 @@ def _estimator(name: str, k: int):
 
 
 def _check_estimators(names: list[str], available: dict[str, np.ndarray], logs: Path) -> None:
+    """Every estimator of ``names`` must have the logging propensity it weights by in ``available``."""
+    given_by = {"pscore": "the column slate_propensity", "pscore_item_position": "the column position_propensity",
+                "pscore_cascade": "the propensity of each slate's first items, which only a shuffled simulate log "
+                                  "gives"}
     for name in names:
         if NEEDS[name] not in available:
             usable = [n for n in SLATE_ESTIMATORS if NEEDS[n] in available]
-            raise OPEInputError(f"--estimators {name} weights by {NEEDS[name]}, which --logs {logs} does not give; "
-                                f"use {', '.join(usable)}")
+            raise OPEInputError(f"--estimators {name} weights by {given_by[NEEDS[name]]}, which --logs {logs} does "
+                                f"not give; use {', '.join(usable)}")
 
 
-def simulated_slates(logs: Path, log_config: dict, orderer: str, stacker: Stacker | None) -> LoggedSlates:
-    """The slates of a fusionsim simulate run folder, ordered by ``orderer`` (an arm name, or "stacker")."""
-    log = read_interaction_log(logs, "--logs").sort_values("request_id", kind="stable")
-    arm_names = [str(a) for a in log_config.get("arms", [])]
+def simulated_slates(logs: Path, log_config: dict, scenario, orderer: str, stacker: Stacker | None) -> LoggedSlates:
+    """The slates of a fusionsim simulate run folder (its config and scenario), ordered by ``orderer`` (an arm
+    name, or "stacker")."""
     if not log_config.get("args", {}).get("shuffle_slates"):
         raise OPEInputError(f"--logs {logs} was not position-randomised: its logger showed each slate in its own "
                             "order, so a re-ranking has no logged propensity; log with simulate --shuffle-slates")
+    log = read_interaction_log(logs, "--logs").sort_values("request_id", kind="stable")
+    arm_names = [str(a) for a in log_config.get("arms", [])]
     missing = [f"rank_{a}" for a in arm_names if f"rank_{a}" not in log.columns]
     if missing:
         raise OPEInputError(f"--logs {logs} has no column '{missing[0]}' (the arms' ranks of the shown items); "
@@ -154,6 +178,7 @@ def simulated_slates(logs: Path, log_config: dict, orderer: str, stacker: Stacke
 
     items = stacked("slate", np.int64)
     n, k = items.shape
+    logging = shuffle_propensities(n, k)
     ranks = np.stack([stacked(f"rank_{a}", np.int32) for a in arm_names])
     if orderer == STACKER:
         contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float32)
@@ -161,7 +186,6 @@ def simulated_slates(logs: Path, log_config: dict, orderer: str, stacker: Stacke
         order_scores = stacker.score_signals(signals(ranks, zscores), contexts).astype(np.float64)
     else:
         order_scores = -ranks[arm_names.index(orderer)].astype(np.float64)
-    scenario = parse_scenario(log_config["scenario"], f"'{logs / 'config.yaml'}'")
     purchased = stacked("purchased", np.float64)
     if scenario.reward == "clicks":
         reward = stacked("clicks", np.float64)
@@ -170,7 +194,7 @@ def simulated_slates(logs: Path, log_config: dict, orderer: str, stacker: Stacke
     else:
         world, _ = make_shop(scenario, base=log_config["args"].get("base"))
         reward = purchased * world.catalog.price.astype(np.float64)[items]
-    return LoggedSlates(items, reward, order_scores, shuffle_propensities(n, k))
+    return LoggedSlates(items, reward, order_scores, logging)
 
 
 def impression_slates(logs: Path, orderer: str) -> LoggedSlates:
@@ -197,63 +221,98 @@ def impression_slates(logs: Path, orderer: str) -> LoggedSlates:
         raise OPEInputError(f"--logs {logs}: request {request[starts[first]]} shows positions {shown[:12]}; the "
                             f"slate estimators need every request to show positions 0..{k - 1}, as the first does")
     n = len(starts)
+    items = table["item_id"].to_numpy(np.int64).reshape(n, k)
+    ordered = np.sort(items, axis=1)
+    repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+    if repeated.any():
+        first = int(np.flatnonzero(repeated)[0])
+        item = ordered[first][1:][ordered[first][1:] == ordered[first][:-1]][0]
+        raise OPEInputError(f"--logs {logs}: request {request[starts[first]]} shows item {item} twice; a re-ranking "
+                            "reorders a slate of distinct items")
+    if "slate_propensity" in table.columns:
+        by_request = table["slate_propensity"].to_numpy(np.float64).reshape(n, k)
+        differs = (by_request != by_request[:, :1]).any(axis=1)
+        if differs.any():
+            first = int(np.flatnonzero(differs)[0])
+            raise OPEInputError(f"--logs {logs}: column 'slate_propensity' must be the same on every row of a "
+                                f"request (the whole slate's propensity); request {request[starts[first]]} has "
+                                f"{sorted(set(by_request[first].tolist()))}")
     logging = {name: table[col].to_numpy(np.float64) for col, name in IMPRESSION_PROPENSITIES.items()
                if col in table.columns}
-    return LoggedSlates(table["item_id"].to_numpy(np.int64).reshape(n, k),
-                        table["click"].to_numpy(np.float64).reshape(n, k),
+    return LoggedSlates(items, table["click"].to_numpy(np.float64).reshape(n, k),
                         table[column].to_numpy(np.float64).reshape(n, k), logging)
+
+
+def is_run_folder(logs: Path) -> bool:
+    """Whether ``--logs`` names a fusionsim run folder (else an impression log file or folder of parts)."""
+    return logs.is_dir() and any((logs / name).exists() for name in ("config.yaml", "complete.json", "logs"))
 
 
 def run_slate_ope(config, out: Path) -> dict:
     """Evaluate the re-ranking that ``config`` (an ``ope_run.OPEConfig`` with ``rerank``) names on ``config.logs``
     with the slate estimators; write ``config.yaml``, ``metrics.json``, ``report.md`` and ``complete.json``."""
     logs, orderer = Path(config.logs), config.rerank
-    simulated = (logs / "config.yaml").is_file()
-    stacker = None
+    simulated = is_run_folder(logs)
+    if orderer == STACKER and not simulated:
+        raise OPEInputError(f"--rerank stacker: --logs {logs} is an impression log, whose items carry no "
+                            "fusionsim signals (ranks among all candidates); re-rank it by an arm's score_<arm>")
+    if orderer != STACKER and config.policy is not None:
+        raise OPEInputError(f"--policy is the stacker of --rerank stacker; --rerank {orderer} orders by an arm and "
+                            "takes no --policy")
+    if orderer == STACKER and config.policy is None:
+        raise OPEInputError("--rerank stacker needs --policy <a train-stacker run>")
+    stacker = scenario = log_config = None
     if simulated:
         log_config = read_config(logs, "--logs")
+        if log_config.get("command") != "simulate":
+            raise OPEInputError(f"--logs {logs} is a {log_config.get('command')} run; --rerank reads a simulate run "
+                                "(logged with --shuffle-slates) or an impression log")
         arm_names = [str(a) for a in log_config.get("arms", [])]
+        scenario = parse_scenario(log_config["scenario"], f"'{logs / 'config.yaml'}'")
         if orderer == STACKER:
-            if config.policy is None:
-                raise OPEInputError("--rerank stacker needs --policy <a train-stacker run>")
             try:
                 stacker = Stacker.load(config.policy, "--policy")
-                scenario = parse_scenario(log_config["scenario"], f"'{logs / 'config.yaml'}'")
                 stacker.check_shop(arm_names, world_signature(scenario), f"--policy {config.policy}")
             except StackerError as exc:
                 raise OPEInputError(str(exc)) from None
         elif orderer not in arm_names:
             raise OPEInputError(f"--rerank {orderer!r} is not allowed: use an arm of the log "
                                 f"({', '.join(arm_names)}) or {STACKER} with --policy <a train-stacker run>")
-        slates = simulated_slates(logs, log_config, orderer, stacker)
+        slates = simulated_slates(logs, log_config, scenario, orderer, stacker)
     else:
-        if orderer == STACKER:
-            raise OPEInputError(f"--rerank stacker: --logs {logs} is an impression log, whose items carry no "
-                                "fusionsim signals (ranks among all candidates); re-rank it by an arm's score_<arm>")
         slates = impression_slates(logs, orderer)
-    names = list(config.estimators) if config.estimators else \
-        [n for n in SLATE_DEFAULT if NEEDS[n] in slates.logging] if simulated else \
-        [n for n in SLATE_ESTIMATORS if n != "cascade-dr" and NEEDS[n] in slates.logging]
     if not slates.logging:
         raise OPEInputError(f"--logs {logs} holds no logging propensities (columns "
                             f"{', '.join(IMPRESSION_PROPENSITIES)}): the slate estimators weight by them")
+    if config.estimators:
+        names = list(dict.fromkeys(config.estimators))
+    else:  # the defaults this log's propensities feed
+        names = [name for name in SLATE_DEFAULT if NEEDS[name] in slates.logging]
     _check_estimators(names, slates.logging, logs)
     n, k = slates.items.shape
-    data = slate_data(slates)
-    truth = _simulated_truth(logs, log_config, orderer, stacker, config.truth_requests or n) if simulated else None
+    data = slate_data(slates, cascade_dr="cascade-dr" in names)
+    truth = deployed = None
+    if simulated:
+        truth = one_request_value(log_config, scenario, orderer, stacker)
+        deployed = deployed_value(log_config, scenario, orderer, stacker, config.truth_requests or n)
     with np.errstate(invalid="ignore", divide="ignore"):  # a self-normalised estimate with no weight is 0 / 0
         results = evaluate({name: _estimator(name, k) for name in names}, data, truth, BOOTSTRAP_SAMPLES,
                            config.seed)
     ess = effective_sample_sizes(data, k)
+    thin = max(THIN_WEIGHT * n, THIN_WEIGHT_SLATES)
+    for result in results.values():
+        for key in ("estimate", "ci_lower", "ci_upper"):  # 0 / 0 of a self-normalised estimate: undefined
+            result[key] = None if not np.isfinite(result[key]) else result[key]
+        if result["estimate"] is None:
+            result.pop("relative_error", None)
     for name, result in results.items():
         result["smallest_effective_sample_size"] = min(ess[ESS_OF[NEEDS[name]]])
-    label = f"the logged slates re-ranked by {orderer if orderer != STACKER else 'the stacker ' + str(config.policy)}"
-    metrics = {"family": "slate", "policy": label, "rounds": n, "slate_size": k,
+    policy = f"the stacker {config.policy}" if orderer == STACKER else orderer
+    metrics = {"family": "slate", "policy": f"the logged slates re-ranked by {policy}", "rounds": n, "slate_size": k,
                "logged_reward_per_request": float(slates.reward.sum(axis=1).mean()),
-               "on_policy_truth": truth, "estimators": results,
+               "on_policy_truth": truth, "deployed_value": deployed, "estimators": results,
                "effective_sample_size_by_position": ess,
-               "thin_weight": [name for name, r in results.items()
-                               if r["smallest_effective_sample_size"] < THIN_WEIGHT * n],
+               "thin_weight": [name for name, r in results.items() if r["smallest_effective_sample_size"] < thin],
                "policy_order_matches_log": {"slate": float(data["evaluation_policy_pscore"][::k].mean()),
                                             "top_item": float(data["evaluation_policy_pscore_item_position"][::k]
                                                               .mean())}}
@@ -264,48 +323,83 @@ def run_slate_ope(config, out: Path) -> dict:
     return metrics
 
 
-def _simulated_truth(logs: Path, log_config: dict, orderer: str, stacker: Stacker | None, requests: int) -> float:
-    """The re-ranked logger served on-policy on the log's shop: the log's policy chooses the items (and keeps its
-    random choices), ``orderer`` orders them; the mean reward per request over ``requests``."""
+def _reranked(orderer: str, arm_names: list[str], stacker: Stacker | None, inner) -> RerankedSlate:
+    return RerankedSlate(inner, STACKER if orderer == STACKER else arm_names.index(orderer), stacker)
+
+
+def one_request_value(log_config: dict, scenario, orderer: str, stacker: Stacker | None) -> float:
+    """What the slate estimators estimate: the mean reward per request of the logged requests re-ranked one at a
+    time. The log is replayed with its own seeds (the same shoppers, states, items and random draws); at each
+    step the logger's actions are served once re-ranked by ``orderer`` (the reward kept, the simulator put back
+    with ``state_dict``/``load_state_dict``) and once as logged (which advances the shop as the log did)."""
+    from fusionsim.experiments.simulate import SimulateConfig, build_simulation
+
+    args = SimulateConfig(**log_config["args"])
+    simulation = build_simulation(args, scenario)
+    sim, logged_fusion = simulation.sim, simulation.sim.fusion
+    counterfactual = _reranked(orderer, simulation.arm_names, stacker, logged_fusion.inner)
+    total, done = 0.0, 0
+    while done < args.requests:
+        actions, _ = simulation.policy.act(sim.contexts)
+        decisions = simulation.mapper.decide(actions)
+        keep = min(sim.n_slots, args.requests - done)
+        state = sim.state_dict()
+        sim.fusion = counterfactual
+        total += float(sim.step(decisions).reward[:keep].sum())
+        sim.load_state_dict(state)
+        sim.fusion = logged_fusion
+        sim.step(decisions)
+        done += keep
+    return total / done
+
+
+def deployed_value(log_config: dict, scenario, orderer: str, stacker: Stacker | None, requests: int) -> float:
+    """The re-ranked logger served on-policy for whole sessions on the log's shop: the log's policy chooses the
+    items (with its own random choices), ``orderer`` orders them, and the shoppers' later requests follow from
+    what they saw; the mean reward per request over ``requests``."""
     from fusionsim.experiments.simulate import SimulateConfig, logging_policy
 
-    scenario = parse_scenario(log_config["scenario"], f"'{logs / 'config.yaml'}'")
-    simulate = SimulateConfig(**log_config["args"])
-    world, arms = make_shop(scenario, base=simulate.base)
+    args = SimulateConfig(**log_config["args"])
+    world, arms = make_shop(scenario, base=args.base)
     arm_names = [a.name for a in arms]
-    policy, mapper = logging_policy(simulate, scenario, arm_names)
-    fusion = RerankedSlate(WeightedBlend(), STACKER if orderer == STACKER else arm_names.index(orderer), stacker)
-    return run_online(world, arms, policy, mapper, requests, seed=simulate.seed, slots=min(simulate.slots, requests),
-                      fusion=fusion).mean
+    policy, mapper = logging_policy(args, scenario, arm_names)
+    return run_online(world, arms, policy, mapper, requests, seed=args.seed, slots=min(args.slots, requests),
+                      fusion=_reranked(orderer, arm_names, stacker, WeightedBlend())).mean
 
 
 def render_report(metrics: dict, logs: Path) -> str:
-    truth, k = metrics["on_policy_truth"], metrics["slate_size"]
+    truth, deployed, k = metrics["on_policy_truth"], metrics["deployed_value"], metrics["slate_size"]
+    if truth is None:
+        values = "; no simulated truth (a shop's own log)"
+    else:
+        values = (f"; simulated truth {truth:.4f} per request (one request re-ranked on the logged states: what the "
+                  f"estimators estimate); deployed {deployed:.4f} (the policy served for whole sessions, whose "
+                  f"clicks change later requests: {100 * (deployed / truth - 1):+.2f}% from the truth, which no "
+                  "per-request estimate sees)")
     lines = [f"# Ranking-level off-policy evaluation on `{logs}`", "",
              f"Policy: {metrics['policy']} (it shows each logged slate's {k} items in its own order). "
              f"{metrics['rounds']:,} logged slates; logged reward per request "
-             f"{metrics['logged_reward_per_request']:.4f}"
-             + (f"; simulated on-policy value {truth:.4f}" if truth is not None else "; no simulated truth (a "
-                "shop's own log)") + ". The policy's order equals the logged one on "
+             f"{metrics['logged_reward_per_request']:.4f}{values}. The policy's order equals the logged one on "
              f"{100 * metrics['policy_order_matches_log']['slate']:.2f}% of the slates, and its top item is the "
              f"logged top item on {100 * metrics['policy_order_matches_log']['top_item']:.2f}%.", "",
              "| estimator | estimate | 95% CI | relative error | smallest effective sample size |",
              "|---|---|---|---|---|"]
-    ess = metrics["effective_sample_size_by_position"]
     for name, r in metrics["estimators"].items():
         smallest = f"{r['smallest_effective_sample_size']:,.0f}"
         if name in metrics["thin_weight"]:
-            smallest += f" (under {100 * THIN_WEIGHT:g}% of the slates: not to be trusted)"
-        if not np.isfinite(r["estimate"]):  # a self-normalised estimate with no weight at some position: 0 / 0
+            smallest += " (too few slates carry weight: not to be trusted)"
+        if r["estimate"] is None:  # a self-normalised estimate with no weight at some position: 0 / 0
             lines.append(f"| {name} | - | - | - | {smallest}; no logged slate carries weight at some position |")
             continue
+        interval = "-" if r["ci_lower"] is None else f"[{r['ci_lower']:.4f}, {r['ci_upper']:.4f}]"
         error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"
-        lines.append(f"| {name} | {r['estimate']:.4f} | [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}] | {error} | "
-                     f"{smallest} |")
+        lines.append(f"| {name} | {r['estimate']:.4f} | {interval} | {error} | {smallest} |")
     lines += ["", "Effective sample size of the weights (Kish) by position, top first:", ""]
-    for name, values in ess.items():
+    for name, values in metrics["effective_sample_size_by_position"].items():
         lines.append(f"- {name.replace('_', '-')}: " + ", ".join(f"{v:,.0f}" for v in values))
     lines += ["", "IIPS assumes the reward at a position depends only on the item there, RIPS and Cascade-DR on the "
               "items down to it, SIPS on nothing; RIPS and SIPS see weight only where the logged order agrees "
-              "with the policy's, which a shuffle of k items does with probability (k - l)! / k! for the first l."]
+              "with the policy's, which a shuffle of k items does with probability (k - l)! / k! for the first l. "
+              f"Flagged: an effective sample size under {100 * THIN_WEIGHT:g}% of the slates or under "
+              f"{THIN_WEIGHT_SLATES} slates at some position."]
     return "\n".join(lines) + "\n"

@@ -35,6 +35,14 @@ def test_good_files_read_with_their_types(tmp_path):
     frame["timestamp"] = pd.to_datetime(["2026-01-01 12:00", "2026-01-01 12:00", "2026-01-02 00:00"])
     frame.to_parquet(tmp_path / "i.parquet")
     assert read_impression_log(tmp_path / "i.parquet")["timestamp"].iloc[0] == pytest.approx(20454.5)
+    # a zone other than UTC counts in UTC: 13:00 in Berlin (UTC+1 in January) is 12:00 UTC
+    frame["timestamp"] = pd.to_datetime(["2026-01-01 13:00"] * 3).tz_localize("Europe/Berlin")
+    frame.to_parquet(tmp_path / "z.parquet")
+    assert read_impression_log(tmp_path / "z.parquet")["timestamp"].iloc[0] == pytest.approx(20454.5)
+    # CSV date-times in ISO 8601, naive ones in UTC
+    frame["timestamp"] = ["2026-01-01 12:00:00", "2026-01-01T12:00:00Z", "2026-01-02T01:00:00+01:00"]
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    assert read_impression_log(tmp_path / "t.csv")["timestamp"].tolist() == pytest.approx([20454.5, 20454.5, 20455.0])
 
 
 def _replace(text, old, new):

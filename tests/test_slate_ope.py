@@ -14,6 +14,7 @@ from fusionsim.envs.simulator import BatchedSimulator
 from fusionsim.envs.stacking.signals import shown_ranks_and_zscores
 from fusionsim.envs.strategies import STACKER, RerankedSlate, WeightedBlend, rerank_order
 from fusionsim.experiments.cli import cli
+from fusionsim.experiments.evaluation import OPEInputError
 from fusionsim.experiments.evaluation.slate import SlateCascadeDoublyRobust, SlateIndependentIPS
 from fusionsim.experiments.slate_ope import LoggedSlates, effective_sample_sizes, shuffle_propensities, slate_data
 from tests.conftest import write_small_scenario
@@ -57,6 +58,9 @@ def test_shuffle_propensities_are_those_of_a_uniform_order():
     p = shuffle_propensities(1, 4)
     assert p["pscore_cascade"].tolist() == pytest.approx([1 / 4, 1 / 12, 1 / 24, 1 / 24])
     assert p["pscore"][0] == pytest.approx(1 / math.factorial(4))
+    assert shuffle_propensities(1, 170)["pscore"][0] > 0
+    with pytest.raises(OPEInputError, match="^slates of 171 items: the propensity 1 / 171! of a shuffled slate"):
+        shuffle_propensities(1, 171)
 
 
 def test_a_reranked_slate_shows_the_blends_items_in_the_arms_order(small_shop):
@@ -128,18 +132,25 @@ def test_ope_rerank_by_an_arm_on_a_shuffled_log_covers_the_simulated_truth(shuff
     assert metrics["effective_sample_size_by_position"]["slate"] == [0.0] * 10
     assert metrics["thin_weight"] == ["rips", "snrips", "sips", "snsips", "cascade-dr"]  # a shuffle of 10 items
     assert metrics["estimators"]["iips"]["smallest_effective_sample_size"] > 0.05 * 8192
-    assert "too little weight to trust (effective sample size under 1% of the slates): rips," in result.output
+    assert "too little weight to trust (see report.md): rips, snrips, sips, snsips, cascade-dr" in result.output
+    # the truth is one request re-ranked on the logged states; deployed for whole sessions it differs
+    assert metrics["deployed_value"] > 0 and metrics["deployed_value"] != truth
     report = (root / "ope" / "report.md").read_text()
     assert "| iips |" in report and "re-ranked by popularity" in report
+    assert "deployed" in report and "simulated truth" in report
     stored = yaml.safe_load((root / "ope" / "config.yaml").read_text())
     assert stored["args"]["rerank"] == "popularity" and stored["args"]["estimators"][0] == "iips"
     assert (root / "ope" / "complete.json").is_file()
 
 
-def test_ope_rerank_by_a_stacker_trained_on_the_log(shuffled_log):
+def test_ope_rerank_by_a_stacker_trained_on_another_log(shuffled_log):
     root, runner = shuffled_log, CliRunner()
-    result = runner.invoke(cli, ["train-stacker", "--logs", str(root / "log"), "--kind", "logistic", "--epochs", "2",
-                                 "--out", str(root / "stacker")])
+    result = runner.invoke(cli, ["simulate", "--scenario", str(root / "small.yaml"), "--policy", "uniform-grid",
+                                 "--shuffle-slates", "--requests", "4096", "--slots", "256", "--seed", "2",
+                                 "--out", str(root / "training_log")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["train-stacker", "--logs", str(root / "training_log"), "--kind", "logistic",
+                                 "--epochs", "2", "--out", str(root / "stacker")])
     assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["ope", "--logs", str(root / "log"), "--rerank", "stacker", "--policy",
                                  str(root / "stacker"), "--estimators", "iips,cascade-dr", "--out", str(root / "s")])
@@ -165,7 +176,8 @@ def test_ope_rerank_on_an_impression_log_by_hand(tmp_path):
     # by mf: request 0 shows [11, 10] (logged [10, 11]: no match); request 1 shows [12, 13] (logged by position
     # [13, 12]: no match either) -> every weight 0
     assert metrics["estimators"]["iips"]["estimate"] == 0.0 and metrics["on_policy_truth"] is None
-    assert list(metrics["estimators"]) == ["sips", "iips", "snsips", "sniips", "pi"]
+    assert list(metrics["estimators"]) == ["iips", "sniips", "sips", "snsips"]
+    assert metrics["estimators"]["sniips"]["estimate"] is None  # 0 / 0: no weight anywhere
     table["score_mf"] = [0.9, 0.1, 0.9, 0.2]  # now request 0 matches; request 1 shows [12, 13], logged [13, 12]
     table.to_csv(tmp_path / "impressions.csv", index=False)
     result = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "impressions.csv"), "--rerank", "mf",
@@ -207,7 +219,28 @@ def _impressions(tmp_path, **changes) -> str:
     (lambda root, tmp: ["--logs", _impressions(tmp), "--rerank", "content"],
      "--rerank content: --logs {tmp}/bad.csv has no column 'score_content'; its arms' scores are mf"),
     (lambda root, tmp: ["--logs", _impressions(tmp), "--rerank", "mf", "--estimators", "sips"],
-     "--estimators sips weights by pscore, which --logs {tmp}/bad.csv does not give; use iips, sniips, pi"),
+     "--estimators sips weights by the column slate_propensity, which --logs {tmp}/bad.csv does not give; use iips, "
+     "sniips, pi"),
+    (lambda root, tmp: ["--logs", _impressions(tmp, slate_propensity=0.25), "--rerank", "mf", "--estimators",
+                        "iips,cascade-dr"],
+     "--estimators cascade-dr weights by the propensity of each slate's first items, which only a shuffled simulate "
+     "log gives, which --logs {tmp}/bad.csv does not give; use sips, iips, snsips, sniips, pi"),
+    (lambda root, tmp: ["--logs", _impressions(tmp, slate_propensity=[0.25, 0.5, 0.25, 0.25]), "--rerank", "mf"],
+     "--logs {tmp}/bad.csv: column 'slate_propensity' must be the same on every row of a request (the whole "
+     "slate's propensity); request 0 has [0.25, 0.5]"),
+    (lambda root, tmp: ["--logs", _impressions(tmp, item_id=[10, 11, 12, 12]), "--rerank", "mf"],
+     "--logs {tmp}/bad.csv: request 1 shows item 12 twice; a re-ranking reorders a slate of distinct items"),
+    (lambda root, tmp: ["--logs", str(root / "log"), "--rerank", "popularity", "--policy", str(tmp)],
+     "--policy is the stacker of --rerank stacker; --rerank popularity orders by an arm and takes no --policy"),
+    (lambda root, tmp: ["--logs", str(root / "log"), "--rerank", "popularity", "--pscore", "estimated"],
+     "--pscore does not apply here: --campaign and --evaluation go with --obd; the slate estimators of --rerank fit "
+     "no reward model (--folds) and weight by the logged propensities (--pscore)"),
+    (lambda root, tmp: ["--logs", str(root / "log"), "--rerank", "popularity", "--campaign", "men"],
+     "--campaign does not apply here: --campaign and --evaluation go with --obd; the slate estimators of --rerank "
+     "fit no reward model (--folds) and weight by the logged propensities (--pscore)"),
+    (lambda root, tmp: ["--logs", str(root / "ope"), "--rerank", "popularity"],
+     "--logs {root}/ope is a ope run; --rerank reads a simulate run (logged with --shuffle-slates) or an impression "
+     "log"),
     (lambda root, tmp: ["--logs", _impressions(tmp, position_propensity=None), "--rerank", "mf"],
      "--logs {tmp}/bad.csv holds no logging propensities (columns position_propensity, slate_propensity): the slate "
      "estimators weight by them"),
@@ -215,11 +248,17 @@ def _impressions(tmp_path, **changes) -> str:
      "--logs {tmp}/bad.csv: request 1 shows positions [0, 2]; the slate estimators need every request to show "
      "positions 0..1, as the first does"),
 ], ids=["unknown arm", "stacker without policy", "policy not a stacker", "request estimator", "with obd",
-        "stacker on impressions", "missing score", "missing slate propensity", "no propensity", "gap in positions"])
+        "stacker on impressions", "missing score", "missing slate propensity", "cascade-dr on impressions",
+        "slate propensity varies", "repeated item", "policy with an arm", "pscore", "campaign", "not a simulate run",
+        "no propensity", "gap in positions"])
 def test_bad_rerank_input_is_one_line(shuffled_log, tmp_path, args, message):
+    if "{root}/ope" in message and not (shuffled_log / "ope").is_dir():  # an ope run folder, whatever ran first
+        assert CliRunner().invoke(cli, ["ope", "--logs", str(shuffled_log / "log"), "--rerank", "popularity",
+                                        "--estimators", "iips", "--out", str(shuffled_log / "ope")]).exit_code == 0
     result = CliRunner().invoke(cli, ["ope", *args(shuffled_log, tmp_path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
-    assert result.output.strip() == "Error: " + message.replace("{tmp}", str(tmp_path))
+    assert result.output.strip() == "Error: " + message.replace("{tmp}", str(tmp_path)).replace(
+        "{root}", str(shuffled_log))
     assert not (tmp_path / "out").exists()
 
 

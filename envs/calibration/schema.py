@@ -32,11 +32,14 @@ line naming the file, the column, the first bad row (0-based, in file order) and
 | purchase | no | integer | 0 or 1, and 1 only where click is 1 |
 | revenue | no | number | finite, >= 0 |
 | log_relative_price | no | number | finite: log(price / median price of the item's leaf category) |
-| slate_propensity | no | number | in (0, 1]: probability of the whole slate under the logging policy |
-| position_propensity | no | number | in (0, 1]: probability of this item at this position |
+| slate_propensity | no | number | in (0, 1]: probability of the whole slate under the logging policy (*) |
+| position_propensity | no | number | in (0, 1]: probability of this item at this position (*) |
 | action_propensity | no | number | in (0, 1]: probability of the logging policy's action |
 | action | no | integer | >= 0, the logging policy's action (e.g. a blend of the weight grid) |
 | score_<arm> | no | number | finite: the arm's score of this item in this request |
+
+(*) For ``ope --rerank`` (a re-ranking of the shown items), the probability of the order given the items
+shown, as a randomised-order bucket logs it (1 / k! for the slate, 1 / k for an item at a position).
 """
 
 from __future__ import annotations
@@ -186,11 +189,14 @@ def _checked(values: pd.Series, column: Column, source: str) -> pd.Series:
                 raise fail(int(np.flatnonzero(bad)[0]))
         return text
     if column.kind == "time" and pd.api.types.is_datetime64_any_dtype(values):
-        days = (values.dt.tz_localize(None) if values.dt.tz is not None else values).astype("datetime64[ns]")
-        numbers = days.astype("int64").to_numpy() / 86_400e9
-        numbers = np.where(values.isna().to_numpy(), np.nan, numbers)
+        numbers = _days(values)
     else:
-        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+        if column.kind == "time":  # a CSV holds date-times as text: ISO 8601, UTC unless it says otherwise
+            text = ~np.isfinite(numbers) & values.notna().to_numpy()
+            if text.any():
+                parsed = pd.to_datetime(values[text].astype(str), utc=True, errors="coerce", format="ISO8601")
+                numbers[text] = _days(parsed)
     bad = ~np.isfinite(numbers)
     if column.kind == "integer":
         bad |= numbers != np.floor(np.nan_to_num(numbers))
@@ -201,6 +207,13 @@ def _checked(values: pd.Series, column: Column, source: str) -> pd.Series:
     if bad.any():
         raise fail(int(np.flatnonzero(bad)[0]))
     return pd.Series(numbers.astype(np.int64) if column.kind == "integer" else numbers, index=values.index)
+
+
+def _days(times: pd.Series) -> np.ndarray:
+    """Date-times (any resolution, naive meaning UTC) as float64 days since 1970-01-01 UTC; NaN where missing."""
+    naive = (times.dt.tz_convert("UTC").dt.tz_localize(None) if times.dt.tz is not None else times)
+    numbers = naive.astype("datetime64[ns]").astype("int64").to_numpy() / 86_400e9
+    return np.where(times.isna().to_numpy(), np.nan, numbers)
 
 
 def _shown(value: object) -> str:
