@@ -393,6 +393,11 @@ def test_ope_evaluates_a_weight_policy_on_an_impression_log(arm_log_and_policy, 
     bad = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "imp.csv"), "--policy", str(policy),
                               "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "logged action 2, but --policy" in bad.output and "chooses among 2 arm" in bad.output
+    bad = runner.invoke(cli, ["ope", "--logs", str(tmp_path / "impressions.parquet"), "--policy", str(policy),
+                              "--pscore", "estimated", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and bad.output.strip() == (
+        "Error: --pscore estimated: on an impression log the weight policy is evaluated with the logged "
+        "action_propensity (estimated propensities are for simulated logs)")
     assert not (tmp_path / "x").exists()
 
 
