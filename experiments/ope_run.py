@@ -126,6 +126,9 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
         raise OPEInputError("give either --logs and --policy (or --rerank), or --obd")
     logs, policy_run, estimators = Path(config.logs), Path(config.policy), list(config.estimators)
     folds, seed, truth_requests = config.folds, config.seed, config.truth_requests
+    if (policy_run / "config.yaml").is_file() and read_config(policy_run, "--policy").get("command") == "train-stacker":
+        raise OPEInputError(f"--policy {policy_run} is a train-stacker run: a stacker ranks items, so evaluate it as "
+                            "a re-ranking of the logged slates with --rerank stacker --policy " + str(policy_run))
     trained = read_trained_run(policy_run, "--policy", deterministic=True)
     if not is_run_folder(logs):  # a shop's impression log
         return run_impression_ope(trained, config, out)

@@ -159,6 +159,12 @@ def test_ope_rerank_by_a_stacker_trained_on_another_log(shuffled_log):
     r = metrics["estimators"]["iips"]
     assert r["ci_lower"] <= metrics["on_policy_truth"] <= r["ci_upper"]
     assert "the stacker" in metrics["policy"] and list(metrics["estimators"]) == ["iips", "cascade-dr"]
+    # a stacker given as a weight policy is pointed to --rerank
+    result = runner.invoke(cli, ["ope", "--logs", str(root / "log"), "--policy", str(root / "stacker"),
+                                 "--out", str(root / "w")])
+    assert result.exit_code == 2 and result.output.strip() == (
+        f"Error: --policy {root / 'stacker'} is a train-stacker run: a stacker ranks items, so evaluate it as a "
+        f"re-ranking of the logged slates with --rerank stacker --policy {root / 'stacker'}")
 
 
 def test_ope_rerank_on_an_impression_log_by_hand(tmp_path):
