@@ -244,10 +244,7 @@ def run_impression_ope(trained: TrainedRun, config: OPEConfig, out: Path) -> dic
     if needs is not None and needs not in table.columns:
         raise OPEInputError(f"--policy {trained.folder} was trained for {reward_name} (scenario "
                             f"'{trained.scenario.name}'), but --logs {logs} has no column '{needs}'")
-    try:
-        requests, contexts = requests_of_impressions(table, f"--logs {logs}")
-    except SchemaError as exc:
-        raise OPEInputError(str(exc)) from None
+    requests, contexts = requests_of_impressions(table)
     mapper = trained.mapper
     action = requests["action"].to_numpy(np.int64)
     if action.max() >= mapper.n_actions:

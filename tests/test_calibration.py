@@ -96,6 +96,20 @@ def test_bad_impression_logs(tmp_path, old, new, message):
     assert str(err.value) == message.format(p=path)
 
 
+@pytest.mark.parametrize("column, values, shown", [("session_id", [4, 5, 6], "5"), ("device", ["app", "web", "app"],
+                                                                                    "'web'"),
+                                                 ("action", [1, 2, 0], "2"),
+                                                 ("action_propensity", [0.5, 0.25, 0.5], "0.25")])
+def test_per_request_columns_hold_one_value_per_request(tmp_path, column, values, shown):
+    frame = pd.read_csv(_write(tmp_path, "i.csv", IMPRESSIONS))
+    frame[column] = values  # rows 0 and 1 are request 0
+    frame.to_csv(tmp_path / "i.csv", index=False)
+    with pytest.raises(SchemaError) as err:
+        read_impression_log(tmp_path / "i.csv")
+    assert str(err.value) == (f"{tmp_path / 'i.csv'}: column '{column}' must be the same on every row of a request; "
+                              f"request 0 has {shown} at row 1")
+
+
 def test_bad_impression_propensities_and_scores(tmp_path):
     frame = pd.read_csv(_write(tmp_path, "i.csv", IMPRESSIONS))
     frame["position_propensity"] = [0.5, 0.0, 1.0]

@@ -26,38 +26,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fusionsim.envs.calibration.schema import SchemaError
+from fusionsim.envs.calibration.schema import PER_REQUEST
 from fusionsim.envs.context import CONTEXT_NAMES, contexts_from_fields
 from fusionsim.envs.scenario import DEVICES, SEGMENTS
 
 _SEGMENT_COLUMNS = slice(CONTEXT_NAMES.index(f"segment_{SEGMENTS[0]}"),
                          CONTEXT_NAMES.index(f"segment_{SEGMENTS[-1]}") + 1)
-REQUEST_COLUMNS = ("request_id", "timestamp", "user_id", "surface")
-"""Columns the same on every row of a request (``schema.read_impression_log`` checks it)."""
-PER_REQUEST_COLUMNS = ("session_id", "segment", "device", "action", "action_propensity")
-"""Optional columns that must also be the same on every row of a request (checked here)."""
 
 
-def requests_of_impressions(table: pd.DataFrame, source: str = "--logs") -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per request of a validated impression log (``schema.read_impression_log``; ``source`` names it
-    in errors), in (timestamp, request_id) order: its ``request_id``, ``timestamp``, ``user_id``, ``surface``,
-    the totals ``clicks``, ``purchases`` and ``revenue`` (0 where the log has none), its ``session_id``,
-    ``segment``, ``device``, ``action`` and ``action_propensity`` where the log has them; and the context
-    vectors (n, CONTEXT_DIM) float32 (see the module docstring). A SchemaError names the first row whose
-    per-request column differs from its request's first row."""
-    for name in PER_REQUEST_COLUMNS:
-        if name in table.columns:
-            differs = (table.groupby("request_id")[name].transform("first") != table[name]).to_numpy()
-            if differs.any():
-                row = int(np.flatnonzero(differs)[0])
-                raise SchemaError(f"{source}: column '{name}' must be the same on every row of a request; request "
-                                  f"{table['request_id'].iloc[row]} has {table[name].iloc[row]!r} at row {row}")
+def requests_of_impressions(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per request of a validated impression log (``schema.read_impression_log``, which checks that
+    its per-request columns hold one value per request), in (timestamp, request_id) order: its
+    ``request_id``, ``timestamp``, ``user_id``, ``surface``, the totals ``clicks``, ``purchases`` and
+    ``revenue`` (0 where the log has none), its ``session_id``, ``segment``, ``device``, ``action`` and
+    ``action_propensity`` where the log has them; and the context vectors (n, CONTEXT_DIM) float32 (see the
+    module docstring)."""
     order = table.sort_values(["timestamp", "request_id", "position"], kind="stable")
     grouped = order.groupby("request_id", sort=False)
-    requests = grouped[list(REQUEST_COLUMNS)].first().reset_index(drop=True)
-    for name in PER_REQUEST_COLUMNS:
-        if name in order.columns:
-            requests[name] = grouped[name].first().to_numpy()
+    requests = grouped[[name for name in ("request_id", *PER_REQUEST) if name in order.columns]].first()
+    requests = requests.reset_index(drop=True)
     requests["clicks"] = grouped["click"].sum().to_numpy(np.float64)
     requests["purchases"] = grouped["purchase"].sum().to_numpy(np.float64) if "purchase" in order else 0.0
     requests["revenue"] = grouped["revenue"].sum().to_numpy(np.float64) if "revenue" in order else 0.0

@@ -18,7 +18,7 @@ line naming the file, the column, the first bad row (0-based, in file order) and
 
 | column | required | type | allowed |
 |---|---|---|---|
-| request_id | yes | integer | >= 0; the rows of one request share timestamp, user_id and surface |
+| request_id | yes | integer | >= 0; the rows of one request share its per-request columns (+) |
 | timestamp | yes | number or date-time | finite: days (a date-time becomes days since 1970-01-01 UTC) |
 | user_id | yes | integer | >= 0, or -1 where the shop does not know the shopper |
 | session_id | no | integer | >= 0, the shopper's visit (requests of one session share it) |
@@ -37,6 +37,8 @@ line naming the file, the column, the first bad row (0-based, in file order) and
 | action_propensity | no | number | in (0, 1]: probability of the logging policy's action |
 | action | no | integer | >= 0, the logging policy's action (e.g. a blend of the weight grid) |
 | score_<arm> | no | number | finite: the arm's score of this item in this request |
+
+(+) timestamp, user_id, surface and, where given, session_id, device, segment, action and action_propensity.
 
 (*) For ``ope --rerank`` (a re-ranking of the shown items), the probability of the order given the items
 shown, as a randomised-order bucket logs it (1 / k! for the slate, 1 / k for an item at a position).
@@ -233,10 +235,14 @@ def read_catalog(path: str | Path, what: str = "--catalog") -> pd.DataFrame:
     return catalog
 
 
+PER_REQUEST = ("timestamp", "user_id", "surface", "session_id", "device", "segment", "action", "action_propensity")
+"""The impression-log columns that hold one value per request (the same on every row of it), where given."""
+
+
 def read_impression_log(path: str | Path, what: str = "--logs") -> pd.DataFrame:
     """The validated impression log in ``path`` (see the module docstring), with its ``score_<arm>``
-    columns: a purchase only where there was a click, one item per position of a request, one timestamp,
-    user and surface per request."""
+    columns: a purchase only where there was a click, one item per position of a request, one value per request
+    of each :data:`PER_REQUEST` column."""
     frame, source = read_table(path, what)
     scores = tuple(c for c in frame.columns if str(c).startswith(SCORE_PREFIX))
     log = validate(frame, IMPRESSION_COLUMNS, source, scores)
@@ -252,7 +258,7 @@ def read_impression_log(path: str | Path, what: str = "--logs") -> pd.DataFrame:
         request, position = log["request_id"].iloc[row], log["position"].iloc[row]
         raise SchemaError(f"{source}: column 'position' must be unique within a request; request {request} shows "
                           f"position {position} again at row {row}")
-    for name in ("timestamp", "user_id", "surface"):
+    for name in (name for name in PER_REQUEST if name in log.columns):
         differs = (log.groupby("request_id")[name].transform("first") != log[name]).to_numpy()
         if differs.any():
             row = int(np.flatnonzero(differs)[0])
