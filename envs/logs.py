@@ -156,6 +156,12 @@ class LogReadError(ValueError):
     """A log folder that cannot be read: incomplete, corrupt, or missing a column."""
 
 
+def list_column(log: pd.DataFrame, column: str, dtype: type) -> np.ndarray:
+    """A per-slot list column of a log read by :func:`read_interaction_log` (``slate``, ``clicks``,
+    ``rank_<arm>``, ...) as one (n, k) array of ``dtype``."""
+    return np.stack(log[column].to_numpy()).astype(dtype, copy=False)
+
+
 def read_interaction_log(folder: str | Path, option: str, accept_partial: bool = False) -> pd.DataFrame:
     """The log of the complete ``fusionsim simulate`` run in ``folder`` as one table; a
     :class:`LogReadError` naming ``option``, the part file and the problem when a part is corrupt, empty,

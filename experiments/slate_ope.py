@@ -45,17 +45,16 @@ import numpy as np
 
 from fusionsim.common.io import atomic_write_text, mark_complete
 from fusionsim.envs.calibration.schema import SchemaError, read_impression_log
-from fusionsim.envs.context import CONTEXT_NAMES
-from fusionsim.envs.logs import read_interaction_log
+from fusionsim.envs.logs import list_column, read_interaction_log
 from fusionsim.envs.scenario import parse_scenario
 from fusionsim.envs.shop import make_shop, world_signature
-from fusionsim.envs.stacking.signals import signals
 from fusionsim.envs.stacking.stacker import Stacker, StackerError
 from fusionsim.envs.strategies import STACKER, RerankedSlate, WeightedBlend, rerank_order
 from fusionsim.experiments.evaluation import OPEInputError, evaluate
 from fusionsim.experiments.evaluation.slate import SLATE_ESTIMATORS, SlateCascadeDoublyRobust
 from fusionsim.experiments.online import run_online
 from fusionsim.experiments.runs import read_config, write_config, write_json
+from fusionsim.experiments.train_stacker import read_impressions
 
 SLATE_DEFAULT = ("iips", "sniips", "rips", "snrips", "sips", "snsips", "cascade-dr")
 """The slate estimators ``ope`` runs on fusionsim's shuffled logs unless ``--estimators`` names others. PI is
@@ -167,33 +166,20 @@ def simulated_slates(logs: Path, log_config: dict, scenario, orderer: str, stack
         raise OPEInputError(f"--logs {logs} was not position-randomised: its logger showed each slate in its own "
                             "order, so a re-ranking has no logged propensity; log with simulate --shuffle-slates")
     log = read_interaction_log(logs, "--logs").sort_values("request_id", kind="stable")
-    arm_names = [str(a) for a in log_config.get("arms", [])]
-    missing = [f"rank_{a}" for a in arm_names if f"rank_{a}" not in log.columns]
-    if missing:
-        raise OPEInputError(f"--logs {logs} has no column '{missing[0]}' (the arms' ranks of the shown items); "
-                            "simulate it again")
-
-    def stacked(column: str, dtype) -> np.ndarray:
-        return np.stack(log[column].to_numpy()).astype(dtype, copy=False)
-
-    items = stacked("slate", np.int64)
-    n, k = items.shape
-    logging = shuffle_propensities(n, k)
-    ranks = np.stack([stacked(f"rank_{a}", np.int32) for a in arm_names])
+    impressions = read_impressions(log, [str(a) for a in log_config.get("arms", [])], logs)
+    items = list_column(log, "slate", np.int64)
     if orderer == STACKER:
-        contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float32)
-        zscores = np.stack([stacked(f"zscore_{a}", np.float32) for a in arm_names])
-        order_scores = stacker.score_signals(signals(ranks, zscores), contexts).astype(np.float64)
+        order_scores = stacker.score_signals(impressions.signals, impressions.contexts).astype(np.float64)
     else:
-        order_scores = -ranks[arm_names.index(orderer)].astype(np.float64)
-    purchased = stacked("purchased", np.float64)
+        order_scores = -list_column(log, f"rank_{orderer}", np.float64)
     if scenario.reward == "clicks":
-        reward = stacked("clicks", np.float64)
-    elif scenario.reward == "purchases":
-        reward = purchased
+        reward = impressions.clicks.astype(np.float64)
     else:
-        world, _ = make_shop(scenario, base=log_config["args"].get("base"))
-        reward = purchased * world.catalog.price.astype(np.float64)[items]
+        reward = impressions.purchases.astype(np.float64)
+        if scenario.reward == "revenue":
+            world, _ = make_shop(scenario, base=log_config["args"].get("base"))
+            reward *= world.catalog.price.astype(np.float64)[items]
+    logging = shuffle_propensities(*items.shape)
     return LoggedSlates(items, reward, order_scores, logging)
 
 
@@ -300,12 +286,11 @@ def run_slate_ope(config, out: Path) -> dict:
                            config.seed)
     ess = effective_sample_sizes(data, k)
     thin = max(THIN_WEIGHT * n, THIN_WEIGHT_SLATES)
-    for result in results.values():
+    for name, result in results.items():
         for key in ("estimate", "ci_lower", "ci_upper"):  # 0 / 0 of a self-normalised estimate: undefined
             result[key] = None if not np.isfinite(result[key]) else result[key]
         if result["estimate"] is None:
             result.pop("relative_error", None)
-    for name, result in results.items():
         result["smallest_effective_sample_size"] = min(ess[ESS_OF[NEEDS[name]]])
     policy = f"the stacker {config.policy}" if orderer == STACKER else orderer
     metrics = {"family": "slate", "policy": f"the logged slates re-ranked by {policy}", "rounds": n, "slate_size": k,

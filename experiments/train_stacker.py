@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fusionsim.envs.context import CONTEXT_NAMES
-from fusionsim.envs.logs import LogReadError, read_interaction_log
+from fusionsim.envs.logs import LogReadError, list_column, read_interaction_log
 from fusionsim.envs.scenario import parse_scenario
 from fusionsim.envs.shop import world_signature
 from fusionsim.envs.stacking import KINDS, TARGETS
@@ -70,10 +70,6 @@ class LoggedImpressions:
     purchases: np.ndarray
 
 
-def _stacked(log: pd.DataFrame, column: str, dtype: type) -> np.ndarray:
-    return np.stack(log[column].to_numpy()).astype(dtype, copy=False)
-
-
 def read_impressions(log: pd.DataFrame, arm_names: list[str], folder: Path) -> LoggedImpressions:
     """The impressions of a log read by ``envs.logs.read_interaction_log``."""
     missing = [f"zscore_{a}" for a in arm_names if f"zscore_{a}" not in log.columns]
@@ -81,11 +77,11 @@ def read_impressions(log: pd.DataFrame, arm_names: list[str], folder: Path) -> L
         raise TrainStackerError(f"--logs {folder} has no column '{missing[0]}': it was written before logs kept the "
                                 "arms' signals of the shown items; simulate it again")
     log = log.sort_values("request_id", kind="stable")
-    ranks = np.stack([_stacked(log, f"rank_{a}", np.int32) for a in arm_names])
-    zscores = np.stack([_stacked(log, f"zscore_{a}", np.float32) for a in arm_names])
+    ranks = np.stack([list_column(log, f"rank_{a}", np.int32) for a in arm_names])
+    zscores = np.stack([list_column(log, f"zscore_{a}", np.float32) for a in arm_names])
     contexts = log[[f"context_{c}" for c in CONTEXT_NAMES]].to_numpy(dtype=np.float32)
-    return LoggedImpressions(contexts, signals(ranks, zscores), _stacked(log, "clicks", np.float32),
-                             _stacked(log, "purchased", np.float32))
+    return LoggedImpressions(contexts, signals(ranks, zscores), list_column(log, "clicks", np.float32),
+                             list_column(log, "purchased", np.float32))
 
 
 def train_stacker(config: TrainStackerConfig, out: Path) -> dict:

@@ -91,6 +91,8 @@ class CompareBlock(StrictModel):
 
 
 SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
 def _checked_name(name: str, pattern: re.Pattern, field: str, allowed: str) -> str:
     """``name`` if ``pattern`` matches all of it, else a ValueError naming ``field`` and what is ``allowed``."""
     if not pattern.fullmatch(name):
