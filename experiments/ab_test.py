@@ -81,7 +81,7 @@ def _make_policies(names: list[str], arm_names: list[str], search, seed: int) ->
         elif name == "linucb":
             policies.append(LinUCB(len(search.grid), CONTEXT_DIM, alpha=0.5, seed=seed + i, action_mode="grid"))
         elif name.startswith("ppo:"):
-            policies.append(_load_ppo(name, arm_names))
+            policies.append(_load_ppo(name, arm_names, seed=seed + i))
         elif name.startswith(RUN_PREFIX):
             policies.append(_load_run(name, arm_names))
         else:
@@ -100,9 +100,9 @@ def _load_run(name: str, arm_names: list[str]) -> Policy:
     return read_policy_run(name[len(RUN_PREFIX):], f"--policies {name}", arm_names, None, GRID_RESOLUTION).policy
 
 
-def _load_ppo(name: str, arm_names: list[str]) -> Policy:
+def _load_ppo(name: str, arm_names: list[str], seed: int) -> Policy:
     """``ppo:<run folder>``: the frozen PPO policy of a complete ``fusionsim train --agent ppo`` run over the
-    same arms."""
+    same arms, sampling its Gaussian from a Generator seeded with ``seed``."""
     option = f"--policies {name}"
     try:
         trained = read_trained_run(Path(name[len("ppo:"):]), option)
@@ -113,7 +113,7 @@ def _load_ppo(name: str, arm_names: list[str]) -> Policy:
     if trained.arm_names != arm_names:
         raise ABTestError(f"{option}: the run blends the arms [{', '.join(trained.arm_names)}] but this test's arms "
                           f"are [{', '.join(arm_names)}] (names and order must match)")
-    return trained.policy
+    return trained.policy.sampling(1.0, seed=seed)
 
 
 def run_buckets(world: World, arms, policies: list[Policy], bucket_of_user: np.ndarray, days: float, seed: int,
@@ -206,7 +206,7 @@ def run_ab_test(config: ABTestConfig, scenario: Scenario, out: Path) -> dict:
         if name == "ppo":
             raise ABTestError("--policies ppo: name a trained PPO run as ppo:runs/<run> (fusionsim train --agent ppo)")
         if name.startswith("ppo:"):
-            _load_ppo(name, arm_names)
+            _load_ppo(name, arm_names, seed=seed)
         elif name.startswith(RUN_PREFIX):
             _load_run(name, arm_names)
         elif name not in ("best-arm", "static", "linucb"):

@@ -77,7 +77,12 @@ def test_a_trained_ppo_policy_takes_part(scenario_file, tmp_path):
     result = runner.invoke(cli, ["ab-test", "--scenario", scenario_file, "--policies", f"popularity,ppo:{ppo}",
                                  "--days", "0.25", "--pre-days", "0.1", "--out", str(tmp_path / "ab")])
     assert result.exit_code == 0, result.output
-    assert f"ppo:{ppo} vs popularity" in json.loads((tmp_path / "ab" / "metrics.json").read_text())["true_lift"]
+    metrics = json.loads((tmp_path / "ab" / "metrics.json").read_text())
+    assert f"ppo:{ppo} vs popularity" in metrics["true_lift"]
+    again = runner.invoke(cli, ["ab-test", "--scenario", scenario_file, "--policies", f"popularity,ppo:{ppo}",
+                                "--days", "0.25", "--pre-days", "0.1", "--out", str(tmp_path / "ab2")])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "ab2" / "metrics.json").read_text()) == metrics  # PPO samples from its seed
     bare = runner.invoke(cli, ["ab-test", "--scenario", scenario_file, "--policies", "popularity,ppo",
                                "--out", str(tmp_path / "x")])
     assert bare.exit_code == 2
