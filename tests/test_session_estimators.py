@@ -518,3 +518,146 @@ def test_log_bad_input(kwargs, log, message):
     with pytest.raises(OPEInputError) as caught:
         session_arrays_from_log(LOG if log is None else log, **{"action_dist": LOG_DIST, **kwargs})
     assert str(caught.value) == message
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Continuous actions: a small MDP whose policies are clipped Gaussians (as PPO's), weights the ratios of the
+# clipped laws' densities (agents.ppo.clipped_gaussian_density), the truth from a large on-policy simulation.
+MU = np.array([0.3, 0.8])  # the Gaussian's mean in states 0 and 1
+SIGMA_E, SIGMA_B = 0.3, 0.36  # the evaluation policy's standard deviation, and its wider logger's (x 1.2)
+
+
+def clipped_sessions(n: int, sigma: float, seed: int) -> dict[str, np.ndarray]:
+    """n sessions of up to H steps with actions a = clip(N(MU[s], sigma^2), -1, 1): reward 1.5 where the action
+    is clipped at 1, plus 0.5 a (2s - 1), plus noise; the next state is 1 with probability 0.8 after a > 0 (0.2
+    otherwise); the shopper leaves with probability 0.2, 0.5 after a < 0. Flat arrays of the living steps, with
+    each step's logging density (``pscore``), the evaluation policy's (``evaluation_policy_pscore``) and the
+    unclipped Gaussians' (``raw_*``, which ignore the clipping)."""
+    from fusionsim.agents.ppo import clipped_gaussian_density
+
+    rng = np.random.default_rng(seed)
+    state, alive = np.zeros((n, H), dtype=int), np.zeros((n, H), dtype=bool)
+    action, reward = np.zeros((n, H)), np.zeros((n, H))
+    s, running = (rng.random(n) < 0.5).astype(int), np.ones(n, dtype=bool)
+    for t in range(H):
+        a = np.clip(MU[s] + sigma * rng.standard_normal(n), -1.0, 1.0)
+        state[:, t], action[:, t], alive[:, t] = s, a, running
+        reward[:, t] = np.where(running, 1.5 * (a >= 1.0) + 0.5 * a * (2 * s - 1) + 0.3 * rng.standard_normal(n), 0)
+        running = running & ~(rng.random(n) < np.where(a < 0, 0.5, 0.2))
+        s = (rng.random(n) < np.where(a > 0, 0.8, 0.2)).astype(int)
+    a, mean = action[alive][:, None], MU[state[alive]][:, None]
+
+    def raw(sd):
+        return np.exp(-0.5 * ((a[:, 0] - mean[:, 0]) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+
+    return {"session_id": np.broadcast_to(np.arange(n)[:, None], (n, H))[alive],
+            "step": np.broadcast_to(np.arange(H), (n, H))[alive], "reward": reward[alive],
+            "pscore": clipped_gaussian_density(a, mean, np.full_like(a, SIGMA_B)),
+            "evaluation_policy_pscore": clipped_gaussian_density(a, mean, np.full_like(a, SIGMA_E)),
+            "raw_pscore": raw(SIGMA_B), "raw_evaluation_policy_pscore": raw(SIGMA_E),
+            "_return": reward.sum(axis=1)}
+
+
+@pytest.fixture(scope="module")
+def continuous_truth():
+    returns = clipped_sessions(400_000, SIGMA_E, seed=11)["_return"]
+    return returns.mean(), returns.std(ddof=1) / np.sqrt(len(returns))
+
+
+@pytest.fixture(scope="module")
+def continuous_logged():
+    return clipped_sessions(40_000, SIGMA_B, seed=12)
+
+
+@pytest.mark.parametrize("name", ["tis", "sntis", "pdis", "snpdis"])
+def test_continuous_actions_unbiased_with_clipped_densities(name, continuous_logged, continuous_truth):
+    truth, truth_se = continuous_truth
+    arrays = {k: v for k, v in continuous_logged.items() if not k.startswith(("_", "raw"))}
+    estimator = SESSION_ESTIMATORS[name](densities=True)
+    value = estimator.estimate_policy_value(**arrays)
+    interval = estimator.estimate_interval(**arrays, n_bootstrap_samples=500, random_state=0)
+    half_width = (interval["95.0% CI (upper)"] - interval["95.0% CI (lower)"]) / 2
+    se = np.hypot(half_width / 1.96, truth_se)
+    assert abs(value - truth) < 3 * se, (value, truth, se)
+    assert se < 0.03 * truth  # not vacuous
+    assert (arrays["evaluation_policy_pscore"] > 1).any()  # densities, not probabilities
+
+
+def test_continuous_actions_unclipped_densities_are_biased(continuous_logged, continuous_truth):
+    """Negative control: the Gaussians' densities at the clipped actions (the clipping ignored) are no
+    importance weights: at a clipped action the ratio of the tails' masses is not the ratio of the densities."""
+    truth, truth_se = continuous_truth
+    arrays = {"session_id": continuous_logged["session_id"], "step": continuous_logged["step"],
+              "reward": continuous_logged["reward"], "pscore": continuous_logged["raw_pscore"],
+              "evaluation_policy_pscore": continuous_logged["raw_evaluation_policy_pscore"]}
+    estimator = PerDecisionIS(densities=True)
+    value = estimator.estimate_policy_value(**arrays)
+    interval = estimator.estimate_interval(**arrays, n_bootstrap_samples=500, random_state=0)
+    se = np.hypot((interval["95.0% CI (upper)"] - interval["95.0% CI (lower)"]) / 3.92, truth_se)
+    assert abs(value - truth) > 5 * se, (value, truth, se)
+
+
+def test_densities_above_one_pass_only_as_densities():
+    arrays = _with(pscore=[0.5, 2.0, 0.5], evaluation_policy_pscore=[0.25, 3.0, 1.5])
+    # w = [0.5 | 1.5, 3], rho = [0.5 | 1.5, 4.5]
+    assert TrajectoryWiseIS(densities=True).estimate_policy_value(**arrays) == pytest.approx(
+        (0.5 * 1 + 4.5 * (2 + 1)) / 2, rel=1e-12)
+    with pytest.raises(OPEInputError, match=re.escape("pscore must be in (0, 1]; got 2.0 at row 1")):
+        TrajectoryWiseIS().estimate_policy_value(**arrays)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"pscore": [0.5, 0.0, 0.5]}, "pscore must be in (0, inf) (a density); got 0.0 at row 1"),
+    ({"pscore": [0.5, np.inf, 0.5]}, "pscore must be in (0, inf) (a density); got inf at row 1"),
+    ({"evaluation_policy_pscore": [0.25, np.nan, 1.0]},
+     "evaluation_policy_pscore must be in [0, inf) (a density); got nan at row 1"),
+    ({"evaluation_policy_pscore": [-1.0, 0.8, 1.0]},
+     "evaluation_policy_pscore must be in [0, inf) (a density); got -1.0 at row 0"),
+])
+def test_bad_densities(changes, message):
+    with pytest.raises(OPEInputError) as caught:
+        PerDecisionDoublyRobust(densities=True).estimate_policy_value(**_with(**changes))
+    assert str(caught.value) == message
+
+
+def test_log_with_the_evaluation_policys_densities():
+    density = np.linspace(0.5, 2.0, 10)
+    out = session_arrays_from_log(LOG, None, evaluation_pscore=density)
+    np.testing.assert_array_equal(out.evaluation_policy_pscore, density[out.row])
+    np.testing.assert_array_equal(out.pscore, LOG["propensity"].to_numpy()[out.row])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"evaluation_pscore": np.ones(9)}, "evaluation_pscore must have shape (10,), one value per row of the log; "
+                                        "got (9,)"),
+    ({"evaluation_pscore": np.where(np.arange(10) == 3, -1.0, 1.0)},
+     "evaluation_pscore must be finite and >= 0; got -1.0 at row 3"),
+    ({"evaluation_pscore": np.where(np.arange(10) == 5, np.nan, 1.0)},
+     "evaluation_pscore must be finite and >= 0; got nan at row 5"),
+    ({"evaluation_pscore": np.ones(10), "action_dist": LOG_DIST}, "give action_dist or evaluation_pscore, not both"),
+])
+def test_log_bad_evaluation_densities(kwargs, message):
+    with pytest.raises(OPEInputError) as caught:
+        session_arrays_from_log(LOG, **{"action_dist": None, **kwargs})
+    assert str(caught.value) == message
+
+
+def test_linear_fitted_q_evaluation_by_hand():
+    """Sessions of two steps with rewards 1 then 2, features a one-hot of the step: Q-hat is 3 at step 0 and 2 at
+    step 1 (the ridge negligible), the same at the logged and the policy's actions."""
+    from fusionsim.experiments.evaluation.session import linear_fitted_q_evaluation
+
+    n_sessions = 40
+    log = pd.DataFrame({"request_id": np.arange(2 * n_sessions), "session_id": np.repeat(np.arange(n_sessions), 2),
+                        "session_step": np.tile([0, 1], n_sessions), "action": -1, "propensity": 0.5,
+                        "reward": np.tile([1.0, 2.0], n_sessions), "terminated": np.tile([False, True], n_sessions),
+                        "truncated": False})
+    sessions = session_arrays_from_log(log, None)
+    phi = np.eye(2)[sessions.step]
+    q_hat, v_hat = linear_fitted_q_evaluation(phi, phi, sessions, ridge=1e-9)
+    np.testing.assert_allclose(q_hat, np.where(sessions.step == 0, 3.0, 2.0), rtol=1e-6)
+    np.testing.assert_allclose(v_hat, q_hat)
+    r_hat, _ = linear_fitted_q_evaluation(phi, phi, sessions, gamma=0.0, ridge=1e-9)
+    np.testing.assert_allclose(r_hat, sessions.reward, rtol=1e-6)
+    with pytest.raises(OPEInputError, match=re.escape("phi_policy must have the shape of phi, (80, 2); got (80, 3)")):
+        linear_fitted_q_evaluation(phi, np.ones((80, 3)), sessions)

@@ -89,10 +89,13 @@ from fusionsim.experiments.evaluation.estimators import (PLAIN_BOOTSTRAP_MAX_ROU
                                                          OPEInputTypeError, _first_bad, bootstrap_means,
                                                          contiguous_blocks, flat_arrays, percentile_interval)
 
-__all__ = ["OPEN_SESSIONS", "SESSION_ESTIMATORS", "BaseSessionOffPolicyEstimator", "PerDecisionDoublyRobust",
+__all__ = ["OPEN_SESSIONS", "SESSION_ESTIMATORS", "BaseSessionOffPolicyEstimator", "ContinuousSessionData",
+           "PerDecisionDoublyRobust",
            "PerDecisionIS", "SelfNormalizedPerDecisionDoublyRobust", "SelfNormalizedPerDecisionIS",
            "SelfNormalizedTrajectoryWiseIS", "SessionArrays", "SessionLog", "TrajectoryWiseIS", "check_gamma",
-           "check_session_inputs", "session_arrays_from_log"]
+           "action_basis", "check_session_inputs", "continuous_q_features", "continuous_session_data",
+           "fitted_q_evaluation",
+           "linear_fitted_q_evaluation", "q_features", "session_arrays_from_log"]
 
 ACTION_DIST_ATOL = 1e-6
 """How far from 1 a row of an action distribution may sum (as the discrete estimators' check)."""
@@ -110,12 +113,16 @@ def check_gamma(gamma: object) -> float:
     return float(gamma)
 
 
-def _check_probabilities(name: str, array: np.ndarray, zero_allowed: bool) -> None:
-    ok = ((array >= 0) if zero_allowed else (array > 0)) & (array <= 1)  # nan fails both
+def _check_probabilities(name: str, array: np.ndarray, zero_allowed: bool, densities: bool = False) -> None:
+    """Probabilities in (0, 1] ([0, 1] with ``zero_allowed``); densities (of a continuous action) in (0, inf)
+    ([0, inf))."""
+    upper = array < np.inf if densities else array <= 1
+    ok = ((array >= 0) if zero_allowed else (array > 0)) & upper  # nan fails both
     if not ok.all():
         row = _first_bad(~ok)
-        raise OPEInputError(f"{name} must be in {'[0, 1]' if zero_allowed else '(0, 1]'}; got {float(array[row])} "
-                            f"at row {row}")
+        allowed = (("[0, inf)" if zero_allowed else "(0, inf)") + " (a density)" if densities
+                   else "[0, 1]" if zero_allowed else "(0, 1]")
+        raise OPEInputError(f"{name} must be in {allowed}; got {float(array[row])} at row {row}")
 
 
 @dataclass(frozen=True)
@@ -153,12 +160,13 @@ def _session_layout(session_id: np.ndarray, step: np.ndarray) -> tuple[np.ndarra
 
 def check_session_inputs(estimator_name: str, arrays: dict[str, object], logging: tuple[str, ...] = ("pscore",),
                          evaluation: tuple[str, ...] = ("evaluation_policy_pscore",),
-                         gamma: object = 1.0) -> SessionArrays:
+                         gamma: object = 1.0, densities: bool = False) -> SessionArrays:
     """Validate flat session arrays and return them in the padded layout of :class:`SessionArrays`.
 
     ``arrays`` maps each argument's name to its value, in the estimator's argument order, and holds
     ``session_id``, ``step``, ``reward``, the propensities named by ``logging`` (in (0, 1]) and ``evaluation``
-    (in [0, 1]), and optionally ``q_hat`` and ``v_hat``. Checks, in order: ``gamma`` in [0, 1]; each array
+    (in [0, 1]; with ``densities``, the densities of a continuous action, in (0, inf) and [0, inf)), and
+    optionally ``q_hat`` and ``v_hat``. Checks, in order: ``gamma`` in [0, 1]; each array
     given and 1-D; one value per row of ``session_id``; at least one row; ``session_id`` and ``step``
     integers; each session one contiguous block of rows; ``step`` 0, 1, ... in row order within each
     session; ``reward``, ``q_hat`` and ``v_hat`` finite; propensities in range; the cumulative weights finite.
@@ -173,9 +181,9 @@ def check_session_inputs(estimator_name: str, arrays: dict[str, object], logging
             row = _first_bad(~np.isfinite(checked[name]))
             raise OPEInputError(f"{name} must be finite; got {checked[name][row]} at row {row}")
     for name in logging:
-        _check_probabilities(name, checked[name], zero_allowed=False)
+        _check_probabilities(name, checked[name], zero_allowed=False, densities=densities)
     for name in evaluation:
-        _check_probabilities(name, checked[name], zero_allowed=True)
+        _check_probabilities(name, checked[name], zero_allowed=True, densities=densities)
 
     n_sessions, horizon = len(starts), int(lengths.max())
     session = np.repeat(np.arange(n_sessions), lengths)
@@ -251,11 +259,16 @@ class BaseSessionOffPolicyEstimator(abc.ABC):
     """One session estimator: ``estimate_policy_value`` (a float, the value per session) and
     ``estimate_interval`` (a bootstrap CI over sessions).
 
+    ``densities``: ``pscore`` and ``evaluation_policy_pscore`` are the densities of a continuous action under
+    the logging and the evaluation policy (e.g. ``agents.ppo.PPOPolicy.action_density``), so they may exceed 1;
+    the weights are their ratios all the same.
+
     Subclasses give the per-session arrays (:meth:`_components`, each (n_sessions,) or (n_sessions, horizon))
     and how their means over sessions make the estimate (:meth:`_combine`, vectorised over leading axes)."""
 
     needs_reward_model: ClassVar[bool] = False
     estimator_name: str = "base"
+    densities: bool = False
 
     @abc.abstractmethod
     def _components(self, s: SessionArrays) -> tuple[np.ndarray, ...]:
@@ -271,7 +284,7 @@ class BaseSessionOffPolicyEstimator(abc.ABC):
                   "evaluation_policy_pscore": evaluation_policy_pscore}
         if self.needs_reward_model:
             arrays.update(q_hat=q_hat, v_hat=v_hat)
-        return check_session_inputs(self.estimator_name, arrays, gamma=gamma)
+        return check_session_inputs(self.estimator_name, arrays, gamma=gamma, densities=self.densities)
 
     def _value(self, **arrays) -> float:
         s = self._sessions(**arrays)
@@ -509,7 +522,8 @@ class SessionLog:
                 "evaluation_policy_pscore": self.evaluation_policy_pscore}
 
 
-def session_arrays_from_log(log, action_dist: np.ndarray | None, open_sessions: str = "cut") -> SessionLog:
+def session_arrays_from_log(log, action_dist: np.ndarray | None, open_sessions: str = "cut",
+                            evaluation_pscore: np.ndarray | None = None) -> SessionLog:
     """The session arrays of a ``fusionsim simulate`` interaction log (a pandas DataFrame, e.g.
     ``fusionsim.envs.logs.read_interaction_log(folder, "--logs")``) for an evaluation policy.
 
@@ -523,7 +537,8 @@ def session_arrays_from_log(log, action_dist: np.ndarray | None, open_sessions: 
             evaluation policy's distribution over the discrete actions at each of the log's requests, row i
             for the log's i-th row (e.g. ``policy.action_distribution(contexts)`` of the log's contexts);
             ``evaluation_policy_pscore`` is its entry at the logged action. None: the logging policy itself
-            (``evaluation_policy_pscore`` = ``propensity``, every weight 1: the on-policy mean return).
+            (``evaluation_policy_pscore`` = ``propensity``, every weight 1: the on-policy mean return), unless
+            ``evaluation_pscore`` is given.
         open_sessions: what to do with the sessions still open when the log ends (no ``terminated`` or
             ``truncated`` on their last request; their returns are incomplete):
 
@@ -536,6 +551,11 @@ def session_arrays_from_log(log, action_dist: np.ndarray | None, open_sessions: 
 
             Sessions whose first logged request is not step 0 (the log began inside them; never so for a
             whole simulate run, which starts with fresh sessions) are always dropped.
+        evaluation_pscore: (n_log_rows,), instead of ``action_dist``: the evaluation policy's probability, or
+            density, of each row's logged action, row i for the log's i-th row. For continuous actions (a log
+            whose ``action`` is -1 and whose ``propensity`` is the logging policy's density, e.g. of a PPO
+            policy, ``agents.ppo.PPOPolicy.action_density`` of the logged ``action_<arm>`` values); feed the
+            arrays to estimators made with ``densities=True``.
 
     Returns:
         a :class:`SessionLog`; ``.arrays()`` feeds the estimators.
@@ -556,7 +576,17 @@ def session_arrays_from_log(log, action_dist: np.ndarray | None, open_sessions: 
     pscore = log["propensity"].to_numpy(dtype=np.float64)
     reward = log["reward"].to_numpy(dtype=np.float64)
     ends = log["terminated"].to_numpy(dtype=bool) | log["truncated"].to_numpy(dtype=bool)
-    if action_dist is None:
+    if action_dist is not None and evaluation_pscore is not None:
+        raise OPEInputError("give action_dist or evaluation_pscore, not both")
+    if evaluation_pscore is not None:
+        evaluation = np.asarray(evaluation_pscore, dtype=np.float64)
+        if evaluation.shape != (n,):
+            raise OPEInputError(f"evaluation_pscore must have shape ({n},), one value per row of the log; got "
+                                f"{evaluation.shape}")
+        if not (np.isfinite(evaluation) & (evaluation >= 0)).all():
+            row = _first_bad(~(np.isfinite(evaluation) & (evaluation >= 0)))
+            raise OPEInputError(f"evaluation_pscore must be finite and >= 0; got {evaluation[row]} at row {row}")
+    elif action_dist is None:
         evaluation = pscore.copy()
     else:
         evaluation = _logged_action_probability(action_dist, action, n)
@@ -630,6 +660,12 @@ def q_features(contexts: np.ndarray, step: np.ndarray) -> np.ndarray:
     return np.column_stack([contexts, onehot])
 
 
+def _session_folds(sessions: SessionLog, folds: int, seed: int) -> np.ndarray:
+    """(n,) the cross-fitting fold of each row: whole sessions are assigned to folds at random."""
+    session = np.cumsum(sessions.step == 0) - 1
+    return (np.random.default_rng(seed).permutation(sessions.n_sessions) % folds)[session]
+
+
 def fitted_q_evaluation(x: np.ndarray, sessions: SessionLog, action_dist: np.ndarray, gamma: float = 1.0,
                         folds: int = 2, ridge: float = 1.0, seed: int = 0) -> np.ndarray:
     """Q-hat (n, n_actions) of the evaluation policy ``action_dist`` (n, n_actions) at every kept request by
@@ -639,8 +675,7 @@ def fitted_q_evaluation(x: np.ndarray, sessions: SessionLog, action_dist: np.nda
     its own Q-hat)."""
     n, d = x.shape
     n_actions = action_dist.shape[1]
-    session = np.cumsum(sessions.step == 0) - 1
-    fold = (np.random.default_rng(seed).permutation(sessions.n_sessions) % folds)[session]
+    fold = _session_folds(sessions, folds, seed)
     has_next = sessions.next_row >= 0
     out = np.empty((n, n_actions))
     eye = ridge * np.eye(d)
@@ -655,3 +690,105 @@ def fitted_q_evaluation(x: np.ndarray, sessions: SessionLog, action_dist: np.nda
                 theta[a] = np.linalg.solve(x[rows].T @ x[rows] + eye, x[rows].T @ target[rows])
         out[~train_rows] = x[~train_rows] @ theta.T
     return out
+
+
+def action_basis(weights: np.ndarray) -> np.ndarray:
+    """(n, 1 + 2A): the basis [1, w, w^2] of arm weights ``weights`` (n, A) in which the fitted Q evaluation of
+    a continuous-action policy is linear (for each context and step feature)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    return np.column_stack([np.ones(len(weights)), weights, weights * weights])
+
+
+def continuous_q_features(contexts: np.ndarray, step: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """(n, (D + STEP_FEATURES) * k): :func:`q_features` of ``contexts`` (n, D) and ``step`` (n,) crossed with an
+    action basis (n, k) (:func:`action_basis` of one action's weights, or its mean over the evaluation
+    policy's actions: the features are linear in the basis, so their mean is the features of the mean)."""
+    base = q_features(contexts, step)
+    return (base[:, :, None] * np.asarray(basis, dtype=np.float64)[:, None, :]).reshape(len(base), -1)
+
+
+def linear_fitted_q_evaluation(phi: np.ndarray, phi_policy: np.ndarray, sessions: SessionLog, gamma: float = 1.0,
+                               folds: int = 2, ridge: float = 1.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fitted Q evaluation (Le et al. 2019) with a Q-function linear in features of the state and the action,
+    for a continuous-action evaluation policy: q_hat (n,) = Q-hat(x_t, a_t) at each kept request's logged
+    action and v_hat (n,) = E_{a ~ pi_e}[Q-hat(x_t, a)].
+
+    ``phi`` (n, d): the features of each request and its logged action; ``phi_policy`` (n, d): their mean
+    over the evaluation policy's actions at the request (e.g. :func:`continuous_q_features` with the mean
+    :func:`action_basis` of Monte Carlo draws from pi_e). One ridge regression of r_t + gamma V-hat(x_{t+1})
+    (0 at a session's end) on ``phi``, iterated once per step of the longest session; cross-fitted over
+    sessions as :func:`fitted_q_evaluation`.
+    """
+    n, d = phi.shape
+    if phi_policy.shape != (n, d):
+        raise OPEInputError(f"phi_policy must have the shape of phi, {(n, d)}; got {phi_policy.shape}")
+    fold = _session_folds(sessions, folds, seed)
+    has_next = sessions.next_row >= 0
+    next_row = np.where(has_next, sessions.next_row, 0)
+    q_hat, v_hat = np.empty(n), np.empty(n)
+    for f in range(folds):
+        train_rows = fold != f
+        x = phi[train_rows]
+        gram = x.T @ x + ridge * np.eye(d)
+        theta = np.zeros(d)
+        for _ in range(int(sessions.step.max()) + 1):
+            target = sessions.reward + gamma * np.where(has_next, (phi_policy @ theta)[next_row], 0.0)
+            theta = np.linalg.solve(gram, x.T @ target[train_rows])
+        q_hat[~train_rows], v_hat[~train_rows] = phi[~train_rows] @ theta, phi_policy[~train_rows] @ theta
+    return q_hat, v_hat
+
+
+@dataclass(frozen=True)
+class ContinuousSessionData:
+    """The estimators' arrays for a continuous-action evaluation policy on a log of continuous actions
+    (:func:`continuous_session_data`): ``sessions`` (the kept sessions, :class:`SessionLog`); ``per_session``,
+    the session estimators' keyword arrays with the fitted Q evaluation's ``q_hat`` and ``v_hat``;
+    ``per_request``, the same requests as one-request sessions (each its own session, step 0) with the
+    cross-fitted per-request reward model as ``q_hat`` and ``v_hat``, so that TIS, SNTIS and DR on them are
+    the per-request IPW, SNIPW and DR. Feed both to estimators made with ``densities=True``."""
+
+    sessions: SessionLog
+    per_session: dict[str, np.ndarray]
+    per_request: dict[str, np.ndarray]
+
+
+def continuous_session_data(log, contexts: np.ndarray, policy, mapper, draws: int = 32, gamma: float = 1.0,
+                            seed: int = 0) -> ContinuousSessionData:
+    """Session and per-request arrays for the continuous-action ``policy`` on the simulate ``log`` of a
+    continuous-action logger (``action`` -1, the actions in ``action_<arm>``, the blend in ``weights_<arm>``,
+    ``propensity`` the logger's density, e.g. ``simulate --policy run:<PPO run> --ppo-std-scale S``).
+
+    Args:
+        log: the log's rows (``fusionsim.envs.logs.read_interaction_log``), sessions still open at its end cut.
+        contexts: (n_log_rows, D) the contexts the logger saw, row i for the log's i-th row.
+        policy: the evaluation policy, with ``action_density(contexts, actions)`` (its density at the logged
+            actions, e.g. ``agents.ppo.PPOPolicy``) and ``sampling(std_scale, seed)`` (a copy drawing actions
+            from a Generator of its own, for the expectation of Q-hat under the policy).
+        mapper: the ``envs.fusion.ActionMapper`` that turns the policy's actions into arm weights.
+        draws: Monte Carlo draws from the policy per request for V-hat = E_{a ~ pi_e}[Q-hat(x, a)].
+        gamma: the discount of the value per session. seed: the draws' and the cross-fitting's seed.
+
+    Q-hat is :func:`linear_fitted_q_evaluation` on :func:`continuous_q_features` with the weights' basis
+    :func:`action_basis`; the per-request reward model is the same with gamma 0.
+    """
+    arm_names = [c[len("action_"):] for c in log.columns if c.startswith("action_")]
+    if not arm_names:
+        raise OPEInputError("log holds no continuous actions (action_<arm> columns); log a continuous-action "
+                            "policy, e.g. simulate --policy run:<PPO run>")
+    contexts = np.asarray(contexts, dtype=np.float32)
+    logged_actions = log[[f"action_{a}" for a in arm_names]].to_numpy(dtype=np.float32)
+    sessions = session_arrays_from_log(log, None, evaluation_pscore=policy.action_density(contexts, logged_actions))
+    rows, step = sessions.row, sessions.step
+    x = contexts[rows].astype(np.float64)
+    logged_basis = action_basis(log[[f"weights_{a}" for a in arm_names]].to_numpy()[rows])
+    sampler, policy_basis = policy.sampling(1.0, seed=seed), np.zeros_like(logged_basis)
+    for _ in range(draws):
+        policy_basis += action_basis(mapper.decide(sampler.act(contexts[rows])[0])) / draws
+    phi, phi_policy = continuous_q_features(x, step, logged_basis), continuous_q_features(x, step, policy_basis)
+    q_hat, v_hat = linear_fitted_q_evaluation(phi, phi_policy, sessions, gamma=gamma, seed=seed)
+    r_hat, r_hat_policy = linear_fitted_q_evaluation(phi, phi_policy, sessions, gamma=0.0, seed=seed)
+    arrays = sessions.arrays()
+    n = len(rows)
+    per_request = {**arrays, "session_id": np.arange(n), "step": np.zeros(n, dtype=np.int64), "q_hat": r_hat,
+                   "v_hat": r_hat_policy}
+    return ContinuousSessionData(sessions, {**arrays, "q_hat": q_hat, "v_hat": v_hat}, per_request)
