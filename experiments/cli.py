@@ -151,15 +151,20 @@ def cli() -> None:
               help="Resolution of the weight grid that --policy uniform-grid draws from.")
 @click.option("--shuffle-slates", is_flag=True,
               help="Show each slate in a random order (a position randomisation experiment, for train-stacker).")
+@click.option("--ppo-std-scale", type=FiniteFloat(0.0, 100.0, min_open=True), default=1.0, show_default=True,
+              help="With --policy run:<PPO run>: the factor on PPO's standard deviation (above 1, a wider logger "
+                   "of the policy, for ope's session estimators).")
 @click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def simulate(scenario: str, policy: str, requests: int, out: Path, seed: int, slots: int, chunk_rows: int,
-             base: Path | None, grid_resolution: int, shuffle_slates: bool, overwrite: bool) -> None:
+             base: Path | None, grid_resolution: int, shuffle_slates: bool, ppo_std_scale: float,
+             overwrite: bool) -> None:
     """Simulate traffic under a static policy; write the Parquet log (with propensities) and metrics."""
     resolved = load_scenario(scenario)
     with new_run(out, overwrite) as folder:
         config = SimulateConfig(scenario=scenario, policy=policy, requests=requests, seed=seed, slots=slots,
                                 chunk_rows=chunk_rows, base=None if base is None else str(base),
-                                grid_resolution=grid_resolution, shuffle_slates=shuffle_slates)
+                                grid_resolution=grid_resolution, shuffle_slates=shuffle_slates,
+                                ppo_std_scale=ppo_std_scale)
         summary = run_policy(config, resolved, folder)
     m = summary.metrics
     click.echo(f"requests {m['requests']:,}  CTR {m['ctr']:.4f}  clicks/request {m['clicks_per_request']:.4f}  "

@@ -19,7 +19,9 @@ from fusionsim.envs.shop import make_shop, world_fields
 from fusionsim.experiments.evaluation import ESTIMATORS, OPEInputError, evaluate
 from fusionsim.experiments.evaluation.estimators import KernelizedInverseProbabilityWeighting
 from fusionsim.experiments.evaluation.propensity import cross_fitted_propensities
-from fusionsim.experiments.evaluation.session import (SESSION_ESTIMATORS, fitted_q_evaluation, q_features,
+from fusionsim.experiments.evaluation.session import (SESSION_ESTIMATORS, PerDecisionDoublyRobust,
+                                                      SelfNormalizedTrajectoryWiseIS, TrajectoryWiseIS,
+                                                      continuous_session_data, fitted_q_evaluation, q_features,
                                                       session_arrays_from_log)
 from fusionsim.experiments.online import run_online
 from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
@@ -113,9 +115,10 @@ class OPEConfig:
 
 def run_ope(config: OPEConfig, out: Path) -> dict:
     """Estimate the value of the policy of ``config``; write ``config.yaml``, ``metrics.json``, ``report.md``
-    and ``complete.json`` to ``out``. A PPO run is evaluated with the kernelized estimators (its
-    deterministic action, Gaussian kernel of bandwidth KERNEL_BANDWIDTH) on a log of continuous actions
-    (``simulate --policy uniform-weights``)."""
+    and ``complete.json`` to ``out``. A PPO run is evaluated on a log of continuous actions: on the log of a PPO
+    logger (``simulate --policy run:<PPO run>``) its stochastic policy with exact density ratios, per request and
+    per session; on any other (``simulate --policy uniform-weights``) its deterministic action with the
+    kernelized estimators (Gaussian kernel of bandwidth KERNEL_BANDWIDTH)."""
     if config.estimators is None and config.rerank is None:  # the run folder holds the resolved names
         config = dataclasses.replace(config, estimators=REQUEST_ESTIMATORS)
     if config.obd is not None:
@@ -338,8 +341,48 @@ def _finish(metrics: dict, logs: Path, source: Path, out: Path, config: OPEConfi
     return metrics
 
 
+CONTINUOUS_REQUEST_FAMILY = {"ips": TrajectoryWiseIS, "snips": SelfNormalizedTrajectoryWiseIS,
+                             "dr": PerDecisionDoublyRobust}
+"""The per-request estimators on a log of PPO's own Gaussian (exact density ratios): the session estimators on
+one-request sessions are IPW, SNIPW and DR."""
+DRAWS = 32
+"""Draws from the evaluation policy per request for V-hat of a continuous-action policy."""
+
+
+def _run_ppo_logged_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.ndarray, log_config: dict, out: Path,
+                        config: OPEConfig) -> dict:
+    """PPO's stochastic policy (its Gaussian, as ``ab-test`` serves it) on the log of a PPO logger (``simulate
+    --policy run:<PPO run> [--ppo-std-scale S]``): each logged action weighted by the ratio of the two clipped
+    Gaussians' densities, exact, per request and per session (``evaluation.session.continuous_session_data``);
+    the truth is the stochastic policy simulated on-policy on the log's shop and seed."""
+    logs, seed = Path(config.logs), config.seed
+    policy = trained.policy.sampling(1.0, seed=seed)
+    data = continuous_session_data(log, contexts, policy, trained.mapper, draws=DRAWS, seed=seed)
+    if len(data.sessions.session_id) == 0:
+        raise OPEInputError(f"--logs {logs}: no session of the log ended before its earliest session still open "
+                            "began (a log of fewer requests than concurrent sessions); simulate more requests")
+    truth_run = _simulated_run(log_config, logs, dataclasses.replace(trained, policy=trained.policy.sampling(
+        1.0, seed=seed + 1)), config.truth_requests or len(log))
+    session_truth = float(truth_run.step_rewards.sum() * truth_run.slots / max(int(truth_run.step_sessions.sum()), 1))
+    sessions = data.sessions
+    weights = sessions.evaluation_policy_pscore / sessions.pscore
+    metrics = {"rounds": len(sessions.row), "logged_reward_per_request": float(sessions.reward.mean()),
+               "on_policy_truth": truth_run.mean, "evaluation_policy": "stochastic",
+               "estimators": evaluate({name: cls(densities=True) for name, cls in CONTINUOUS_REQUEST_FAMILY.items()},
+                                      data.per_request, truth_run.mean, BOOTSTRAP_SAMPLES, seed),
+               "effective_sample_size": effective_sample_size(weights),
+               "per_session": {"estimators": evaluate({name: SESSION_ESTIMATORS[name](densities=True)
+                                                       for name in SESSION_FAMILY}, data.per_session, session_truth,
+                                                      BOOTSTRAP_SAMPLES, seed),
+                               "on_policy_truth": session_truth, "sessions": sessions.n_sessions,
+                               "logged_return_per_session": float(sessions.reward.sum() / sessions.n_sessions)}}
+    return _finish(metrics, logs, trained.folder, out, config)
+
+
 def _run_continuous_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.ndarray, log_config: dict, out: Path,
                         config: OPEConfig) -> dict:
+    if log_config.get("policy", {}).get("name") == "ppo":
+        return _run_ppo_logged_ope(trained, log, contexts, log_config, out, config)
     logs, folds, seed, truth_requests = Path(config.logs), config.folds, config.seed, config.truth_requests
     action_columns = [c for c in log.columns if c.startswith("action_")]
     if not action_columns:
@@ -377,8 +420,12 @@ def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
              f"{metrics['logged_reward_per_request']:.4f}"
              + (f"; simulated on-policy value {truth:.4f}" if truth is not None else "")
              + (f"; effective sample size of the importance weights {metrics['effective_sample_size']:,.0f}"
-                if "effective_sample_size" in metrics else "") + ".", "",
-             "| estimator | estimate | 95% CI | relative error |", "|---|---|---|---|"]
+                if "effective_sample_size" in metrics else "") + ".", ""]
+    if metrics.get("evaluation_policy") == "stochastic":
+        lines += ["The policy evaluated is PPO's stochastic Gaussian (as ab-test serves it) on the log of a PPO "
+                  "logger; each logged action is weighted by the ratio of the two clipped Gaussians' densities at it, "
+                  "exactly (agents.ppo.clipped_gaussian_density).", ""]
+    lines += ["| estimator | estimate | 95% CI | relative error |", "|---|---|---|---|"]
     for name, r in metrics["estimators"].items():
         error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"
         lines.append(f"| {name} | {r['estimate']:.4f} | [{r['ci_lower']:.4f}, {r['ci_upper']:.4f}] | {error} |")

@@ -77,6 +77,9 @@ class SimulateConfig:
     shuffle_slates: bool = False
     """show each slate's items in a uniformly random order (a position randomisation experiment, from which a
     stacker learns position bias apart from item quality)"""
+    ppo_std_scale: float = 1.0
+    """with ``--policy run:<PPO run>``: the factor on PPO's standard deviation (the policy samples its Gaussian;
+    above 1 a wider logger of it, whose log supports the policy's own actions for off-policy evaluation)"""
 
 
 class SimulateRunError(ValueError):
@@ -105,17 +108,20 @@ RUN_PREFIX = "run:"
 """``--policy run:<folder>``: the frozen policy of a complete train or learn run."""
 
 
-def _frozen_run_policy(config: SimulateConfig, scenario: Scenario, arm_names: list[str]) -> Policy:
+def _frozen_run_policy(config: SimulateConfig, scenario: Scenario, arm_names: list[str], seed: int) -> Policy:
     """The policy of the train or learn run that ``config.policy`` names (``run:<folder>``), checked to serve this
     shop (``train.read_policy_run``). It acts as it was saved (an epsilon-greedy bandit keeps exploring, so its
-    log has propensities) and does not learn."""
+    log has propensities) and does not learn; a PPO policy samples its Gaussian (standard deviation times
+    ``config.ppo_std_scale``) from a Generator seeded with ``seed`` and logs the density of each action."""
     from fusionsim.experiments.train import read_policy_run
 
     option = f"--policy {config.policy}"
     trained = read_policy_run(config.policy[len(RUN_PREFIX):], option, arm_names, scenario, config.grid_resolution)
     if trained.config.agent == "ppo":
-        raise PolicySpecError(f"{option}: a PPO policy chooses continuous weights; log it with ab-test or evaluate it "
-                              "with ope on a uniform-weights log")
+        return trained.policy.sampling(config.ppo_std_scale, seed=seed)
+    if config.ppo_std_scale != 1.0:
+        raise PolicySpecError(f"--ppo-std-scale {config.ppo_std_scale}: only a PPO policy (--policy run:<PPO run>) "
+                              f"has a standard deviation to scale; {option} trained {trained.config.agent}")
     return trained.policy
 
 
@@ -153,8 +159,11 @@ def logging_policy(config: SimulateConfig, scenario: Scenario, arm_names: list[s
     its actions."""
     policy_seed = simulation_seeds(config)[1]
     if config.policy.startswith(RUN_PREFIX):
-        policy = _frozen_run_policy(config, scenario, arm_names)
+        policy = _frozen_run_policy(config, scenario, arm_names, int(policy_seed))
     else:
+        if config.ppo_std_scale != 1.0:
+            raise PolicySpecError(f"--ppo-std-scale {config.ppo_std_scale}: only a PPO policy (--policy run:<PPO "
+                                  f"run>) has a standard deviation to scale; --policy {config.policy} has none")
         policy = make_static_policy(config.policy, arm_names, seed=int(policy_seed),
                                     grid_resolution=config.grid_resolution)
     return policy, ActionMapper(policy.action_mode, len(arm_names), config.grid_resolution)
