@@ -15,7 +15,7 @@ from fusionsim.experiments.compare import METHODS as COMPARE_METHODS
 from fusionsim.experiments.compare import PER as COMPARE_PER
 from fusionsim.experiments.compare import CompareConfig, compare, method_slug
 from fusionsim.experiments.runs import new_run, parse_choices
-from fusionsim.experiments.simulate import SimulateConfig, run_policy
+from fusionsim.experiments.simulate import PPO_STD_SCALE_RANGE, SimulateConfig, run_policy
 from fusionsim.experiments.train import AGENTS, PPOConfig, TrainConfig, TrainError, train
 from fusionsim.envs.stacking import KINDS as STACKER_KINDS, TARGETS as STACKER_TARGETS
 from fusionsim.experiments.train_stacker import TrainStackerConfig, train_stacker
@@ -110,15 +110,22 @@ class FiniteFloat(click.ParamType):
         try:
             number = float(value)
         except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
+            self.fail(f"{value!r} is not a number{self._allowed()}", param, ctx)
         if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
+            self.fail(f"{value!r} is not a finite number{self._allowed()}", param, ctx)
         too_low = self.low is not None and (number <= self.low if self.min_open else number < self.low)
         if too_low or (self.high is not None and number > self.high):
-            low = "-inf" if self.low is None else f"{self.low:g}"
-            high = "inf" if self.high is None else f"{self.high:g}"
-            self.fail(f"{number:g} is not in the range {'(' if self.min_open else '['}{low}, {high}]", param, ctx)
+            self.fail(f"{number:g} is not in the range {self._range()}", param, ctx)
         return number
+
+    def _range(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.min_open else '['}{low}, {high}]"
+
+    def _allowed(self) -> str:
+        """``; allowed: <range>`` where the option has a bound, else nothing."""
+        return "" if self.low is None and self.high is None else f"; allowed: a number in {self._range()}"
 
 
 REQUESTS = click.IntRange(min=1, max=MAX_REQUESTS)
@@ -151,9 +158,10 @@ def cli() -> None:
               help="Resolution of the weight grid that --policy uniform-grid draws from.")
 @click.option("--shuffle-slates", is_flag=True,
               help="Show each slate in a random order (a position randomisation experiment, for train-stacker).")
-@click.option("--ppo-std-scale", type=FiniteFloat(0.0, 100.0, min_open=True), default=1.0, show_default=True,
-              help="With --policy run:<PPO run>: the factor on PPO's standard deviation (above 1, a wider logger "
-                   "of the policy, for ope's session estimators).")
+@click.option("--ppo-std-scale", type=FiniteFloat(PPO_STD_SCALE_RANGE[0], PPO_STD_SCALE_RANGE[1]), default=1.0,
+              show_default=True, help=f"With --policy run:<PPO run>: the factor on PPO's standard deviation, in "
+              f"[{PPO_STD_SCALE_RANGE[0]:g}, {PPO_STD_SCALE_RANGE[1]:g}] (above 1, a wider logger of the policy, for "
+              "ope's session estimators).")
 @click.option("--overwrite", is_flag=True, help="Empty a folder that already holds a run and write there.")
 def simulate(scenario: str, policy: str, requests: int, out: Path, seed: int, slots: int, chunk_rows: int,
              base: Path | None, grid_resolution: int, shuffle_slates: bool, ppo_std_scale: float,

@@ -28,6 +28,7 @@ from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
 from fusionsim.experiments.evaluation.slate import SLATE_ESTIMATORS
 from fusionsim.experiments.runs import parse_choices, read_config, write_config, write_json
 from fusionsim.experiments.serving.decision_log import DecisionLogError, read_served_requests
+from fusionsim.experiments.simulate import RUN_PREFIX
 from fusionsim.experiments.slate_ope import is_run_folder, run_slate_ope
 from fusionsim.experiments.train import TrainedRun, read_trained_run
 from fusionsim.common.io import atomic_write_text, mark_complete
@@ -94,7 +95,8 @@ class OPEConfig:
     """with obd: the evaluation policy, uniform or best-item"""
     estimators: tuple[str, ...] | None = None
     """estimator names: of experiments.evaluation.ESTIMATORS (None: REQUEST_ESTIMATORS), or with ``rerank`` of
-    the slate estimators (None: those the log's propensities feed, ``slate_ope.SLATE_DEFAULT``)"""
+    the slate estimators (None: those the log's propensities feed, ``slate_ope.SLATE_DEFAULT``); a PPO policy
+    takes none (its run folder records the ones its log allowed)"""
     folds: int = 2
     """cross-fitting folds of the reward model"""
     seed: int = 0
@@ -119,6 +121,7 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     logger (``simulate --policy run:<PPO run>``) its stochastic policy with exact density ratios, per request and
     per session; on any other (``simulate --policy uniform-weights``) its deterministic action with the
     kernelized estimators (Gaussian kernel of bandwidth KERNEL_BANDWIDTH)."""
+    given_estimators = config.estimators
     if config.estimators is None and config.rerank is None:  # the run folder holds the resolved names
         config = dataclasses.replace(config, estimators=REQUEST_ESTIMATORS)
     if config.obd is not None:
@@ -140,6 +143,15 @@ def run_ope(config: OPEConfig, out: Path) -> dict:
     log, contexts, log_config = read_simulated_log(logs)
     _check_same_shop(trained, log_config, logs)
     if trained.config.agent == "ppo":
+        if given_estimators is not None:
+            raise OPEInputError(f"--estimators {','.join(given_estimators)}: a PPO policy is evaluated with the "
+                                "estimators its log allows (on a PPO logger's log ips, snips and dr per request and "
+                                "the session family; on another log of continuous actions kernel-ipw and kernel-dr); "
+                                "leave --estimators out")
+        if config.pscore != "logged":
+            raise OPEInputError(f"--pscore {config.pscore}: a log of continuous actions holds the density of each "
+                                "action, with which a PPO policy is evaluated; estimated propensities are for logs of "
+                                "arm or grid actions")
         return _run_continuous_ope(trained, log, contexts, log_config, out, config)
     policy, mapper = trained.policy, trained.mapper
     if (log["action"] < 0).any():
@@ -366,8 +378,12 @@ def _run_ppo_logged_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.nda
     session_truth = float(truth_run.step_rewards.sum() * truth_run.slots / max(int(truth_run.step_sessions.sum()), 1))
     sessions = data.sessions
     weights = sessions.evaluation_policy_pscore / sessions.pscore
-    metrics = {"rounds": len(sessions.row), "logged_reward_per_request": float(sessions.reward.mean()),
+    logger = str(log_config.get("args", {}).get("policy", ""))[len(RUN_PREFIX):]
+    metrics = {"rounds": len(sessions.row), "logged_requests": len(log),
+               "logged_reward_per_request": float(sessions.reward.mean()),
                "on_policy_truth": truth_run.mean, "evaluation_policy": "stochastic",
+               "logger": {"run": logger, "std_scale": float(log_config.get("args", {}).get("ppo_std_scale", 1.0)),
+                          "is_the_evaluated_run": Path(logger).resolve() == trained.folder.resolve()},
                "estimators": evaluate({name: cls(densities=True) for name, cls in CONTINUOUS_REQUEST_FAMILY.items()},
                                       data.per_request, truth_run.mean, BOOTSTRAP_SAMPLES, seed),
                "effective_sample_size": effective_sample_size(weights),
@@ -376,7 +392,8 @@ def _run_ppo_logged_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.nda
                                                       BOOTSTRAP_SAMPLES, seed),
                                "on_policy_truth": session_truth, "sessions": sessions.n_sessions,
                                "logged_return_per_session": float(sessions.reward.sum() / sessions.n_sessions)}}
-    return _finish(metrics, logs, trained.folder, out, config)
+    return _finish(metrics, logs, trained.folder, out,
+                   dataclasses.replace(config, estimators=tuple(CONTINUOUS_REQUEST_FAMILY)))
 
 
 def _run_continuous_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.ndarray, log_config: dict, out: Path,
@@ -410,7 +427,7 @@ def _run_continuous_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.nda
                           truth, BOOTSTRAP_SAMPLES, seed)}
     metrics = {"rounds": len(log), "logged_reward_per_request": float(reward.mean()), "estimators": results,
                "on_policy_truth": truth, "bandwidth": KERNEL_BANDWIDTH}
-    return _finish(metrics, logs, trained.folder, out, config)
+    return _finish(metrics, logs, trained.folder, out, dataclasses.replace(config, estimators=tuple(results)))
 
 
 def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
@@ -422,9 +439,17 @@ def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
              + (f"; effective sample size of the importance weights {metrics['effective_sample_size']:,.0f}"
                 if "effective_sample_size" in metrics else "") + ".", ""]
     if metrics.get("evaluation_policy") == "stochastic":
-        lines += ["The policy evaluated is PPO's stochastic Gaussian (as ab-test serves it) on the log of a PPO "
-                  "logger; each logged action is weighted by the ratio of the two clipped Gaussians' densities at it, "
-                  "exactly (agents.ppo.clipped_gaussian_density).", ""]
+        logger = metrics["logger"]
+        lines += [f"The policy evaluated is PPO's stochastic Gaussian (as ab-test serves it) on the log of the PPO run "
+                  f"`{logger['run']}` with its standard deviation x {logger['std_scale']:g}; each logged action is "
+                  "weighted by the ratio of the two clipped Gaussians' densities at it, exactly "
+                  "(agents.ppo.clipped_gaussian_density). "
+                  f"{metrics['rounds']:,} of the {metrics['logged_requests']:,} logged requests are used: those of "
+                  "the sessions that ended before the earliest session still open at the log's end began (the same "
+                  "requests for both families; evaluation.session).", ""]
+        if not logger["is_the_evaluated_run"]:
+            lines += [f"**Note:** the logger is another run than the evaluated `{policy_run}`: the weights are still "
+                      "exact, but the two policies' actions may overlap little (see the effective sample size).", ""]
     lines += ["| estimator | estimate | 95% CI | relative error |", "|---|---|---|---|"]
     for name, r in metrics["estimators"].items():
         error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"

@@ -108,6 +108,10 @@ RUN_PREFIX = "run:"
 """``--policy run:<folder>``: the frozen policy of a complete train or learn run."""
 
 
+PPO_STD_SCALE_RANGE = (0.01, 100.0)
+"""The factors ``--ppo-std-scale`` allows on PPO's standard deviation."""
+
+
 def _frozen_run_policy(config: SimulateConfig, scenario: Scenario, arm_names: list[str], seed: int) -> Policy:
     """The policy of the train or learn run that ``config.policy`` names (``run:<folder>``), checked to serve this
     shop (``train.read_policy_run``). It acts as it was saved (an epsilon-greedy bandit keeps exploring, so its
@@ -118,6 +122,9 @@ def _frozen_run_policy(config: SimulateConfig, scenario: Scenario, arm_names: li
     option = f"--policy {config.policy}"
     trained = read_policy_run(config.policy[len(RUN_PREFIX):], option, arm_names, scenario, config.grid_resolution)
     if trained.config.agent == "ppo":
+        low, high = PPO_STD_SCALE_RANGE
+        if not low <= config.ppo_std_scale <= high:  # also refuses nan
+            raise PolicySpecError(f"--ppo-std-scale {config.ppo_std_scale}: must be in [{low:g}, {high:g}]")
         return trained.policy.sampling(config.ppo_std_scale, seed=seed)
     if config.ppo_std_scale != 1.0:
         raise PolicySpecError(f"--ppo-std-scale {config.ppo_std_scale}: only a PPO policy (--policy run:<PPO run>) "

@@ -130,12 +130,22 @@ def test_a_bad_obd_campaign_is_one_line(content, problem, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (("train-base", "--logs", "x", "--test-fraction", "nan"),
-     "Invalid value for '--test-fraction': 'nan' is not a finite number"),
-    (("ab-test", "--days", "nan"), "Invalid value for '--days': 'nan' is not a finite number"),
-    (("ab-test", "--days", "inf"), "Invalid value for '--days': 'inf' is not a finite number"),
+     "Invalid value for '--test-fraction': 'nan' is not a finite number; allowed: a number in [0.01, 0.9]"),
+    (("ab-test", "--days", "nan"),
+     "Invalid value for '--days': 'nan' is not a finite number; allowed: a number in [0.01, 365]"),
+    (("ab-test", "--days", "inf"),
+     "Invalid value for '--days': 'inf' is not a finite number; allowed: a number in [0.01, 365]"),
     (("ab-test", "--split", "50,nan"), "--split '50,nan': every share must be a finite number > 0"),
-    (("demo", "--scale", "nan"), "Invalid value for '--scale': 'nan' is not a finite number"),
-    (("train", "--agent", "linucb", "--discount", "nan"), "Invalid value for '--discount': 'nan' is not a finite number"),
+    (("demo", "--scale", "nan"),
+     "Invalid value for '--scale': 'nan' is not a finite number; allowed: a number in [0.001, 10]"),
+    (("train", "--agent", "linucb", "--discount", "nan"),
+     "Invalid value for '--discount': 'nan' is not a finite number; allowed: a number in (0, 1]"),
+    (("simulate", "--ppo-std-scale", "nan"),
+     "Invalid value for '--ppo-std-scale': 'nan' is not a finite number; allowed: a number in [0.01, 100]"),
+    (("simulate", "--ppo-std-scale", "abc"),
+     "Invalid value for '--ppo-std-scale': 'abc' is not a number; allowed: a number in [0.01, 100]"),
+    (("simulate", "--ppo-std-scale", "1e-300"),
+     "Invalid value for '--ppo-std-scale': 1e-300 is not in the range [0.01, 100]"),
     (("train", "--agent", "linucb", "--epsilon", "-0.1"), "Invalid value for '--epsilon': -0.1 is not in the range "
                                                           "[0, 1]"),
     (("train", "--agent", "linucb", "--requests", "1e23"), "Invalid value for '--requests': '1e23' is not a valid "
@@ -152,7 +162,8 @@ def test_out_under_a_file(scenario_file, tmp_path):
     (tmp_path / "file").write_text("")
     result = _run("simulate", "--scenario", scenario_file, "--requests", 100, "--out", tmp_path / "file" / "run")
     assert result.exit_code == 2
-    assert result.output.strip() == f"Error: --out {tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is a file, not a folder"
+    assert result.output.strip() == (f"Error: --out {tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is a file, "
+                                     "not a folder")
 
 
 def test_a_full_disk_is_one_line_and_leaves_nothing(scenario_file, tmp_path):

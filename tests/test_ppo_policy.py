@@ -2,12 +2,14 @@
 seeded sampling, the wider logger, and ``simulate --policy run:<PPO run>`` logging it with its densities."""
 
 import json
+import shutil
 from statistics import NormalDist
 
 import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from click.testing import CliRunner
 from stable_baselines3.common.policies import ActorCriticPolicy
 
@@ -162,4 +164,47 @@ def test_ope_evaluates_the_stochastic_policy_on_a_ppo_logged_log(ppo_run, tmp_pa
     for family in (metrics["estimators"], metrics["per_session"]["estimators"]):
         for r in family.values():
             assert r["ci_lower"] <= r["estimate"] <= r["ci_upper"] and np.isfinite(r["relative_error"])
-    assert "PPO's stochastic Gaussian" in (tmp_path / "ope" / "report.md").read_text()
+    report = (tmp_path / "ope" / "report.md").read_text()
+    assert f"PPO's stochastic Gaussian (as ab-test serves it) on the log of the PPO run `{run}` with its standard " \
+           "deviation x 1.3" in report
+    assert f"{len(sessions.row):,} of the {len(log):,} logged requests are used" in report
+    assert metrics["logger"] == {"run": str(run), "std_scale": 1.3, "is_the_evaluated_run": True}
+    assert "**Note:**" not in report
+    assert yaml.safe_load((tmp_path / "ope" / "config.yaml").read_text())["args"]["estimators"] == ["ips", "snips",
+                                                                                                   "dr"]
+    # the same network in another run folder: evaluated, with a note that the logger is another run
+    shutil.copytree(run, tmp_path / "other")
+    result = CliRunner().invoke(cli, ["ope", "--logs", str(tmp_path / "log"), "--policy", str(tmp_path / "other"),
+                                      "--out", str(tmp_path / "ope_other")])
+    assert result.exit_code == 0, result.output
+    assert f"**Note:** the logger is another run than the evaluated `{tmp_path / 'other'}`" in (
+        tmp_path / "ope_other" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--estimators", "dm"], "--estimators dm: a PPO policy is evaluated with the estimators its log allows (on a PPO "
+     "logger's log ips, snips and dr per request and the session family; on another log of continuous actions "
+     "kernel-ipw and kernel-dr); leave --estimators out"),
+    (["--pscore", "estimated"], "--pscore estimated: a log of continuous actions holds the density of each action, "
+     "with which a PPO policy is evaluated; estimated propensities are for logs of arm or grid actions"),
+])
+def test_ope_of_a_ppo_policy_refuses_options_it_cannot_honour(ppo_run, tmp_path, extra, message):
+    scenario, run = ppo_run
+    assert _simulate(scenario, tmp_path / "log", "--policy", f"run:{run}", "--ppo-std-scale", "1.3").exit_code == 0
+    result = CliRunner().invoke(cli, ["ope", "--logs", str(tmp_path / "log"), "--policy", str(run),
+                                      "--out", str(tmp_path / "ope"), *extra])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == f"Error: {message}"
+    assert not (tmp_path / "ope").exists()
+
+
+def test_a_std_scale_outside_its_range_is_refused_by_the_library(ppo_run):
+    from fusionsim.envs.scenario import load_scenario
+    from fusionsim.experiments.simulate import PolicySpecError, SimulateConfig, logging_policy
+
+    scenario, run = ppo_run
+    for scale in (0.001, 1000.0, float("nan")):
+        with pytest.raises(PolicySpecError) as caught:
+            logging_policy(SimulateConfig(policy=f"run:{run}", ppo_std_scale=scale), load_scenario(scenario),
+                           ["popularity", "new_arrivals"])
+        assert str(caught.value) == f"--ppo-std-scale {scale}: must be in [0.01, 100]"

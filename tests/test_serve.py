@@ -374,7 +374,7 @@ def test_the_commands_refuse_bad_input_in_one_line(policy_run, tmp_path, monkeyp
         (["serve", str(tmp_path / "none")], f"Error: policy run {tmp_path / 'none'} does not exist or is not a folder; "
          "give a fusionsim train or fusionsim learn or fusionsim train-stacker run folder"),
         (["serve", str(policy_run), "--join-window", "nan"],
-         "Error: Invalid value for '--join-window': 'nan' is not a finite number"),
+         "Error: Invalid value for '--join-window': 'nan' is not a finite number; allowed: a number in (0, 86400]"),
         (["replay", "--server", "ftp://x", "--out", str(tmp_path / "r")],
          "Error: --server 'ftp://x' is not allowed: must be an http://host:port address"),
     ]
