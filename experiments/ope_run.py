@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fusionsim.agents.ppo import POLICY_FILE as PPO_POLICY_FILE
 from fusionsim.envs.calibration.obd import OBD_POSITIONS, read_obd
 from fusionsim.envs.calibration.request_contexts import requests_of_impressions
 from fusionsim.envs.calibration.schema import SchemaError, read_impression_log
@@ -361,6 +362,17 @@ DRAWS = 32
 """Draws from the evaluation policy per request for V-hat of a continuous-action policy."""
 
 
+def _same_ppo_network(logger: Path, evaluated: Path) -> bool:
+    """Whether the PPO run ``logger`` (as the log's config names it) holds the same network as ``evaluated``: the
+    same folder, or the same bytes of ``ppo_policy.pt``; False when the logger's folder cannot be read."""
+    if logger.resolve() == evaluated.resolve():
+        return True
+    try:
+        return (logger / PPO_POLICY_FILE).read_bytes() == (evaluated / PPO_POLICY_FILE).read_bytes()
+    except OSError:
+        return False
+
+
 def _run_ppo_logged_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.ndarray, log_config: dict, out: Path,
                         config: OPEConfig) -> dict:
     """PPO's stochastic policy (its Gaussian, as ``ab-test`` serves it) on the log of a PPO logger (``simulate
@@ -383,7 +395,7 @@ def _run_ppo_logged_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.nda
                "logged_reward_per_request": float(sessions.reward.mean()),
                "on_policy_truth": truth_run.mean, "evaluation_policy": "stochastic",
                "logger": {"run": logger, "std_scale": float(log_config.get("args", {}).get("ppo_std_scale", 1.0)),
-                          "is_the_evaluated_run": Path(logger).resolve() == trained.folder.resolve()},
+                          "same_network": _same_ppo_network(Path(logger), trained.folder)},
                "estimators": evaluate({name: cls(densities=True) for name, cls in CONTINUOUS_REQUEST_FAMILY.items()},
                                       data.per_request, truth_run.mean, BOOTSTRAP_SAMPLES, seed),
                "effective_sample_size": effective_sample_size(weights),
@@ -447,9 +459,10 @@ def _report(metrics: dict, logs: Path, policy_run: Path) -> str:
                   f"{metrics['rounds']:,} of the {metrics['logged_requests']:,} logged requests are used: those of "
                   "the sessions that ended before the earliest session still open at the log's end began (the same "
                   "requests for both families; evaluation.session).", ""]
-        if not logger["is_the_evaluated_run"]:
-            lines += [f"**Note:** the logger is another run than the evaluated `{policy_run}`: the weights are still "
-                      "exact, but the two policies' actions may overlap little (see the effective sample size).", ""]
+        if not logger["same_network"]:
+            lines += [f"**Note:** the logging run's network is not the evaluated `{policy_run}`'s (or the logging run "
+                      "is not found from here): the weights are still exact, but the two policies' actions may overlap "
+                      "little (see the effective sample size).", ""]
     lines += ["| estimator | estimate | 95% CI | relative error |", "|---|---|---|---|"]
     for name, r in metrics["estimators"].items():
         error = f"{100 * r['relative_error']:.2f}%" if "relative_error" in r else "-"

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -168,17 +169,25 @@ def test_ope_evaluates_the_stochastic_policy_on_a_ppo_logged_log(ppo_run, tmp_pa
     assert f"PPO's stochastic Gaussian (as ab-test serves it) on the log of the PPO run `{run}` with its standard " \
            "deviation x 1.3" in report
     assert f"{len(sessions.row):,} of the {len(log):,} logged requests are used" in report
-    assert metrics["logger"] == {"run": str(run), "std_scale": 1.3, "is_the_evaluated_run": True}
+    assert metrics["logger"] == {"run": str(run), "std_scale": 1.3, "same_network": True}
     assert "**Note:**" not in report
     assert yaml.safe_load((tmp_path / "ope" / "config.yaml").read_text())["args"]["estimators"] == ["ips", "snips",
                                                                                                    "dr"]
-    # the same network in another run folder: evaluated, with a note that the logger is another run
-    shutil.copytree(run, tmp_path / "other")
-    result = CliRunner().invoke(cli, ["ope", "--logs", str(tmp_path / "log"), "--policy", str(tmp_path / "other"),
-                                      "--out", str(tmp_path / "ope_other")])
-    assert result.exit_code == 0, result.output
-    assert f"**Note:** the logger is another run than the evaluated `{tmp_path / 'other'}`" in (
-        tmp_path / "ope_other" / "report.md").read_text()
+    # the same network in another folder is the same logger; another network is evaluated with a note
+    for name, perturb in (("copy", 0.0), ("other", 0.1)):
+        shutil.copytree(run, tmp_path / name)
+        if perturb:
+            other = PPOPolicy.load(tmp_path / name)
+            with torch.no_grad():
+                for parameter in other.policy.parameters():
+                    parameter.add_(perturb)
+            other.save(tmp_path / name)
+        result = CliRunner().invoke(cli, ["ope", "--logs", str(tmp_path / "log"), "--policy", str(tmp_path / name),
+                                          "--out", str(tmp_path / f"ope_{name}")])
+        assert result.exit_code == 0, result.output
+        noted = f"**Note:** the logging run's network is not the evaluated `{tmp_path / name}`'s" in (
+            tmp_path / f"ope_{name}" / "report.md").read_text()
+        assert noted == bool(perturb), name
 
 
 @pytest.mark.parametrize("extra, message", [
