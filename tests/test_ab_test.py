@@ -75,12 +75,12 @@ def test_a_trained_ppo_policy_takes_part(scenario_file, tmp_path):
                                "--slots", "64", "--log-every", "2560", "--checkpoint-every", "2560",
                                "--oracle-requests", "0", "--out", str(ppo)]).exit_code == 0
     result = runner.invoke(cli, ["ab-test", "--scenario", scenario_file, "--policies", f"popularity,ppo:{ppo}",
-                                 "--days", "0.25", "--pre-days", "0.1", "--out", str(tmp_path / "ab")])
+                                 "--days", "0.1", "--pre-days", "0.05", "--out", str(tmp_path / "ab")])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "ab" / "metrics.json").read_text())
     assert f"ppo:{ppo} vs popularity" in metrics["true_lift"]
     again = runner.invoke(cli, ["ab-test", "--scenario", scenario_file, "--policies", f"popularity,ppo:{ppo}",
-                                "--days", "0.25", "--pre-days", "0.1", "--out", str(tmp_path / "ab2")])
+                                "--days", "0.1", "--pre-days", "0.05", "--out", str(tmp_path / "ab2")])
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "ab2" / "metrics.json").read_text()) == metrics  # PPO samples from its seed
     bare = runner.invoke(cli, ["ab-test", "--scenario", scenario_file, "--policies", "popularity,ppo",
