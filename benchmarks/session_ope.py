@@ -55,6 +55,7 @@ from fusionsim.experiments.evaluation.reward_model import cross_fitted_rewards
 from fusionsim.experiments.evaluation.session import (SESSION_ESTIMATORS, continuous_session_data,
                                                       fitted_q_evaluation, q_features, session_arrays_from_log)
 from fusionsim.experiments.online import run_online
+from fusionsim.experiments.ope_run import effective_sample_size
 from fusionsim.experiments.simulate import SimulateConfig, run_policy
 from fusionsim.experiments.train import TrainConfig, read_trained_run, train
 
@@ -76,8 +77,8 @@ def on_policy_returns(world, arms, policy, mapper, requests: int, slots: int, se
             columns[name].append(np.asarray(value))
     log = pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})
     sessions = session_arrays_from_log(log, None)
-    session = np.cumsum(sessions.step == 0) - 1
-    return np.bincount(session, weights=sessions.reward, minlength=sessions.n_sessions), len(sessions.step)
+    return (np.bincount(sessions.session_of_row, weights=sessions.reward, minlength=sessions.n_sessions),
+            len(sessions.step))
 
 
 def train_policy(args, scenario, folder: Path):
@@ -134,7 +135,7 @@ def estimate(log: pd.DataFrame, policy, mapper, args) -> tuple[dict, str]:
         results[f"session {name}"] = (value, interval["95.0% CI (lower)"], interval["95.0% CI (upper)"])
     results["session dm (fqe)"] = (float(v_hat[sessions.step == 0].mean()), np.nan, np.nan)
     per_session = sessions.requests_per_session
-    session_of_row = np.cumsum(sessions.step == 0) - 1
+    session_of_row = sessions.session_of_row
     # per-request IPS and DR (obp's IPW and DR: w r and v_hat + w (r - q_hat) per request), times the requests
     # per session
     w = sessions.evaluation_policy_pscore / sessions.pscore
@@ -149,7 +150,7 @@ def estimate(log: pd.DataFrame, policy, mapper, args) -> tuple[dict, str]:
 
     rho = np.ones(sessions.n_sessions)
     np.multiply.at(rho, session_of_row, w)
-    ess = rho.sum() ** 2 / (rho * rho).sum()
+    ess = effective_sample_size(rho)
     logged_return = float(np.bincount(session_of_row, weights=sessions.reward).mean())
     about = (f"{sessions.log_sessions:,} sessions, {sessions.open_at_end} still open at the end; kept "
              f"{sessions.n_sessions:,} (open_sessions='cut'), {len(rows):,} requests, {per_session:.3f} requests per "

@@ -380,8 +380,7 @@ def _run_ppo_logged_ope(trained: TrainedRun, log: pd.DataFrame, contexts: np.nda
     Gaussians' densities, exact, per request and per session (``evaluation.session.continuous_session_data``);
     the truth is the stochastic policy simulated on-policy on the log's shop and seed."""
     logs, seed = Path(config.logs), config.seed
-    policy = trained.policy.sampling(1.0, seed=seed)
-    data = continuous_session_data(log, contexts, policy, trained.mapper, draws=DRAWS, seed=seed)
+    data = continuous_session_data(log, contexts, trained.policy, trained.mapper, draws=DRAWS, seed=seed)
     if len(data.sessions.session_id) == 0:
         raise OPEInputError(f"--logs {logs}: no session of the log ended before its earliest session still open "
                             "began (a log of fewer requests than concurrent sessions); simulate more requests")

@@ -126,10 +126,15 @@ def _frozen_run_policy(config: SimulateConfig, scenario: Scenario, arm_names: li
         if not low <= config.ppo_std_scale <= high:  # also refuses nan
             raise PolicySpecError(f"--ppo-std-scale {config.ppo_std_scale}: must be in [{low:g}, {high:g}]")
         return trained.policy.sampling(config.ppo_std_scale, seed=seed)
+    _refuse_std_scale(config, f"{option} trained {trained.config.agent}")
+    return trained.policy
+
+
+def _refuse_std_scale(config: SimulateConfig, policy: str) -> None:
+    """A --ppo-std-scale other than 1 for a policy that is not PPO (``policy`` says which) is an error."""
     if config.ppo_std_scale != 1.0:
         raise PolicySpecError(f"--ppo-std-scale {config.ppo_std_scale}: only a PPO policy (--policy run:<PPO run>) "
-                              f"has a standard deviation to scale; {option} trained {trained.config.agent}")
-    return trained.policy
+                              f"has a standard deviation to scale; {policy}")
 
 
 @dataclass
@@ -168,9 +173,7 @@ def logging_policy(config: SimulateConfig, scenario: Scenario, arm_names: list[s
     if config.policy.startswith(RUN_PREFIX):
         policy = _frozen_run_policy(config, scenario, arm_names, int(policy_seed))
     else:
-        if config.ppo_std_scale != 1.0:
-            raise PolicySpecError(f"--ppo-std-scale {config.ppo_std_scale}: only a PPO policy (--policy run:<PPO "
-                                  f"run>) has a standard deviation to scale; --policy {config.policy} has none")
+        _refuse_std_scale(config, f"--policy {config.policy} has none")
         policy = make_static_policy(config.policy, arm_names, seed=int(policy_seed),
                                     grid_resolution=config.grid_resolution)
     return policy, ActionMapper(policy.action_mode, len(arm_names), config.grid_resolution)

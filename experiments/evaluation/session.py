@@ -90,12 +90,11 @@ from fusionsim.experiments.evaluation.estimators import (PLAIN_BOOTSTRAP_MAX_ROU
                                                          contiguous_blocks, flat_arrays, percentile_interval)
 
 __all__ = ["OPEN_SESSIONS", "SESSION_ESTIMATORS", "BaseSessionOffPolicyEstimator", "ContinuousSessionData",
-           "PerDecisionDoublyRobust",
-           "PerDecisionIS", "SelfNormalizedPerDecisionDoublyRobust", "SelfNormalizedPerDecisionIS",
-           "SelfNormalizedTrajectoryWiseIS", "SessionArrays", "SessionLog", "TrajectoryWiseIS", "check_gamma",
-           "action_basis", "check_session_inputs", "continuous_q_features", "continuous_session_data",
-           "fitted_q_evaluation",
-           "linear_fitted_q_evaluation", "q_features", "session_arrays_from_log"]
+           "PerDecisionDoublyRobust", "PerDecisionIS", "SelfNormalizedPerDecisionDoublyRobust",
+           "SelfNormalizedPerDecisionIS", "SelfNormalizedTrajectoryWiseIS", "SessionArrays", "SessionLog",
+           "TrajectoryWiseIS", "action_basis", "check_gamma", "check_session_inputs", "continuous_q_features",
+           "continuous_session_data", "fitted_q_evaluation", "linear_fitted_q_evaluation", "q_features",
+           "session_arrays_from_log"]
 
 ACTION_DIST_ATOL = 1e-6
 """How far from 1 a row of an action distribution may sum (as the discrete estimators' check)."""
@@ -512,6 +511,11 @@ class SessionLog:
         object.__setattr__(self, "n_sessions", int(np.count_nonzero(self.step == 0)))
 
     @property
+    def session_of_row(self) -> np.ndarray:
+        """(n,) int64: each row's session as 0, 1, ... in row order (an index into per-session arrays)."""
+        return np.cumsum(self.step == 0) - 1
+
+    @property
     def requests_per_session(self) -> float:
         """Kept requests per kept session (the factor that turns a value per request into one per session)."""
         return len(self.step) / max(self.n_sessions, 1)
@@ -662,8 +666,7 @@ def q_features(contexts: np.ndarray, step: np.ndarray) -> np.ndarray:
 
 def _session_folds(sessions: SessionLog, folds: int, seed: int) -> np.ndarray:
     """(n,) the cross-fitting fold of each row: whole sessions are assigned to folds at random."""
-    session = np.cumsum(sessions.step == 0) - 1
-    return (np.random.default_rng(seed).permutation(sessions.n_sessions) % folds)[session]
+    return (np.random.default_rng(seed).permutation(sessions.n_sessions) % folds)[sessions.session_of_row]
 
 
 def fitted_q_evaluation(x: np.ndarray, sessions: SessionLog, action_dist: np.ndarray, gamma: float = 1.0,
@@ -716,8 +719,8 @@ def linear_fitted_q_evaluation(phi: np.ndarray, phi_policy: np.ndarray, sessions
     ``phi`` (n, d): the features of each request and its logged action; ``phi_policy`` (n, d): their mean
     over the evaluation policy's actions at the request (e.g. :func:`continuous_q_features` with the mean
     :func:`action_basis` of Monte Carlo draws from pi_e). One ridge regression of r_t + gamma V-hat(x_{t+1})
-    (0 at a session's end) on ``phi``, iterated once per step of the longest session; cross-fitted over
-    sessions as :func:`fitted_q_evaluation`.
+    (0 at a session's end) on ``phi``, iterated once per step of the longest session (once with gamma 0, the
+    reward model); cross-fitted over sessions as :func:`fitted_q_evaluation`.
     """
     n, d = phi.shape
     if phi_policy.shape != (n, d):
@@ -731,7 +734,7 @@ def linear_fitted_q_evaluation(phi: np.ndarray, phi_policy: np.ndarray, sessions
         x = phi[train_rows]
         gram = x.T @ x + ridge * np.eye(d)
         theta = np.zeros(d)
-        for _ in range(int(sessions.step.max()) + 1):
+        for _ in range(int(sessions.step.max()) + 1 if gamma > 0 else 1):
             target = sessions.reward + gamma * np.where(has_next, (phi_policy @ theta)[next_row], 0.0)
             theta = np.linalg.solve(gram, x.T @ target[train_rows])
         q_hat[~train_rows], v_hat[~train_rows] = phi[~train_rows] @ theta, phi_policy[~train_rows] @ theta
